@@ -1,0 +1,33 @@
+# roomcast — the two commands: `make run` and `make test`. See README.md.
+SHELL := /bin/bash
+JOBS ?= 2
+ARGS ?=
+
+.PHONY: deps build run test dev-build clean tsan
+
+deps:
+	@./scripts/install-deps.sh
+
+build: deps
+	cmake --preset release >/dev/null
+	cmake --build --preset release -j$(JOBS)
+
+# One node on :8091 with the embedded local bus and the demo pages of web/.
+run: build
+	./build/release/roomcast --config deploy/roomcast.example.toml $(ARGS)
+
+dev-build: deps
+	cmake --preset dev >/dev/null
+	cmake --build --preset dev -j$(JOBS)
+
+# Sanitized build (ASan + UBSan) and every test through ctest.
+test: dev-build
+	./scripts/run-tests.sh build/dev
+
+tsan: deps
+	cmake --preset tsan >/dev/null
+	cmake --build --preset tsan -j$(JOBS)
+	./scripts/run-tests.sh build/tsan
+
+clean:
+	rm -rf build

@@ -1,0 +1,390 @@
+#include "api/api_handler.hpp"
+
+#include "auth/jwt.hpp"
+#include "protocol/codec.hpp"
+#include "protocol/route_template.hpp"
+
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+#include <boost/json/value.hpp>
+
+#include <chrono>
+#include <map>
+#include <set>
+
+namespace roomcast::api {
+
+namespace json = boost::json;
+using protocol::append_json_string;
+
+namespace {
+
+response ok_json(std::string body) {
+  response r;
+  r.body = std::move(body);
+  return r;
+}
+
+bool is_json_content_type(std::string_view ct) {
+  const auto semi = ct.find(';');
+  auto base = ct.substr(0, semi);
+  while (!base.empty() && base.back() == ' ') base.remove_suffix(1);
+  return base == "application/json";
+}
+
+// Room and user names are path segments in URLs and keys in Redis later: keep them bounded.
+bool valid_name(const json::value* v, std::size_t max = 256) {
+  return v && v->is_string() && !v->get_string().empty() && v->get_string().size() <= max;
+}
+
+}  // namespace
+
+handler::handler(const config::config& cfg, hub::router& router, node_state& state)
+    : cfg_(cfg), router_(router), state_(state) {}
+
+void handler::set_counters(std::vector<metrics::shard_counters*> counters) {
+  counters_ = std::move(counters);
+  publish_buckets_.assign(counters_.size(), hub::token_bucket{});
+}
+
+bool handler::owns(std::string_view path) noexcept {
+  return path == "/healthz" || path == "/readyz" || path == "/metrics" || path == "/api" ||
+         path.starts_with("/api/");
+}
+
+response handler::error(unsigned status, std::string_view code, std::string_view message) {
+  response r;
+  r.status = status;
+  r.body = "{\"error\":{\"code\":";
+  append_json_string(r.body, code);
+  r.body += ",\"message\":";
+  append_json_string(r.body, message);
+  r.body += "}}";
+  return r;
+}
+
+void handler::handle(request req, respond_fn done) {
+  const std::string_view target = req.target;
+  const std::string_view path = target.substr(0, target.find('?'));
+  const bool get = req.method == "GET" || req.method == "HEAD";
+  auto method_not_allowed = [&](std::string_view allow) {
+    auto r = error(405, "method_not_allowed", "use " + std::string(allow));
+    r.headers.emplace_back("Allow", std::string(allow));
+    done(std::move(r));
+  };
+
+  if (path == "/healthz") {
+    if (!get) return method_not_allowed("GET");
+    std::string b = "{\"status\":\"ok\",\"node\":";
+    append_json_string(b, router_.node_id());
+    b += "}";
+    return done(ok_json(std::move(b)));
+  }
+  if (path == "/readyz") {
+    if (!get) return method_not_allowed("GET");
+    const bool draining = state_.draining.load(std::memory_order_relaxed);
+    const bool bus_ok = router_.bus().healthy();
+    std::string b = "{\"ready\":";
+    b += (!draining && bus_ok) ? "true" : "false";
+    b += ",\"draining\":";
+    b += draining ? "true" : "false";
+    b += ",\"bus\":";
+    b += bus_ok ? "\"up\"" : "\"down\"";
+    b += "}";
+    response r = ok_json(std::move(b));
+    if (draining || !bus_ok) r.status = 503;
+    return done(std::move(r));
+  }
+  if (path == "/metrics") {
+    if (!get) return method_not_allowed("GET");
+    response r;
+    r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    r.body = metrics_text();
+    return done(std::move(r));
+  }
+
+  // Everything under /api/ needs the key when one is configured.
+  if (!cfg_.api_key.empty() && !auth::secure_equals(req.api_key, cfg_.api_key))
+    return done(error(401, "unauthorized", "missing or wrong X-API-Key"));
+
+  if (path == "/api/publish" || path == "/api/disconnect") {
+    if (req.method != "POST") return method_not_allowed("POST");
+    if (!is_json_content_type(req.content_type))
+      return done(error(415, "unsupported_media_type", "Content-Type must be application/json"));
+    if (path == "/api/publish") return publish(req, std::move(done));
+    return disconnect(req, std::move(done));
+  }
+  if (path == "/api/stats") {
+    if (!get) return method_not_allowed("GET");
+    return done(stats());
+  }
+  const auto segs = protocol::split_path(target);
+  if (segs && segs->size() == 3 && (*segs)[0] == "api" && ((*segs)[1] == "rooms" || (*segs)[1] == "users")) {
+    if (!get) return method_not_allowed("GET");
+    if ((*segs)[2].empty() || (*segs)[2].size() > 256) return done(error(400, "bad_request", "bad name"));
+    if ((*segs)[1] == "rooms") return room((*segs)[2], std::move(done));
+    return user((*segs)[2], std::move(done));
+  }
+  done(error(404, "not_found", "no such API endpoint"));
+}
+
+void handler::publish(const request& req, respond_fn done) {
+  json::error_code ec;
+  const json::value v = json::parse(req.body, ec);
+  if (ec || !v.is_object()) return done(error(400, "bad_json", "body must be a JSON object"));
+  const auto& o = v.get_object();
+  const auto* room = o.if_contains("room");
+  const auto* user = o.if_contains("user");
+  const auto* all = o.if_contains("all");
+  const int targets = (room != nullptr) + (user != nullptr) + (all != nullptr);
+  if (targets != 1) return done(error(400, "bad_request", "give exactly one of \"room\", \"user\", \"all\""));
+  bus::envelope e;
+  if (room) {
+    if (!valid_name(room)) return done(error(400, "bad_request", "\"room\" must be a non-empty string (at most 256 bytes)"));
+    e.kind = protocol::target_kind::room;
+    e.target = std::string(room->get_string());
+  } else if (user) {
+    if (!valid_name(user)) return done(error(400, "bad_request", "\"user\" must be a non-empty string (at most 256 bytes)"));
+    e.kind = protocol::target_kind::user;
+    e.target = std::string(user->get_string());
+  } else {
+    if (!all->is_bool() || !all->get_bool()) return done(error(400, "bad_request", "\"all\" must be true"));
+    e.kind = protocol::target_kind::all;
+  }
+  const auto raw = protocol::find_raw_member(req.body, "data");
+  if (!o.contains("data") || !raw) return done(error(400, "bad_request", "\"data\" is required"));
+  if (const auto* id = o.if_contains("id")) {
+    if (!valid_name(id, 128)) return done(error(400, "bad_request", "\"id\" must be a non-empty string (at most 128 bytes)"));
+    e.id = std::string(id->get_string());
+  } else {
+    e.id = router_.make_id(req.shard);
+  }
+  if (const auto* from = o.if_contains("from")) {
+    if (!valid_name(from)) return done(error(400, "bad_request", "\"from\" must be a non-empty string (at most 256 bytes)"));
+    e.from = std::string(from->get_string());
+  } else {
+    e.from = "api";
+  }
+  if (!publish_buckets_[req.shard].try_take(cfg_.api_publish_rate, std::max(1.0, cfg_.api_publish_rate),
+                                             std::chrono::steady_clock::now())) {
+    auto r = error(429, "rate_limited", "over api_publish_rate");
+    r.headers.emplace_back("Retry-After", "1");
+    return done(std::move(r));
+  }
+  e.data = std::string(*raw);
+  e.origin = router_.node_id();
+  std::string answer = "{\"ok\":true,\"id\":";
+  append_json_string(answer, e.id);
+  counters_[req.shard]->publishes_api.add();
+  router_.bus().publish(std::move(e), [done = std::move(done), answer = std::move(answer)](std::error_code ec,
+                                                                                          bus::publish_result r) mutable {
+    if (ec) {
+      auto resp = error(503, "unavailable", "bus did not accept the message: " + ec.message());
+      resp.headers.emplace_back("Retry-After", "1");
+      return done(std::move(resp));
+    }
+    response resp = ok_json(answer + (r.queued ? ",\"queued\":true}" : "}"));
+    if (r.queued) resp.status = 202;
+    done(std::move(resp));
+  });
+}
+
+void handler::disconnect(const request& req, respond_fn done) {
+  json::error_code ec;
+  const json::value v = json::parse(req.body, ec);
+  if (ec || !v.is_object()) return done(error(400, "bad_json", "body must be a JSON object"));
+  const auto& o = v.get_object();
+  std::uint16_t code = 4000;
+  if (const auto* c = o.if_contains("code")) {
+    if (!c->is_int64() || c->get_int64() < 4000 || c->get_int64() > 4999)
+      return done(error(400, "bad_request", "\"code\" must be an integer from 4000 to 4999"));
+    code = static_cast<std::uint16_t>(c->get_int64());
+  }
+  std::string reason = "disconnected by the server";
+  if (const auto* r = o.if_contains("reason")) {
+    if (!r->is_string() || r->get_string().size() > 120)
+      return done(error(400, "bad_request", "\"reason\" must be a string of at most 120 bytes"));
+    reason = std::string(r->get_string());
+  }
+  const auto* user = o.if_contains("user");
+  const auto* session = o.if_contains("session");
+  if ((user != nullptr) == (session != nullptr))
+    return done(error(400, "bad_request", "give exactly one of \"user\", \"session\""));
+  auto answer = [done = std::move(done)](std::size_t n) {
+    done(ok_json("{\"ok\":true,\"sessions\":" + std::to_string(n) + "}"));
+  };
+  if (user) {
+    if (!valid_name(user)) return done(error(400, "bad_request", "\"user\" must be a non-empty string"));
+    std::string u(user->get_string());
+    router_.gather<std::size_t>([u, code, reason](hub::shard& s) { return s.kick_user(u, code, reason); },
+                                [answer](std::vector<std::size_t> r) {
+                                  std::size_t n = 0;
+                                  for (auto x : r) n += x;
+                                  answer(n);
+                                });
+    return;
+  }
+  std::uint64_t sid = 0;
+  if (!session->is_string() || !hub::parse_session_id(session->get_string(), sid))
+    return done(error(400, "bad_request", "\"session\" must be a session id from welcome"));
+  const unsigned shard = hub::shard_of_session(sid);
+  if (shard >= router_.shard_count()) return answer(0);
+  router_.post(shard, [sid, code, reason, answer](hub::shard& s) { answer(s.kick_session(sid, code, reason) ? 1 : 0); });
+}
+
+void handler::room(std::string room, respond_fn done) {
+  router_.gather<hub::room_snapshot>(
+      [room](hub::shard& s) { return s.room_info(room); },
+      [room, done = std::move(done)](std::vector<hub::room_snapshot> parts) {
+        std::size_t online = 0;
+        std::map<std::string, std::size_t> by_role;
+        std::set<std::string> users;
+        for (auto& p : parts) {
+          online += p.online;
+          for (auto& [role, n] : p.by_role) by_role[role] += n;
+          users.insert(p.users.begin(), p.users.end());
+        }
+        std::string b = "{\"room\":";
+        append_json_string(b, room);
+        b += ",\"online\":" + std::to_string(online) + ",\"by_role\":{";
+        bool first = true;
+        for (auto& [role, n] : by_role) {
+          if (!first) b += ",";
+          first = false;
+          append_json_string(b, role);
+          b += ":" + std::to_string(n);
+        }
+        b += "},\"users\":[";
+        first = true;
+        for (auto& u : users) {
+          if (!first) b += ",";
+          first = false;
+          append_json_string(b, u);
+        }
+        b += "]}";
+        done(ok_json(std::move(b)));
+      });
+}
+
+void handler::user(std::string user, respond_fn done) {
+  const std::string node = router_.node_id();
+  router_.gather<std::vector<hub::session_snapshot>>(
+      [user](hub::shard& s) { return s.user_info(user); },
+      [user, node, done = std::move(done)](std::vector<std::vector<hub::session_snapshot>> parts) {
+        std::string b = "{\"user\":";
+        append_json_string(b, user);
+        b += ",\"online\":";
+        std::string list;
+        std::size_t n = 0;
+        for (auto& p : parts) {
+          for (auto& s : p) {
+            if (n++) list += ",";
+            list += "{\"session\":";
+            append_json_string(list, hub::format_session_id(s.session_id));
+            list += ",\"node\":";
+            append_json_string(list, node);
+            list += ",\"platform\":";
+            append_json_string(list, s.platform);
+            list += ",\"role\":";
+            append_json_string(list, s.role);
+            list += ",\"rooms\":[";
+            for (std::size_t i = 0; i < s.rooms.size(); ++i) {
+              if (i) list += ",";
+              append_json_string(list, s.rooms[i]);
+            }
+            list += "]}";
+          }
+        }
+        b += n > 0 ? "true" : "false";
+        b += ",\"sessions\":[" + list + "]}";
+        done(ok_json(std::move(b)));
+      });
+}
+
+namespace {
+template <class F>
+std::uint64_t sum(const std::vector<metrics::shard_counters*>& cs, F f) {
+  std::uint64_t n = 0;
+  for (const auto* c : cs) n += f(*c).get();
+  return n;
+}
+}  // namespace
+
+response handler::stats() const {
+  const auto& c = counters_;
+  std::string b = "{\"node\":";
+  append_json_string(b, router_.node_id());
+  b += ",\"bus\":\"" + std::string(router_.bus().name()) + "\"";
+  b += ",\"shards\":" + std::to_string(c.size());
+  b += ",\"draining\":" + std::string(state_.draining.load() ? "true" : "false");
+  b += ",\"connections\":" + std::to_string(sum(c, [](auto& x) -> auto& { return x.connections; }));
+  b += ",\"index\":{\"sessions\":" + std::to_string(sum(c, [](auto& x) -> auto& { return x.connections; }));
+  b += ",\"rooms\":" + std::to_string(sum(c, [](auto& x) -> auto& { return x.index_rooms; }));
+  b += ",\"users\":" + std::to_string(sum(c, [](auto& x) -> auto& { return x.index_users; }));
+  b += ",\"node_rooms\":" + std::to_string(router_.node_room_count()) + "}";
+  b += ",\"joins\":" + std::to_string(sum(c, [](auto& x) -> auto& { return x.joins; }));
+  b += ",\"closes\":{";
+  for (std::size_t i = 0; i < metrics::close_reason_names.size(); ++i) {
+    if (i) b += ",";
+    b += "\"" + std::string(metrics::close_reason_names[i]) + "\":" +
+         std::to_string(sum(c, [i](auto& x) -> auto& { return x.closes[i]; }));
+  }
+  b += "},\"handshake_failures\":{";
+  for (std::size_t i = 0; i < metrics::handshake_failure_names.size(); ++i) {
+    if (i) b += ",";
+    b += "\"" + std::string(metrics::handshake_failure_names[i]) + "\":" +
+         std::to_string(sum(c, [i](auto& x) -> auto& { return x.handshake_failures[i]; }));
+  }
+  b += "},\"messages_in\":" + std::to_string(sum(c, [](auto& x) -> auto& { return x.messages_in; }));
+  b += ",\"messages_out\":" + std::to_string(sum(c, [](auto& x) -> auto& { return x.messages_out; }));
+  b += ",\"bytes_out\":" + std::to_string(sum(c, [](auto& x) -> auto& { return x.bytes_out; }));
+  b += ",\"publishes\":{\"api\":" + std::to_string(sum(c, [](auto& x) -> auto& { return x.publishes_api; }));
+  b += ",\"client\":" + std::to_string(sum(c, [](auto& x) -> auto& { return x.publishes_client; })) + "}";
+  b += "}";
+  return ok_json(std::move(b));
+}
+
+std::string handler::metrics_text() const {
+  const auto& c = counters_;
+  std::string o;
+  auto metric = [&](const char* name, const char* type, const char* help, std::uint64_t v) {
+    o += "# HELP ";
+    o += name;
+    o += " ";
+    o += help;
+    o += "\n# TYPE ";
+    o += name;
+    o += " ";
+    o += type;
+    o += "\n";
+    o += name;
+    o += " " + std::to_string(v) + "\n";
+  };
+  metric("roomcast_connections", "gauge", "Open WebSocket sessions.", sum(c, [](auto& x) -> auto& { return x.connections; }));
+  metric("roomcast_index_rooms", "gauge", "Rooms in the shards' room indexes.", sum(c, [](auto& x) -> auto& { return x.index_rooms; }));
+  metric("roomcast_index_users", "gauge", "Users in the shards' user indexes.", sum(c, [](auto& x) -> auto& { return x.index_users; }));
+  metric("roomcast_joins_total", "counter", "WebSocket sessions opened.", sum(c, [](auto& x) -> auto& { return x.joins; }));
+  metric("roomcast_room_joins_total", "counter", "Room memberships added.", sum(c, [](auto& x) -> auto& { return x.room_joins; }));
+  o += "# HELP roomcast_closes_total WebSocket sessions closed, by reason.\n# TYPE roomcast_closes_total counter\n";
+  for (std::size_t i = 0; i < metrics::close_reason_names.size(); ++i)
+    o += "roomcast_closes_total{reason=\"" + std::string(metrics::close_reason_names[i]) + "\"} " +
+         std::to_string(sum(c, [i](auto& x) -> auto& { return x.closes[i]; })) + "\n";
+  metric("roomcast_slow_consumer_closes_total", "counter", "Sessions closed for exceeding max_queue_bytes.",
+         sum(c, [](auto& x) -> auto& { return x.closes[static_cast<std::size_t>(metrics::close_reason::slow_consumer)]; }));
+  o += "# HELP roomcast_handshake_failures_total Refused or failed upgrades, by reason.\n# TYPE roomcast_handshake_failures_total counter\n";
+  for (std::size_t i = 0; i < metrics::handshake_failure_names.size(); ++i)
+    o += "roomcast_handshake_failures_total{reason=\"" + std::string(metrics::handshake_failure_names[i]) + "\"} " +
+         std::to_string(sum(c, [i](auto& x) -> auto& { return x.handshake_failures[i]; })) + "\n";
+  metric("roomcast_messages_in_total", "counter", "Client text frames received.", sum(c, [](auto& x) -> auto& { return x.messages_in; }));
+  metric("roomcast_messages_out_total", "counter", "Message frames queued to sessions (one per recipient).", sum(c, [](auto& x) -> auto& { return x.messages_out; }));
+  metric("roomcast_bytes_out_total", "counter", "Bytes written to WebSocket sockets.", sum(c, [](auto& x) -> auto& { return x.bytes_out; }));
+  o += "# HELP roomcast_publishes_total Messages published, by source.\n# TYPE roomcast_publishes_total counter\n";
+  o += "roomcast_publishes_total{source=\"api\"} " + std::to_string(sum(c, [](auto& x) -> auto& { return x.publishes_api; })) + "\n";
+  o += "roomcast_publishes_total{source=\"client\"} " + std::to_string(sum(c, [](auto& x) -> auto& { return x.publishes_client; })) + "\n";
+  metric("roomcast_client_errors_total", "counter", "Error frames sent to clients.", sum(c, [](auto& x) -> auto& { return x.client_errors; }));
+  metric("roomcast_http_requests_total", "counter", "HTTP requests served (API, metrics, files).", sum(c, [](auto& x) -> auto& { return x.http_requests; }));
+  metric("roomcast_draining", "gauge", "1 while the node drains.", state_.draining.load() ? 1 : 0);
+  return o;
+}
+
+}  // namespace roomcast::api

@@ -1,0 +1,71 @@
+#pragma once
+// The HTTP API for backends (docs/api.md), free of sockets: a parsed request in, a response out
+// through a callback (which may run on another shard's thread; the transport posts it back).
+#include "config/config.hpp"
+#include "hub/router.hpp"
+#include "hub/token_bucket.hpp"
+#include "metrics/counters.hpp"
+
+#include <atomic>
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace roomcast::api {
+
+struct request {
+  std::string method;  // "GET", "POST", ...
+  std::string target;  // path and query
+  std::string content_type;
+  std::string api_key;  // X-API-Key
+  std::string body;
+  unsigned shard = 0;   // the shard the request arrived on
+};
+
+struct response {
+  unsigned status = 200;
+  std::string body;
+  std::string content_type = "application/json";
+  std::vector<std::pair<std::string, std::string>> headers;
+};
+
+using respond_fn = std::function<void(response)>;
+
+// Node-wide state the API reads; owned by app/.
+struct node_state {
+  std::atomic<bool> draining{false};
+  std::atomic<std::size_t> ws_sessions{0};  // admitted WebSocket sessions (max_connections)
+};
+
+class handler {
+ public:
+  handler(const config::config& cfg, hub::router& router, node_state& state);
+  // Wiring, before traffic: one counters block per shard, indexed by shard.
+  void set_counters(std::vector<metrics::shard_counters*> counters);
+
+  // True for paths this handler owns (/api/*, /metrics, /healthz, /readyz).
+  static bool owns(std::string_view path) noexcept;
+
+  // Shard thread of req.shard only (rate-limit buckets are per shard).
+  void handle(request req, respond_fn done);
+
+  std::string metrics_text() const;
+
+  static response error(unsigned status, std::string_view code, std::string_view message);
+
+ private:
+  void publish(const request& req, respond_fn done);
+  void disconnect(const request& req, respond_fn done);
+  void room(std::string room, respond_fn done);
+  void user(std::string user, respond_fn done);
+  response stats() const;
+
+  const config::config& cfg_;
+  hub::router& router_;
+  node_state& state_;
+  std::vector<metrics::shard_counters*> counters_;
+  std::vector<hub::token_bucket> publish_buckets_;  // one per shard
+};
+
+}  // namespace roomcast::api

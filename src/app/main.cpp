@@ -1,0 +1,146 @@
+// Composition root: reads the config, builds one node's pieces, wires them, runs the shards,
+// and drains on SIGTERM/SIGINT. The only place that knows every folder.
+#include "api/api_handler.hpp"
+#include "bus/local_bus.hpp"
+#include "config/config.hpp"
+#include "hub/router.hpp"
+#include "protocol/route_template.hpp"
+#include "transport/shard_context.hpp"
+
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+#include <memory>
+#include <thread>
+#include <vector>
+
+namespace asio = boost::asio;
+using namespace roomcast;
+
+namespace {
+
+std::unique_ptr<bus::bus> make_bus(const config::config& cfg) {
+  switch (cfg.bus) {
+    case config::bus_kind::local: return std::make_unique<bus::local_bus>();
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  auto parsed = config::parse(argc, argv);
+  if (!parsed.cfg) {
+    if (parsed.exit_code == 0) {
+      std::cout << parsed.message;
+      return 0;
+    }
+    std::cerr << parsed.message << "\n";
+    return parsed.exit_code;
+  }
+  const config::config cfg = std::move(*parsed.cfg);
+
+  auto logger = spdlog::stderr_color_mt("roomcast");
+  spdlog::set_default_logger(logger);
+  spdlog::set_level(spdlog::level::from_str(cfg.log_level));
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+
+  std::string route_error;
+  const auto route = protocol::route_template::parse(cfg.route, route_error);  // validated by config
+
+  boost::system::error_code ec;
+  const auto address = asio::ip::make_address(cfg.listen_address, ec);
+  if (ec) {
+    std::cerr << "config: key 'listen_address': not an IP address: '" << cfg.listen_address << "'\n";
+    return 2;
+  }
+  if (cfg.api_key.empty()) spdlog::warn("api_key is empty: /api/* accepts anyone (demo mode)");
+  if (cfg.auth == config::auth_mode::none) spdlog::warn("auth = none: tokens are not checked (demo mode)");
+
+  auto the_bus = make_bus(cfg);
+  hub::router router(cfg.node_id, *the_bus);
+  api::node_state state;
+
+  // Shards first (their counters are what the API reads), then the API, then the wiring.
+  std::vector<std::unique_ptr<transport::shard_context>> shards;
+  std::vector<metrics::shard_counters*> counters;
+  // The API reads the shards' counters and the shards call the API: build the handler first and
+  // hand it the counters once the shards exist (before any traffic).
+  api::handler api_handler(cfg, router, state);
+  transport::services svc{cfg, *route, router, api_handler, state};
+  for (unsigned i = 0; i < cfg.threads; ++i) {
+    shards.push_back(std::make_unique<transport::shard_context>(i, svc));
+    counters.push_back(&shards.back()->counters());
+  }
+  api_handler.set_counters(counters);
+  for (auto& s : shards) {
+    auto* io = &s->io();
+    router.add_shard({&s->tables(), [io](hub::router::task t) { asio::post(*io, std::move(t)); }});
+  }
+  the_bus->start([&router](const bus::envelope& e) { router.dispatch(e); });
+
+  try {
+    for (auto& s : shards) s->listen({address, cfg.port});
+  } catch (const boost::system::system_error& e) {
+    std::cerr << "listen " << cfg.listen_address << ":" << cfg.port << ": " << e.what() << "\n";
+    return 1;
+  }
+  for (auto& s : shards) s->start();
+
+  // Signals are handled on shard 0's io_context; the drain then runs on every shard.
+  asio::signal_set signals(shards[0]->io(), SIGTERM, SIGINT);
+  std::atomic<std::size_t> shards_empty{0};
+  std::atomic<bool> stopping{false};
+  auto stop_all = [&] {
+    for (auto& s : shards) {
+      auto* sp = s.get();
+      asio::post(sp->io(), [sp] {
+        sp->stop_accepting();
+        sp->io().stop();
+      });
+    }
+  };
+  signals.async_wait([&](const boost::system::error_code& sec, int sig) {
+    if (sec) return;
+    spdlog::info("signal {}: draining {} sessions over {} ms", sig,
+                 state.ws_sessions.load(), cfg.drain_window.count());
+    state.draining = true;
+    for (auto& s : shards) {
+      auto* sp = s.get();
+      asio::post(sp->io(), [&, sp] {
+        sp->begin_drain(cfg.drain_window, [&] {
+          if (shards_empty.fetch_add(1) + 1 == shards.size() && !stopping.exchange(true)) stop_all();
+        });
+      });
+    }
+    // Bounded: peers that never answer our close are dropped by the sweep after pong_timeout.
+    auto deadline = std::make_shared<asio::steady_timer>(shards[0]->io(),
+                                                         cfg.drain_window + cfg.pong_timeout + std::chrono::seconds(1));
+    deadline->async_wait([&, deadline](const boost::system::error_code& tec) {
+      if (!tec && !stopping.exchange(true)) {
+        spdlog::warn("drain deadline passed with {} sessions left", state.ws_sessions.load());
+        stop_all();
+      }
+    });
+  });
+
+  spdlog::info("roomcast node {} listening on {}:{} with {} shard(s), bus {}, auth {}, route {}", cfg.node_id,
+               cfg.listen_address, cfg.port, shards.size(), the_bus->name(),
+               cfg.auth == config::auth_mode::jwt ? "jwt" : "none", cfg.route);
+
+  std::vector<std::thread> threads;
+  for (std::size_t i = 1; i < shards.size(); ++i) threads.emplace_back([&, i] { shards[i]->io().run(); });
+  shards[0]->io().run();
+  for (auto& t : threads) t.join();
+  the_bus->stop();
+  spdlog::info("stopped");
+  return 0;
+}

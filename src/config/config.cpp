@@ -1,0 +1,454 @@
+#include "config/config.hpp"
+
+#include "protocol/route_template.hpp"
+
+#include <CLI/CLI.hpp>
+#include <toml++/toml.h>
+#include <unistd.h>
+
+#include <charconv>
+#include <cstdlib>
+#include <functional>
+#include <map>
+#include <sstream>
+#include <thread>
+
+namespace roomcast::config {
+
+namespace {
+
+// One config key: how it is named in every source, documented, and parsed.
+struct key_def {
+  const char* name;       // TOML key; flag is --name-with-dashes; env is ROOMCAST_NAME
+  const char* value_hint; // shown in the example file as the default
+  const char* help;
+  std::function<bool(config&, std::string_view, std::string&)> set;
+};
+
+std::string flag_of(std::string_view name) {
+  std::string f = "--";
+  for (char c : name) f.push_back(c == '_' ? '-' : c);
+  return f;
+}
+
+std::string env_of(std::string_view name) {
+  std::string e = "ROOMCAST_";
+  for (char c : name) e.push_back(static_cast<char>(std::toupper(static_cast<unsigned char>(c))));
+  return e;
+}
+
+template <class T>
+bool parse_uint(std::string_view s, T& out, T lo, T hi) {
+  unsigned long long v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc{} || p != s.data() + s.size() || v < lo || v > hi) return false;
+  out = static_cast<T>(v);
+  return true;
+}
+
+std::vector<std::string> split_list(std::string_view s) {
+  std::vector<std::string> out;
+  while (!s.empty()) {
+    const auto c = s.find(',');
+    std::string_view item = s.substr(0, c);
+    while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
+    while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
+    if (!item.empty()) out.emplace_back(item);
+    if (c == std::string_view::npos) break;
+    s.remove_prefix(c + 1);
+  }
+  return out;
+}
+
+auto string_key(std::string config::*m, bool allow_empty = true) {
+  return [m, allow_empty](config& c, std::string_view v, std::string& err) {
+    if (!allow_empty && v.empty()) {
+      err = "must not be empty";
+      return false;
+    }
+    c.*m = std::string(v);
+    return true;
+  };
+}
+
+auto size_key(std::size_t config::*m, std::size_t lo, std::size_t hi) {
+  return [m, lo, hi](config& c, std::string_view v, std::string& err) {
+    auto s = parse_size(v);
+    if (!s || *s < lo || *s > hi) {
+      err = "expected a size from " + std::to_string(lo) + " to " + std::to_string(hi) +
+            " bytes (like 65536, 64KiB, 1MiB), got '" + std::string(v) + "'";
+      return false;
+    }
+    c.*m = *s;
+    return true;
+  };
+}
+
+auto count_key(std::size_t config::*m, std::size_t lo, std::size_t hi) {
+  return [m, lo, hi](config& c, std::string_view v, std::string& err) {
+    if (!parse_uint<std::size_t>(v, c.*m, lo, hi)) {
+      err = "expected an integer from " + std::to_string(lo) + " to " + std::to_string(hi) +
+            ", got '" + std::string(v) + "'";
+      return false;
+    }
+    return true;
+  };
+}
+
+auto duration_key(millis config::*m, millis lo, millis hi) {
+  return [m, lo, hi](config& c, std::string_view v, std::string& err) {
+    auto d = parse_duration(v);
+    if (!d || *d < lo || *d > hi) {
+      err = "expected a duration from " + std::to_string(lo.count()) + "ms to " +
+            std::to_string(hi.count()) + "ms (like 500ms, 10s, 2m), got '" + std::string(v) + "'";
+      return false;
+    }
+    c.*m = *d;
+    return true;
+  };
+}
+
+auto rate_key(double config::*m, double lo, double hi) {
+  return [m, lo, hi](config& c, std::string_view v, std::string& err) {
+    double d = 0;
+    auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), d);
+    if (ec != std::errc{} || p != v.data() + v.size() || d < lo || d > hi) {
+      err = "expected a number from " + std::to_string(lo) + " to " + std::to_string(hi) + ", got '" +
+            std::string(v) + "'";
+      return false;
+    }
+    c.*m = d;
+    return true;
+  };
+}
+
+const std::vector<key_def>& keys() {
+  using namespace std::chrono_literals;
+  static const std::vector<key_def> k = {
+      {"listen_address", "\"0.0.0.0\"", "address to listen on (IPv4 or IPv6 literal)",
+       string_key(&config::listen_address, false)},
+      {"port", "8091", "TCP port for WebSocket, HTTP API and web pages",
+       [](config& c, std::string_view v, std::string& err) {
+         if (!parse_uint<std::uint16_t>(v, c.port, 1, 65535)) {
+           err = "expected an integer from 1 to 65535, got '" + std::string(v) + "'";
+           return false;
+         }
+         return true;
+       }},
+      {"node_id", "\"\"", "this node's id; empty = <hostname>:<port> (the seed's SERVER.HOST:port)",
+       string_key(&config::node_id)},
+      {"threads", "0", "shards (one thread, io_context and acceptor each); 0 = one per core",
+       [](config& c, std::string_view v, std::string& err) {
+         if (!parse_uint<unsigned>(v, c.threads, 0, 64)) {
+           err = "expected an integer from 0 to 64, got '" + std::string(v) + "'";
+           return false;
+         }
+         return true;
+       }},
+      {"route", "\"/demo/websocket/{room}/{role}/{user}/{token}/{platform}\"",
+       "WebSocket URL template; placeholders {room} {user} (required) {role} {token} {platform}",
+       string_key(&config::route, false)},
+      {"web_root", "\"web\"", "folder served at / (demo pages); empty = no static files",
+       string_key(&config::web_root)},
+      {"auth", "\"none\"", "client token check: \"none\" (demo) or \"jwt\" (HS256, exp required, sub = user)",
+       [](config& c, std::string_view v, std::string& err) {
+         if (v == "none") c.auth = auth_mode::none;
+         else if (v == "jwt") c.auth = auth_mode::jwt;
+         else {
+           err = "expected \"none\" or \"jwt\", got '" + std::string(v) + "'";
+           return false;
+         }
+         return true;
+       }},
+      {"jwt_secret", "\"\"", "HS256 secret for auth = \"jwt\" (prefer ROOMCAST_JWT_SECRET in the environment)",
+       string_key(&config::jwt_secret)},
+      {"jwt_leeway", "\"30s\"", "clock skew tolerated on a token's exp and nbf",
+       [](config& c, std::string_view v, std::string& err) {
+         auto d = parse_duration(v);
+         if (!d || *d > 1h) {
+           err = "expected a duration up to 1h, got '" + std::string(v) + "'";
+           return false;
+         }
+         c.jwt_leeway = std::chrono::duration_cast<std::chrono::seconds>(*d);
+         return true;
+       }},
+      {"api_key", "\"\"", "key backends send as X-API-Key to /api/*; empty = no key (demo only)",
+       string_key(&config::api_key)},
+      {"allowed_origins", "[]", "Origin values allowed to open a WebSocket; empty = any",
+       [](config& c, std::string_view v, std::string&) {
+         c.allowed_origins = split_list(v);
+         return true;
+       }},
+      {"publish_roles", "[\"THE\"]", "roles whose clients may publish to their rooms (THE = teacher)",
+       [](config& c, std::string_view v, std::string&) {
+         c.publish_roles = split_list(v);
+         return true;
+       }},
+      {"client_join", "true", "clients may join and leave rooms besides the one in their URL",
+       [](config& c, std::string_view v, std::string& err) {
+         if (v == "true") c.client_join = true;
+         else if (v == "false") c.client_join = false;
+         else {
+           err = "expected true or false, got '" + std::string(v) + "'";
+           return false;
+         }
+         return true;
+       }},
+      {"max_rooms_per_session", "16", "rooms one session may be in at once",
+       count_key(&config::max_rooms_per_session, 1, 1024)},
+      {"max_connections", "100000", "WebSocket sessions per node; beyond it the upgrade gets 503 + Retry-After",
+       count_key(&config::max_connections, 1, 10'000'000)},
+      {"max_frame_bytes", "\"64KiB\"", "largest client message; bigger closes with 1009",
+       size_key(&config::max_frame_bytes, 126, 16u << 20)},
+      {"max_queue_bytes", "\"1MiB\"", "per-session outbound queue; a session over it is closed as a slow consumer (4008)",
+       size_key(&config::max_queue_bytes, 1024, std::size_t{1} << 30)},
+      {"max_body_bytes", "\"1MiB\"", "largest HTTP request body; bigger gets 413",
+       size_key(&config::max_body_bytes, 256, 64u << 20)},
+      {"handshake_timeout", "\"10s\"", "time for a client to send its whole HTTP request or upgrade",
+       duration_key(&config::handshake_timeout, 100ms, 5min)},
+      {"ping_interval", "\"25s\"", "idle time after which the server sends a WebSocket ping",
+       duration_key(&config::ping_interval, 100ms, 1h)},
+      {"pong_timeout", "\"10s\"", "time to wait for the pong (or the close reply) before dropping the connection",
+       duration_key(&config::pong_timeout, 100ms, 10min)},
+      {"publish_rate", "10", "client publishes per second per session (token bucket)",
+       rate_key(&config::publish_rate, 0.01, 1e6)},
+      {"publish_burst", "20", "bucket size for publish_rate",
+       rate_key(&config::publish_burst, 1, 1e6)},
+      {"api_publish_rate", "0", "POST /api/publish per second per shard; over it: 429; 0 = unlimited",
+       rate_key(&config::api_publish_rate, 0, 1e9)},
+      {"drain_window", "\"10s\"", "on SIGTERM/SIGINT, sessions are closed with 1012 spread over this window",
+       duration_key(&config::drain_window, 0ms, 10min)},
+      {"retry_after", "\"5s\"", "base Retry-After of a 503 (a random 0-100% is added so clients spread out)",
+       duration_key(&config::retry_after, 1000ms, 1h)},
+      {"bus", "\"local\"", "cluster bus: \"local\" (one node, in-process)",
+       [](config& c, std::string_view v, std::string& err) {
+         if (v == "local") c.bus = bus_kind::local;
+         else {
+           err = "expected \"local\", got '" + std::string(v) + "'";
+           return false;
+         }
+         return true;
+       }},
+      {"log_level", "\"info\"", "trace, debug, info, warn, error or off",
+       [](config& c, std::string_view v, std::string& err) {
+         static const char* levels[] = {"trace", "debug", "info", "warn", "error", "off"};
+         for (auto* l : levels)
+           if (v == l) {
+             c.log_level = std::string(v);
+             return true;
+           }
+         err = "expected trace, debug, info, warn, error or off, got '" + std::string(v) + "'";
+         return false;
+       }},
+  };
+  return k;
+}
+
+const key_def* find_key(std::string_view name) {
+  for (const auto& k : keys())
+    if (name == k.name) return &k;
+  return nullptr;
+}
+
+// TOML value -> the same text a flag or env var would carry.
+std::optional<std::string> toml_to_text(const toml::node& n) {
+  if (auto s = n.as_string()) return s->get();
+  if (auto i = n.as_integer()) return std::to_string(i->get());
+  if (auto f = n.as_floating_point()) {
+    std::ostringstream o;
+    o << f->get();
+    return o.str();
+  }
+  if (auto b = n.as_boolean()) return b->get() ? "true" : "false";
+  if (auto a = n.as_array()) {
+    std::string out;
+    for (const auto& e : *a) {
+      auto s = e.as_string();
+      if (!s) return std::nullopt;
+      if (!out.empty()) out.push_back(',');
+      out += s->get();
+    }
+    return out;
+  }
+  return std::nullopt;
+}
+
+struct source_value {
+  std::string text;
+  std::string origin;  // "file", "env ROOMCAST_X", "flag --x"
+};
+
+bool apply_toml(const toml::table& t, std::map<std::string, source_value>& values, std::string& msg) {
+  for (const auto& [k, v] : t) {
+    const std::string key(k.str());
+    if (!find_key(key)) {
+      msg = "config: unknown key '" + key + "'";
+      return false;
+    }
+    auto text = toml_to_text(v);
+    if (!text) {
+      msg = "config: key '" + key + "': unsupported value type";
+      return false;
+    }
+    values[key] = {*text, "config file"};
+  }
+  return true;
+}
+
+std::string default_node_id(const config& c) {
+  char host[256] = {};
+  if (::gethostname(host, sizeof host - 1) != 0 || host[0] == 0) std::snprintf(host, sizeof host, "localhost");
+  return std::string(host) + ":" + std::to_string(c.port);
+}
+
+parse_result finish(std::map<std::string, source_value>& values) {
+  parse_result r;
+  config c;
+  for (auto& [name, v] : values) {
+    std::string err;
+    if (!find_key(name)->set(c, v.text, err)) {
+      r.exit_code = 2;
+      r.message = "config: key '" + name + "' (" + v.origin + "): " + err;
+      return r;
+    }
+  }
+  // Cross-key rules.
+  if (c.auth == auth_mode::jwt && c.jwt_secret.empty()) {
+    r.exit_code = 2;
+    r.message = "config: key 'jwt_secret': required when auth = \"jwt\"";
+    return r;
+  }
+  if (std::string err; !protocol::route_template::parse(c.route, err)) {
+    r.exit_code = 2;
+    r.message = "config: key 'route': " + err;
+    return r;
+  }
+  if (c.node_id.empty()) c.node_id = default_node_id(c);
+  if (c.threads == 0) c.threads = std::max(1u, std::thread::hardware_concurrency());
+  r.cfg = std::move(c);
+  return r;
+}
+
+}  // namespace
+
+std::optional<std::size_t> parse_size(std::string_view s) {
+  std::size_t v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc{} || p == s.data()) return std::nullopt;
+  std::string_view unit(p, static_cast<std::size_t>(s.data() + s.size() - p));
+  while (!unit.empty() && unit.front() == ' ') unit.remove_prefix(1);
+  std::size_t mul = 1;
+  if (unit.empty() || unit == "B") mul = 1;
+  else if (unit == "KiB" || unit == "K" || unit == "k") mul = 1024;
+  else if (unit == "MiB" || unit == "M") mul = std::size_t{1} << 20;
+  else if (unit == "GiB" || unit == "G") mul = std::size_t{1} << 30;
+  else return std::nullopt;
+  if (v > (std::size_t{1} << 62) / mul) return std::nullopt;
+  return v * mul;
+}
+
+std::optional<millis> parse_duration(std::string_view s) {
+  std::uint64_t v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc{} || p == s.data()) return std::nullopt;
+  std::string_view unit(p, static_cast<std::size_t>(s.data() + s.size() - p));
+  std::uint64_t mul;
+  if (unit == "ms") mul = 1;
+  else if (unit == "s") mul = 1000;
+  else if (unit == "m" || unit == "min") mul = 60'000;
+  else if (unit == "h") mul = 3'600'000;
+  else return std::nullopt;  // a unit is required: "10" is ambiguous
+  if (v > (std::uint64_t{1} << 40)) return std::nullopt;
+  return millis(v * mul);
+}
+
+parse_result parse_toml_text(std::string_view text) {
+  parse_result r;
+  std::map<std::string, source_value> values;
+  try {
+    auto t = toml::parse(text);
+    if (!apply_toml(t, values, r.message)) {
+      r.exit_code = 2;
+      return r;
+    }
+  } catch (const toml::parse_error& e) {
+    r.exit_code = 2;
+    r.message = std::string("config: ") + std::string(e.description());
+    return r;
+  }
+  return finish(values);
+}
+
+parse_result parse(int argc, const char* const* argv) {
+  parse_result r;
+  CLI::App app{"roomcast: a distributed WebSocket push gateway node.\n"
+               "Every option is also a TOML key (--max-frame-bytes = max_frame_bytes) and an\n"
+               "environment variable (ROOMCAST_MAX_FRAME_BYTES). Flags win over env, env over the file."};
+  app.set_help_flag("-h,--help", "print this help and exit");
+  std::string config_path;
+  bool print_example = false;
+  app.add_option("-c,--config", config_path, "TOML config file (see deploy/roomcast.example.toml)");
+  app.add_flag("--print-example-config", print_example, "print the documented example config and exit");
+  std::map<std::string, std::string> flag_values;
+  for (const auto& k : keys()) {
+    std::string help = std::string(k.help) + " (default " + k.value_hint + ")";
+    app.add_option(flag_of(k.name), flag_values[k.name], help);
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    r.message = app.help();
+    return r;
+  } catch (const CLI::ParseError& e) {
+    r.exit_code = 2;
+    r.message = std::string("config: ") + e.what();
+    return r;
+  }
+  if (print_example) {
+    r.message = example_toml();
+    return r;
+  }
+
+  std::map<std::string, source_value> values;
+  if (!config_path.empty()) {
+    try {
+      auto t = toml::parse_file(config_path);
+      if (!apply_toml(t, values, r.message)) {
+        r.exit_code = 2;
+        return r;
+      }
+    } catch (const toml::parse_error& e) {
+      r.exit_code = 2;
+      r.message = "config: " + config_path + ": " + std::string(e.description());
+      return r;
+    }
+  }
+  for (const auto& k : keys()) {
+    const auto env = env_of(k.name);
+    if (const char* v = std::getenv(env.c_str())) values[k.name] = {v, "env " + env};
+  }
+  for (const auto& k : keys()) {
+    if (app.count(flag_of(k.name)) > 0) values[k.name] = {flag_values[k.name], "flag " + flag_of(k.name)};
+  }
+  return finish(values);
+}
+
+std::string example_toml() {
+  std::string s =
+      "# roomcast node configuration: every key with its default.\n"
+      "# Each key is also a flag (--max-frame-bytes) and an env var (ROOMCAST_MAX_FRAME_BYTES);\n"
+      "# flags win over env, env over this file. Sizes: 4096, 64KiB, 1MiB. Durations: 500ms, 10s, 2m.\n"
+      "# Generated by `roomcast --print-example-config`.\n\n";
+  for (const auto& k : keys()) {
+    s += "# ";
+    s += k.help;
+    s += "\n";
+    s += k.name;
+    s += " = ";
+    s += k.value_hint;
+    s += "\n\n";
+  }
+  return s;
+}
+
+}  // namespace roomcast::config

@@ -1,0 +1,80 @@
+#pragma once
+// One typed config for a node, parsed once at start: defaults < TOML file < ROOMCAST_* env < flags.
+// After start-up nothing looks up a string key. Every key is listed in config.cpp's key table,
+// which also drives --help and deploy/roomcast.example.toml.
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace roomcast::config {
+
+using millis = std::chrono::milliseconds;
+
+enum class auth_mode : std::uint8_t { none, jwt };
+enum class bus_kind : std::uint8_t { local };
+
+struct config {
+  // Network
+  std::string listen_address = "0.0.0.0";
+  std::uint16_t port = 8091;
+  std::string node_id;       // default "<hostname>:<port>" (the seed's SERVER.HOST + port)
+  unsigned threads = 0;      // shards; 0 = one per core
+  std::string route = "/demo/websocket/{room}/{role}/{user}/{token}/{platform}";
+  std::string web_root = "web";  // static files served at /; empty = none
+
+  // Auth
+  auth_mode auth = auth_mode::none;
+  std::string jwt_secret;          // required with auth = "jwt"
+  std::chrono::seconds jwt_leeway{30};  // clock skew tolerated on exp/nbf
+  std::string api_key;             // X-API-Key for /api/*; empty = no key (demo only)
+  std::vector<std::string> allowed_origins;  // empty = any Origin
+
+  // Rights
+  std::vector<std::string> publish_roles{"THE"};  // roles whose clients may publish to their rooms
+  bool client_join = true;              // clients may join/leave rooms beyond their URL room
+  std::size_t max_rooms_per_session = 16;
+
+  // Limits
+  std::size_t max_connections = 100000;     // WebSocket sessions per node; over it: 503
+  std::size_t max_frame_bytes = 64 * 1024;  // largest client message
+  std::size_t max_queue_bytes = 1024 * 1024;  // per-session outbound queue; over it: slow consumer
+  std::size_t max_body_bytes = 1024 * 1024;   // HTTP request body
+  millis handshake_timeout{10'000};           // whole HTTP request / upgrade
+  millis ping_interval{25'000};               // idle time before the server pings
+  millis pong_timeout{10'000};                // wait for pong (and for the peer's close reply)
+  double publish_rate = 10;                   // client publishes per second per session
+  double publish_burst = 20;                  // bucket size for publish_rate
+  double api_publish_rate = 0;                // API publishes per second per shard; 0 = unlimited
+  millis drain_window{10'000};                // spread of 1012 closes on SIGTERM
+  millis retry_after{5'000};                  // base Retry-After for 503s (jitter added)
+
+  // Cluster
+  bus_kind bus = bus_kind::local;
+
+  // Logs
+  std::string log_level = "info";
+};
+
+struct parse_result {
+  std::optional<config> cfg;  // set on success
+  int exit_code = 0;          // 0 ok (or --help printed: cfg empty, exit 0), 2 bad config
+  std::string message;        // one line naming the key, or the help text
+};
+
+// argv as given to main; env looked up through getenv.
+parse_result parse(int argc, const char* const* argv);
+
+// Parses only a TOML text (tests, example check).
+parse_result parse_toml_text(std::string_view toml);
+
+// deploy/roomcast.example.toml: every key, its default and what it means.
+std::string example_toml();
+
+// "64KiB", "1MiB", "4096" -> bytes; "10s", "500ms", "2m" -> ms.
+std::optional<std::size_t> parse_size(std::string_view s);
+std::optional<millis> parse_duration(std::string_view s);
+
+}  // namespace roomcast::config

@@ -1,0 +1,82 @@
+#pragma once
+// What the hub knows of a session: its identity, its memberships, and how to hand it a frame.
+// The transport's WebSocket session derives from member; the hub never sees a socket.
+#include "protocol/ws_frame.hpp"
+
+#include <boost/intrusive_ptr.hpp>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace roomcast::hub {
+
+// A shared frame as held by one shard. The cross-thread shared_ptr is copied once per shard; each
+// recipient on the shard takes a non-atomic reference, so fan-out does no atomic op per recipient.
+class local_frame {
+ public:
+  explicit local_frame(protocol::shared_frame f) noexcept : frame_(std::move(f)) {}
+  std::string_view bytes() const noexcept { return frame_->bytes(); }
+
+  friend void intrusive_ptr_add_ref(local_frame* f) noexcept { ++f->refs_; }
+  friend void intrusive_ptr_release(local_frame* f) noexcept {
+    if (--f->refs_ == 0) delete f;
+  }
+
+ private:
+  protocol::shared_frame frame_;
+  std::uint32_t refs_ = 0;
+};
+using frame_ref = boost::intrusive_ptr<local_frame>;
+
+inline frame_ref make_local(protocol::shared_frame f) { return frame_ref(new local_frame(std::move(f))); }
+
+// Session ids: 24 bits of per-process nonce, 8 bits of shard, 32 bits of counter; 16 hex digits.
+std::string format_session_id(std::uint64_t id);
+bool parse_session_id(std::string_view text, std::uint64_t& id) noexcept;
+inline unsigned shard_of_session(std::uint64_t id) noexcept { return static_cast<unsigned>((id >> 32) & 0xff); }
+
+struct identity {
+  std::uint64_t session_id = 0;
+  std::string user;
+  std::string role;
+  std::string platform;
+};
+
+class shard;
+struct room_entry;
+struct user_entry;
+
+class member {
+ public:
+  virtual ~member() = default;
+
+  // Queues a frame. Must not remove the member from any index synchronously (the hub is
+  // iterating); a member that must close schedules it.
+  virtual void deliver(const frame_ref& f) = 0;
+  // Sends `kicked` and closes with `code`. Same rule: closing happens later.
+  virtual void kick(std::uint16_t code, std::string_view reason) = 0;
+
+  const identity& id() const noexcept { return id_; }
+  std::vector<std::string> room_names() const;
+  std::size_t room_count() const noexcept { return rooms_.size(); }
+
+ protected:
+  explicit member(identity id) : id_(std::move(id)) {}
+
+ private:
+  friend class shard;
+  struct membership {
+    room_entry* room;
+    std::uint32_t index;  // position in room->members
+  };
+  identity id_;
+  std::vector<membership> rooms_;
+  user_entry* user_ = nullptr;
+  std::uint32_t user_index_ = 0;
+  std::uint32_t all_index_ = 0;
+  bool registered_ = false;
+};
+
+}  // namespace roomcast::hub

@@ -1,0 +1,75 @@
+#include "hub/router.hpp"
+
+#include <random>
+
+namespace roomcast::hub {
+
+router::router(std::string node_id, bus::bus& b) : node_id_(std::move(node_id)), bus_(b) {
+  std::random_device rd;
+  nonce_ = rd();
+}
+
+void router::dispatch(const bus::envelope& e) {
+  // One frame for every recipient on every shard.
+  struct routed {
+    protocol::target_kind kind;
+    std::string target;
+    protocol::shared_frame frame;
+  };
+  auto f = std::make_shared<protocol::encoded_frame>();
+  protocol::append_message(f->payload_buffer(), {e.kind, e.target, e.id, e.from, e.data});
+  f->finish(protocol::ws_opcode::text);
+  auto r = std::make_shared<const routed>(routed{e.kind, e.target, std::move(f)});
+  // Every shard gets it: with one shard per core there are only a few, and a shard without
+  // members answers with one hash lookup. Filtering here would need shared state on the hot path.
+  for (auto& s : shards_) {
+    shard* t = s.tables;
+    s.post([r, t] {
+      const frame_ref local = make_local(r->frame);
+      switch (r->kind) {
+        case protocol::target_kind::room: t->deliver_room(r->target, local); break;
+        case protocol::target_kind::user: t->deliver_user(r->target, local); break;
+        case protocol::target_kind::all: t->deliver_all(local); break;
+      }
+    });
+  }
+}
+
+void router::room_changed(const std::string& room, bool gained) {
+  bool subscribe = false, unsubscribe = false;
+  {
+    std::lock_guard lk(rooms_mu_);
+    if (gained) {
+      subscribe = room_shards_[room]++ == 0;
+    } else {
+      auto it = room_shards_.find(room);
+      if (it != room_shards_.end() && --it->second == 0) {
+        room_shards_.erase(it);
+        unsubscribe = true;
+      }
+    }
+    // Calling the bus under the lock keeps subscribe/unsubscribe of one room in order.
+    if (subscribe) bus_.subscribe_room(room);
+    if (unsubscribe) bus_.unsubscribe_room(room);
+  }
+}
+
+std::size_t router::node_room_count() const {
+  std::lock_guard lk(rooms_mu_);
+  return room_shards_.size();
+}
+
+void router::post(unsigned i, std::function<void(shard&)> fn) {
+  if (i >= shards_.size()) return;
+  shard* s = shards_[i].tables;
+  shards_[i].post([s, fn = std::move(fn)] { fn(*s); });
+}
+
+std::string router::make_id(unsigned shard_index) {
+  char buf[48];
+  const int n = std::snprintf(buf, sizeof buf, "%08x-%u-%llu", nonce_, shard_index,
+                              static_cast<unsigned long long>(++id_counters_[shard_index % 64]));
+  return std::string(buf, static_cast<std::size_t>(n));
+}
+
+}  // namespace roomcast::hub

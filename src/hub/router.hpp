@@ -1,0 +1,91 @@
+#pragma once
+// Node-wide routing between the bus and the shards.
+//
+// - dispatch(): a message from the bus is encoded once into one immutable frame and posted to
+//   every shard; each shard queues it by reference on its recipients.
+// - room_changed(): shards report a room's first/last member; the node subscribes/unsubscribes
+//   the bus accordingly (join path only: the mutex here is never taken when delivering).
+// - post()/gather(): run work on one or all shards (API queries, kicks).
+#include "bus/bus.hpp"
+#include "hub/shard.hpp"
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace roomcast::hub {
+
+class router {
+ public:
+  using task = std::function<void()>;
+  using post_fn = std::function<void(task)>;  // runs a task on a shard's thread
+
+  struct shard_port {
+    shard* tables;
+    post_fn post;
+  };
+
+  router(std::string node_id, bus::bus& bus);
+
+  // Wiring, before any traffic.
+  void add_shard(shard_port p) { shards_.push_back(std::move(p)); }
+  std::size_t shard_count() const noexcept { return shards_.size(); }
+
+  // Any thread. Encodes once and posts to every shard.
+  void dispatch(const bus::envelope& e);
+
+  // Any thread (called by shards on join/leave).
+  void room_changed(const std::string& room, bool gained);
+  std::size_t node_room_count() const;
+
+  // Runs fn on shard i's thread.
+  void post(unsigned i, std::function<void(shard&)> fn);
+
+  // Runs fn on every shard; done(results) runs once, on the thread of the shard that finished last.
+  template <class T>
+  void gather(std::function<T(shard&)> fn, std::function<void(std::vector<T>)> done);
+
+  // A message id unique in the cluster: node nonce, shard, per-shard counter. Shard thread only.
+  std::string make_id(unsigned shard_index);
+
+  const std::string& node_id() const noexcept { return node_id_; }
+  bus::bus& bus() noexcept { return bus_; }
+
+ private:
+  std::string node_id_;
+  bus::bus& bus_;
+  std::vector<shard_port> shards_;
+  std::uint32_t nonce_;
+  std::vector<std::uint64_t> id_counters_ = std::vector<std::uint64_t>(64, 0);
+
+  mutable std::mutex rooms_mu_;
+  std::unordered_map<std::string, unsigned> room_shards_;  // room -> shards holding members
+};
+
+template <class T>
+void router::gather(std::function<T(shard&)> fn, std::function<void(std::vector<T>)> done) {
+  struct state {
+    std::vector<T> results;
+    std::atomic<std::size_t> left;
+    std::function<T(shard&)> fn;
+    std::function<void(std::vector<T>)> done;
+  };
+  auto st = std::make_shared<state>();
+  st->results.resize(shards_.size());
+  st->left = shards_.size();
+  st->fn = std::move(fn);
+  st->done = std::move(done);
+  for (std::size_t i = 0; i < shards_.size(); ++i) {
+    shard* s = shards_[i].tables;
+    shards_[i].post([st, s, i] {
+      st->results[i] = st->fn(*s);
+      if (st->left.fetch_sub(1, std::memory_order_acq_rel) == 1) st->done(std::move(st->results));
+    });
+  }
+}
+
+}  // namespace roomcast::hub

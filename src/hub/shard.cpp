@@ -1,0 +1,210 @@
+#include "hub/shard.hpp"
+
+#include <algorithm>
+#include <cassert>
+#include <set>
+
+namespace roomcast::hub {
+
+std::string format_session_id(std::uint64_t id) {
+  static constexpr char hex[] = "0123456789abcdef";
+  std::string s(16, '0');
+  for (int i = 15; i >= 0; --i, id >>= 4) s[static_cast<std::size_t>(i)] = hex[id & 0xf];
+  return s;
+}
+
+bool parse_session_id(std::string_view text, std::uint64_t& id) noexcept {
+  if (text.size() != 16) return false;
+  std::uint64_t v = 0;
+  for (char c : text) {
+    int d;
+    if (c >= '0' && c <= '9') d = c - '0';
+    else if (c >= 'a' && c <= 'f') d = c - 'a' + 10;
+    else return false;
+    v = (v << 4) | static_cast<std::uint64_t>(d);
+  }
+  id = v;
+  return true;
+}
+
+std::vector<std::string> member::room_names() const {
+  std::vector<std::string> out;
+  out.reserve(rooms_.size());
+  for (const auto& m : rooms_) out.push_back(m.room->name);
+  return out;
+}
+
+void shard::add(member& m) {
+  assert(!m.registered_);
+  m.registered_ = true;
+  m.all_index_ = static_cast<std::uint32_t>(all_.size());
+  all_.push_back(&m);
+  by_session_.emplace(m.id_.session_id, &m);
+
+  auto it = users_.find(m.id_.user);
+  if (it == users_.end()) {
+    auto e = std::make_unique<user_entry>();
+    e->name = m.id_.user;
+    it = users_.emplace(m.id_.user, std::move(e)).first;
+    counters_.index_users.add();
+  }
+  m.user_ = it->second.get();
+  m.user_index_ = static_cast<std::uint32_t>(m.user_->sessions.size());
+  m.user_->sessions.push_back(&m);
+  counters_.connections.add();
+}
+
+void shard::remove(member& m) {
+  if (!m.registered_) return;
+  m.registered_ = false;
+  while (!m.rooms_.empty()) remove_from_room(m, m.rooms_.size() - 1);
+
+  // Swap-remove from the user's sessions and from all_; fix the moved element's index.
+  auto& us = m.user_->sessions;
+  member* last = us.back();
+  us[m.user_index_] = last;
+  last->user_index_ = m.user_index_;
+  us.pop_back();
+  if (us.empty()) {
+    users_.erase(m.user_->name);
+    counters_.index_users.sub();
+  }
+  m.user_ = nullptr;
+
+  member* last_all = all_.back();
+  all_[m.all_index_] = last_all;
+  last_all->all_index_ = m.all_index_;
+  all_.pop_back();
+  by_session_.erase(m.id_.session_id);
+  counters_.connections.sub();
+}
+
+shard::join_result shard::join(member& m, std::string_view room, std::size_t max_rooms) {
+  for (const auto& ms : m.rooms_)
+    if (ms.room->name == room) return join_result::already;
+  if (m.rooms_.size() >= max_rooms) return join_result::too_many;
+  auto it = rooms_.find(room);
+  bool gained = false;
+  if (it == rooms_.end()) {
+    auto e = std::make_unique<room_entry>();
+    e->name = std::string(room);
+    it = rooms_.emplace(e->name, std::move(e)).first;
+    counters_.index_rooms.add();
+    gained = true;
+  }
+  room_entry* r = it->second.get();
+  m.rooms_.push_back({r, static_cast<std::uint32_t>(r->members.size())});
+  r->members.push_back(&m);
+  counters_.room_joins.add();
+  if (gained && room_change_) room_change_(r->name, true);
+  return join_result::joined;
+}
+
+bool shard::leave(member& m, std::string_view room) {
+  for (std::size_t i = 0; i < m.rooms_.size(); ++i) {
+    if (m.rooms_[i].room->name == room) {
+      remove_from_room(m, i);
+      return true;
+    }
+  }
+  return false;
+}
+
+bool shard::in_room(const member& m, std::string_view room) const {
+  return std::any_of(m.rooms_.begin(), m.rooms_.end(),
+                     [&](const auto& ms) { return ms.room->name == room; });
+}
+
+void shard::remove_from_room(member& m, std::size_t i) {
+  room_entry* r = m.rooms_[i].room;
+  const std::uint32_t pos = m.rooms_[i].index;
+  // Swap-remove m from the room; the moved member's membership record points at its new slot.
+  member* moved = r->members.back();
+  r->members[pos] = moved;
+  r->members.pop_back();
+  if (moved != &m) {
+    for (auto& ms : moved->rooms_) {
+      if (ms.room == r) {
+        ms.index = pos;
+        break;
+      }
+    }
+  }
+  m.rooms_[i] = m.rooms_.back();
+  m.rooms_.pop_back();
+  if (r->members.empty()) {
+    std::string name = std::move(r->name);
+    rooms_.erase(name);
+    counters_.index_rooms.sub();
+    if (room_change_) room_change_(name, false);
+  }
+}
+
+std::size_t shard::deliver_room(std::string_view room, const frame_ref& f) {
+  auto it = rooms_.find(room);
+  if (it == rooms_.end()) return 0;
+  const auto& ms = it->second->members;
+  for (member* m : ms) m->deliver(f);
+  counters_.messages_out.add(ms.size());
+  return ms.size();
+}
+
+std::size_t shard::deliver_user(std::string_view user, const frame_ref& f) {
+  auto it = users_.find(user);
+  if (it == users_.end()) return 0;
+  const auto& ss = it->second->sessions;
+  for (member* m : ss) m->deliver(f);
+  counters_.messages_out.add(ss.size());
+  return ss.size();
+}
+
+std::size_t shard::deliver_all(const frame_ref& f) {
+  for (member* m : all_) m->deliver(f);
+  counters_.messages_out.add(all_.size());
+  return all_.size();
+}
+
+std::size_t shard::kick_user(std::string_view user, std::uint16_t code, std::string_view reason) {
+  auto it = users_.find(user);
+  if (it == users_.end()) return 0;
+  const auto& ss = it->second->sessions;
+  for (member* m : ss) m->kick(code, reason);
+  return ss.size();
+}
+
+bool shard::kick_session(std::uint64_t session_id, std::uint16_t code, std::string_view reason) {
+  auto it = by_session_.find(session_id);
+  if (it == by_session_.end()) return false;
+  it->second->kick(code, reason);
+  return true;
+}
+
+member* shard::find(std::uint64_t session_id) const {
+  auto it = by_session_.find(session_id);
+  return it == by_session_.end() ? nullptr : it->second;
+}
+
+room_snapshot shard::room_info(std::string_view room) const {
+  room_snapshot s;
+  auto it = rooms_.find(room);
+  if (it == rooms_.end()) return s;
+  std::set<std::string> users;
+  for (const member* m : it->second->members) {
+    ++s.online;
+    ++s.by_role[m->id_.role];
+    users.insert(m->id_.user);
+  }
+  s.users.assign(users.begin(), users.end());
+  return s;
+}
+
+std::vector<session_snapshot> shard::user_info(std::string_view user) const {
+  std::vector<session_snapshot> out;
+  auto it = users_.find(user);
+  if (it == users_.end()) return out;
+  for (const member* m : it->second->sessions)
+    out.push_back({m->id_.session_id, m->id_.user, m->id_.role, m->id_.platform, m->room_names()});
+  return out;
+}
+
+}  // namespace roomcast::hub

@@ -1,0 +1,97 @@
+#pragma once
+// Per-shard tables: sessions, room index, user index, and fan-out.
+// Thread: everything here runs on the owning shard's thread only. No locks.
+#include "hub/member.hpp"
+#include "metrics/counters.hpp"
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace roomcast::hub {
+
+struct room_entry {
+  std::string name;
+  std::vector<member*> members;
+};
+
+struct user_entry {
+  std::string name;
+  std::vector<member*> sessions;
+};
+
+// Transparent hashing so lookups by string_view don't allocate.
+struct string_hash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+};
+
+struct room_snapshot {
+  std::size_t online = 0;
+  std::map<std::string, std::size_t> by_role;
+  std::vector<std::string> users;  // distinct, sorted
+};
+
+struct session_snapshot {
+  std::uint64_t session_id;
+  std::string user;
+  std::string role;
+  std::string platform;
+  std::vector<std::string> rooms;
+};
+
+class shard {
+ public:
+  // on_room_change(room, gained): the shard gained its first / lost its last member of `room`.
+  using room_change_fn = std::function<void(const std::string& room, bool gained)>;
+
+  shard(unsigned index, metrics::shard_counters& counters) : index_(index), counters_(counters) {}
+  shard(const shard&) = delete;
+  shard& operator=(const shard&) = delete;
+
+  unsigned index() const noexcept { return index_; }
+  void on_room_change(room_change_fn f) { room_change_ = std::move(f); }
+
+  void add(member& m);
+  // Removes m from every index. Called exactly once per added member, on every way out.
+  void remove(member& m);
+
+  enum class join_result { joined, already, too_many };
+  join_result join(member& m, std::string_view room, std::size_t max_rooms);
+  bool leave(member& m, std::string_view room);
+  bool in_room(const member& m, std::string_view room) const;
+
+  // Fan-out: queue f on every matching member. Returns the number of recipients.
+  std::size_t deliver_room(std::string_view room, const frame_ref& f);
+  std::size_t deliver_user(std::string_view user, const frame_ref& f);
+  std::size_t deliver_all(const frame_ref& f);
+
+  std::size_t kick_user(std::string_view user, std::uint16_t code, std::string_view reason);
+  bool kick_session(std::uint64_t session_id, std::uint16_t code, std::string_view reason);
+
+  member* find(std::uint64_t session_id) const;
+
+  room_snapshot room_info(std::string_view room) const;
+  std::vector<session_snapshot> user_info(std::string_view user) const;
+
+  std::size_t session_count() const noexcept { return all_.size(); }
+  std::size_t room_count() const noexcept { return rooms_.size(); }
+  std::size_t user_count() const noexcept { return users_.size(); }
+  const std::vector<member*>& members() const noexcept { return all_; }
+
+ private:
+  void remove_from_room(member& m, std::size_t membership_index);
+
+  unsigned index_;
+  metrics::shard_counters& counters_;
+  room_change_fn room_change_;
+  std::vector<member*> all_;
+  std::unordered_map<std::uint64_t, member*> by_session_;
+  std::unordered_map<std::string, std::unique_ptr<room_entry>, string_hash, std::equal_to<>> rooms_;
+  std::unordered_map<std::string, std::unique_ptr<user_entry>, string_hash, std::equal_to<>> users_;
+};
+
+}  // namespace roomcast::hub

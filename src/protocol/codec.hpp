@@ -1,0 +1,75 @@
+#pragma once
+// Protocol v1 codec, sans-io: client frames in, server frames out (docs/protocol.md).
+// `data` is the backend's JSON: it is located in the input and copied byte for byte, never re-serialized.
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace roomcast::protocol {
+
+// Appends s as a JSON string literal (with quotes and escapes).
+void append_json_string(std::string& out, std::string_view s);
+
+// Finds the raw text of a top-level member of a JSON object that is already known to be valid.
+// Returns nullopt when the member is absent.
+std::optional<std::string_view> find_raw_member(std::string_view json_object, std::string_view key);
+
+// Error codes carried by `error` frames and API errors.
+namespace error_code {
+inline constexpr std::string_view bad_json = "bad_json";
+inline constexpr std::string_view unknown_type = "unknown_type";
+inline constexpr std::string_view bad_request = "bad_request";
+inline constexpr std::string_view forbidden = "forbidden";
+inline constexpr std::string_view rate_limited = "rate_limited";
+inline constexpr std::string_view not_in_room = "not_in_room";
+inline constexpr std::string_view too_many_rooms = "too_many_rooms";
+}  // namespace error_code
+
+struct client_frame {
+  enum class kind : std::uint8_t { publish, join, leave, ping, chat };
+  kind type = kind::chat;
+  std::string room;  // publish, join, leave
+  std::string id;    // publish: optional idempotency key
+  std::string data;  // publish: raw JSON; chat: {"text": ...} built from the plain text
+};
+
+struct decode_error {
+  std::string_view code;  // one of error_code
+  std::string message;
+};
+
+// Decodes one client text frame. Plain text (first non-space char is not '{') is a chat message.
+// Returns false and fills err on a bad frame.
+bool decode_client_frame(std::string_view text, client_frame& out, decode_error& err);
+
+// ---- server -> client payloads (JSON text; the caller frames them) ----
+
+struct welcome_info {
+  std::string_view node;
+  std::string_view session;
+  std::string_view user;
+  const std::vector<std::string>* rooms = nullptr;
+};
+std::string encode_welcome(const welcome_info& w);
+
+// How a message is addressed: one room, one user (all devices) or everyone.
+enum class target_kind : std::uint8_t { room, user, all };
+
+struct message_view {
+  target_kind kind;
+  std::string_view target;  // room or user; empty for all
+  std::string_view id;
+  std::string_view from;
+  std::string_view data;  // raw JSON
+};
+// Appends the `message` frame payload to out (used to build the shared frame once).
+void append_message(std::string& out, const message_view& m);
+
+std::string encode_error(std::string_view code, std::string_view message);
+std::string encode_kicked(std::uint16_t code, std::string_view reason);
+std::string encode_ack(std::string_view id);
+std::string_view pong_payload() noexcept;
+
+}  // namespace roomcast::protocol

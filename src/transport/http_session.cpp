@@ -1,0 +1,284 @@
+#include "transport/http_session.hpp"
+
+#include "auth/jwt.hpp"
+#include "protocol/ws_frame.hpp"
+#include "transport/shard_context.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/write.hpp>
+#include <boost/beast/websocket/rfc6455.hpp>
+#include <spdlog/spdlog.h>
+
+#include <fstream>
+#include <random>
+#include <sstream>
+
+namespace roomcast::transport {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using boost::system::error_code;
+using metrics::handshake_failure;
+
+namespace {
+
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+constexpr std::size_t max_static_file = 8 * 1024 * 1024;
+
+using response_t = http::response<http::string_body>;
+
+response_t make_response(const api::response& r, unsigned version, bool keep_alive) {
+  response_t res{static_cast<http::status>(r.status), version};
+  res.set(http::field::server, "roomcast");
+  res.set(http::field::content_type, r.content_type);
+  for (const auto& [k, v] : r.headers) res.set(k, v);
+  res.body() = r.body;
+  res.keep_alive(keep_alive);
+  res.prepare_payload();
+  return res;
+}
+
+std::string retry_after_value(const config::config& cfg) {
+  // Jitter spreads the retries of a refused crowd instead of bringing it back all at once.
+  static thread_local std::minstd_rand rng{std::random_device{}()};
+  const auto base = std::chrono::duration_cast<std::chrono::seconds>(cfg.retry_after).count();
+  const auto jitter = std::uniform_int_distribution<long long>(0, std::max<long long>(base, 1))(rng);
+  return std::to_string(std::max<long long>(1, base + jitter));
+}
+
+std::string_view content_type_for(std::string_view path) {
+  const auto dot = path.rfind('.');
+  const auto ext = dot == std::string_view::npos ? std::string_view{} : path.substr(dot + 1);
+  if (ext == "html") return "text/html; charset=utf-8";
+  if (ext == "js" || ext == "mjs") return "text/javascript; charset=utf-8";
+  if (ext == "css") return "text/css; charset=utf-8";
+  if (ext == "json") return "application/json";
+  if (ext == "svg") return "image/svg+xml";
+  if (ext == "png") return "image/png";
+  if (ext == "ico") return "image/x-icon";
+  if (ext == "txt" || ext == "md") return "text/plain; charset=utf-8";
+  return "application/octet-stream";
+}
+
+api::response serve_file(const config::config& cfg, std::string_view method, std::string_view target) {
+  if (method != "GET" && method != "HEAD") {
+    auto r = api::handler::error(405, "method_not_allowed", "use GET");
+    r.headers.emplace_back("Allow", "GET, HEAD");
+    return r;
+  }
+  if (cfg.web_root.empty()) return api::handler::error(404, "not_found", "no such resource");
+  auto segs = protocol::split_path(target);
+  if (!segs) return api::handler::error(400, "bad_request", "malformed path");
+  std::string rel;
+  for (const auto& s : *segs) {
+    // No way out of web_root: no dot segments, no separators or NULs inside a segment.
+    if (s == ".." || s == "." || s.find('/') != std::string::npos || s.find('\0') != std::string::npos)
+      return api::handler::error(404, "not_found", "no such resource");
+    if (s.empty()) continue;
+    rel += "/";
+    rel += s;
+  }
+  if (rel.empty()) rel = "/index.html";
+  std::ifstream f(cfg.web_root + rel, std::ios::binary);
+  if (!f) return api::handler::error(404, "not_found", "no such resource");
+  f.seekg(0, std::ios::end);
+  const auto size = f.tellg();
+  if (size < 0 || static_cast<std::size_t>(size) > max_static_file)
+    return api::handler::error(404, "not_found", "no such resource");
+  f.seekg(0);
+  api::response r;
+  r.content_type = std::string(content_type_for(rel));
+  r.body.resize(static_cast<std::size_t>(size));
+  f.read(r.body.data(), size);
+  r.headers.emplace_back("Cache-Control", "no-cache");
+  if (method == "HEAD") r.body.clear();
+  return r;
+}
+
+// Runs the API handler and resumes on this coroutine's executor with the response.
+template <class Token>
+auto async_api(api::handler& h, api::request req, Token&& token) {
+  return asio::async_initiate<Token, void(api::response)>(
+      [&h](auto handler, api::request req) {
+        auto ex = asio::get_associated_executor(handler);
+        auto shared = std::make_shared<decltype(handler)>(std::move(handler));
+        h.handle(std::move(req), [shared, ex](api::response r) {
+          asio::post(ex, [shared, r = std::move(r)]() mutable { (*shared)(std::move(r)); });
+        });
+      },
+      token, std::move(req));
+}
+
+struct upgrade_decision {
+  unsigned status = 101;
+  handshake_failure failure{};
+  std::string message;
+  hub::identity id;
+  std::string room;
+};
+
+upgrade_decision decide_upgrade(shard_context& ctx, const http::request<http::string_body>& req) {
+  upgrade_decision d;
+  auto& svc = ctx.svc();
+  auto fail = [&](unsigned status, handshake_failure f, std::string msg) {
+    d.status = status;
+    d.failure = f;
+    d.message = std::move(msg);
+    return d;
+  };
+  const auto segs = protocol::split_path(req.target());
+  protocol::route_params p;
+  if (!segs) return fail(400, handshake_failure::bad_request, "malformed path");
+  switch (svc.route.match(*segs, p)) {
+    case protocol::route_template::match_result::no_match:
+      return fail(404, handshake_failure::not_found, "path does not match " + svc.route.text());
+    case protocol::route_template::match_result::empty_param:
+      return fail(400, handshake_failure::bad_request, "room and user must not be empty");
+    case protocol::route_template::match_result::ok: break;
+  }
+  if (p.room.size() > 256 || p.user.size() > 256 || p.role.size() > 64 || p.platform.size() > 64)
+    return fail(400, handshake_failure::bad_request, "room, user, role or platform too long");
+  if (req[http::field::sec_websocket_version] != "13")
+    return fail(400, handshake_failure::bad_request, "Sec-WebSocket-Version must be 13");
+  const auto key = req[http::field::sec_websocket_key];
+  if (key.size() != 24) return fail(400, handshake_failure::bad_request, "bad Sec-WebSocket-Key");
+  if (!svc.cfg.allowed_origins.empty()) {
+    const auto origin = req[http::field::origin];
+    const auto& ao = svc.cfg.allowed_origins;
+    if (std::find(ao.begin(), ao.end(), origin) == ao.end())
+      return fail(403, handshake_failure::forbidden, "origin not allowed");
+  }
+  if (svc.cfg.auth == config::auth_mode::jwt) {
+    const auto e = auth::verify_hs256(p.token, svc.cfg.jwt_secret, p.user, std::chrono::system_clock::now(),
+                                      svc.cfg.jwt_leeway);
+    if (e != auth::jwt_error::none) return fail(401, handshake_failure::unauthorized, std::string(auth::to_string(e)));
+  }
+  if (svc.state.draining.load(std::memory_order_relaxed))
+    return fail(503, handshake_failure::draining, "node is shutting down");
+  // Admission: reserve a slot now; destroy() gives it back.
+  const auto n = svc.state.ws_sessions.fetch_add(1, std::memory_order_relaxed);
+  if (n >= svc.cfg.max_connections) {
+    svc.state.ws_sessions.fetch_sub(1, std::memory_order_relaxed);
+    return fail(503, handshake_failure::over_capacity, "node is full");
+  }
+  d.id.session_id = ctx.next_session_id();
+  d.id.user = std::move(p.user);
+  d.id.role = std::move(p.role);
+  d.id.platform = std::move(p.platform);
+  d.room = std::move(p.room);
+  return d;
+}
+
+// Logs a target without its token: the route's {token} segment must never reach a log.
+std::string redacted_path(const protocol::route_template&, std::string_view target) {
+  auto segs = protocol::split_path(target);
+  if (!segs || segs->empty()) return "/";
+  return "/" + (*segs)[0] + "/...";
+}
+
+asio::awaitable<void> run_http(shard_context& ctx, asio::ip::tcp::socket socket) {
+  auto& svc = ctx.svc();
+  const auto& cfg = svc.cfg;
+  beast::tcp_stream stream(std::move(socket));
+  beast::flat_buffer buffer;
+  for (;;) {
+    http::request_parser<http::string_body> parser;
+    parser.body_limit(cfg.max_body_bytes);
+    parser.header_limit(16 * 1024);
+    stream.expires_after(cfg.handshake_timeout);
+    auto [ec, n] = co_await http::async_read(stream, buffer, parser, use_tuple);
+    if (ec == http::error::end_of_stream || ec == asio::error::eof || ec == asio::error::connection_reset) co_return;
+    if (ec == beast::error::timeout) {
+      ctx.counters().handshake_failed(handshake_failure::timeout);
+      co_return;
+    }
+    if (ec == http::error::body_limit) {
+      auto res = make_response(api::handler::error(413, "too_large", "request body over max_body_bytes"), 11, false);
+      stream.expires_after(cfg.handshake_timeout);
+      co_await http::async_write(stream, res, use_tuple);
+      co_return;
+    }
+    if (ec) {
+      if (n > 0 || buffer.size() > 0) {
+        auto res = make_response(api::handler::error(400, "bad_request", "malformed HTTP request"), 11, false);
+        stream.expires_after(cfg.handshake_timeout);
+        co_await http::async_write(stream, res, use_tuple);
+      }
+      co_return;
+    }
+    auto& req = parser.get();
+    ctx.refresh_now();
+
+    if (beast::websocket::is_upgrade(req)) {
+      auto d = decide_upgrade(ctx, req);
+      if (d.status != 101) {
+        ctx.counters().handshake_failed(d.failure);
+        spdlog::debug("upgrade refused {} {}: {}", d.status, redacted_path(svc.route, req.target()), d.message);
+        auto r = api::handler::error(d.status, metrics::handshake_failure_names[static_cast<std::size_t>(d.failure)], d.message);
+        if (d.status == 503) r.headers.emplace_back("Retry-After", retry_after_value(cfg));
+        auto res = make_response(r, req.version(), false);
+        co_await http::async_write(stream, res, use_tuple);
+        co_return;
+      }
+      http::response<http::empty_body> res{http::status::switching_protocols, req.version()};
+      res.set(http::field::server, "roomcast");
+      res.set(http::field::upgrade, "websocket");
+      res.set(http::field::connection, "Upgrade");
+      res.set(http::field::sec_websocket_accept, protocol::websocket_accept_key(req[http::field::sec_websocket_key]));
+      auto [wec, wn] = co_await http::async_write(stream, res, use_tuple);
+      if (wec) {
+        svc.state.ws_sessions.fetch_sub(1, std::memory_order_relaxed);
+        co_return;
+      }
+      // Bytes the client sent right after its request belong to the WebSocket stream.
+      std::string initial(static_cast<const char*>(buffer.data().data()), buffer.size());
+      stream.expires_never();
+      ctx.adopt(stream.release_socket(), std::move(d.id), std::move(d.room), std::move(initial));
+      co_return;
+    }
+
+    ctx.counters().http_requests.add();
+    const std::string_view target = req.target();
+    const std::string_view path = target.substr(0, target.find('?'));
+    api::response r;
+    if (api::handler::owns(path)) {
+      api::request ar;
+      ar.method = std::string(req.method_string());
+      ar.target = std::string(target);
+      ar.content_type = std::string(req[http::field::content_type]);
+      ar.api_key = std::string(req["X-API-Key"]);
+      ar.body = std::move(req.body());
+      ar.shard = ctx.index();
+      r = co_await async_api(svc.api, std::move(ar), asio::use_awaitable);
+    } else {
+      r = serve_file(cfg, req.method_string(), target);
+    }
+    const bool keep_alive = req.keep_alive() && !svc.state.draining.load(std::memory_order_relaxed);
+    auto res = make_response(r, req.version(), keep_alive);
+    stream.expires_after(cfg.handshake_timeout);
+    auto [wec, wn] = co_await http::async_write(stream, res, use_tuple);
+    if (wec || !keep_alive) {
+      error_code ignored;
+      stream.socket().shutdown(asio::socket_base::shutdown_send, ignored);
+      co_return;
+    }
+  }
+}
+
+}  // namespace
+
+void start_http_session(shard_context& ctx, asio::ip::tcp::socket socket) {
+  asio::co_spawn(ctx.io(), run_http(ctx, std::move(socket)), asio::detached);
+}
+
+}  // namespace roomcast::transport

@@ -1,0 +1,167 @@
+#include "transport/shard_context.hpp"
+
+#include "transport/http_session.hpp"
+#include "transport/ws_session.hpp"
+
+#include <boost/asio/post.hpp>
+#include <spdlog/spdlog.h>
+
+#include <random>
+
+namespace roomcast::transport {
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+
+shard_context::shard_context(unsigned index, services& svc)
+    : index_(index),
+      svc_(svc),
+      tables_(index, counters_),
+      acceptor_(io_),
+      sweep_timer_(io_),
+      drain_timer_(io_),
+      now_(clock::now()),
+      sessions_(std::make_unique<session_list>()) {
+  std::random_device rd;
+  nonce_ = rd() & 0xffffff;
+  tables_.on_room_change([this](const std::string& room, bool gained) { svc_.router.room_changed(room, gained); });
+}
+
+shard_context::~shard_context() {
+  // Sessions left at exit (the io_context stopped): free them without running handlers.
+  sessions_->clear_and_dispose([](ws_session* s) { delete s; });
+}
+
+void shard_context::listen(const asio::ip::tcp::endpoint& ep) {
+  acceptor_.open(ep.protocol());
+  acceptor_.set_option(asio::socket_base::reuse_address(true));
+  // SO_REUSEPORT: each shard has its own acceptor on the same port; the kernel spreads connections.
+  int one = 1;
+  ::setsockopt(acceptor_.native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+  acceptor_.bind(ep);
+  acceptor_.listen(asio::socket_base::max_listen_connections);
+}
+
+void shard_context::start() {
+  do_accept();
+  arm_sweep();
+}
+
+void shard_context::do_accept() {
+  acceptor_.async_accept([this](const error_code& ec, asio::ip::tcp::socket socket) {
+    if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
+    if (!ec) {
+      refresh_now();
+      start_http_session(*this, std::move(socket));
+    } else if (ec == asio::error::no_descriptors) {
+      // Out of file descriptors: back off briefly instead of spinning on accept.
+      spdlog::warn("shard {}: accept: {}", index_, ec.message());
+      auto t = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(50));
+      t->async_wait([this, t](const error_code&) { do_accept(); });
+      return;
+    }
+    do_accept();
+  });
+}
+
+void shard_context::stop_accepting() {
+  error_code ec;
+  acceptor_.close(ec);
+}
+
+void shard_context::adopt(asio::ip::tcp::socket socket, hub::identity id, std::string url_room,
+                          std::string initial_bytes) {
+  auto* s = new ws_session(*this, std::move(socket), std::move(id), std::move(url_room));
+  sessions_->push_back(*s);
+  s->start(std::move(initial_bytes));
+}
+
+void shard_context::destroy(ws_session* s) {
+  sessions_->erase(sessions_->iterator_to(*s));
+  delete s;
+  svc_.state.ws_sessions.fetch_sub(1, std::memory_order_relaxed);
+  if (draining_) check_drained();
+}
+
+void shard_context::request_flush(ws_session* s) {
+  flush_list_.push_back(s);
+  if (flush_list_.size() > 1) return;
+  // One handler flushes every session that got frames since: a burst becomes one write each.
+  asio::post(io_, [this] {
+    refresh_now();
+    flushing_.swap(flush_list_);
+    for (ws_session* x : flushing_) x->flush();
+    flushing_.clear();
+  });
+}
+
+std::uint64_t shard_context::next_session_id() noexcept {
+  return (std::uint64_t{nonce_} << 40) | (std::uint64_t{index_ & 0xff} << 32) | ++session_counter_;
+}
+
+void shard_context::arm_sweep() {
+  using namespace std::chrono;
+  const auto& cfg = svc_.cfg;
+  // Fine enough for every deadline, coarse enough to cost nothing: one timer for all sessions.
+  auto period = std::min<milliseconds>({milliseconds(1000), cfg.ping_interval / 4, cfg.pong_timeout / 4});
+  period = std::max(period, milliseconds(25));
+  sweep_timer_.expires_after(period);
+  sweep_timer_.async_wait([this](const error_code& ec) {
+    if (ec) return;
+    sweep();
+    arm_sweep();
+  });
+}
+
+void shard_context::sweep() {
+  refresh_now();
+  for (auto& s : *sessions_) s.tick(now_);
+}
+
+void shard_context::begin_drain(std::chrono::milliseconds window, std::function<void()> on_empty) {
+  // The acceptor stays open: /readyz must answer 503 to the load balancer, and new upgrades get
+  // 503 + Retry-After. Sessions are closed evenly over the window so that their reconnects don't
+  // hit the other nodes all at once.
+  draining_ = true;
+  on_drained_ = std::move(on_empty);
+  const std::size_t n = std::max<std::size_t>(1, sessions_->size());
+  constexpr auto min_step = std::chrono::milliseconds(10);
+  const auto per_session = window / n;
+  if (per_session >= min_step) {
+    drain_per_step_ = 1;
+    drain_step_ = std::chrono::duration_cast<std::chrono::milliseconds>(per_session);
+  } else {
+    const auto steps = std::max<std::int64_t>(1, window / min_step);
+    drain_per_step_ = (n + static_cast<std::size_t>(steps) - 1) / static_cast<std::size_t>(steps);
+    drain_step_ = min_step;
+  }
+  drain_step();
+}
+
+void shard_context::drain_step() {
+  // Close the next slice; sessions still open are those not yet asked.
+  std::size_t closed = 0;
+  for (auto& s : *sessions_) {
+    if (closed == drain_per_step_) break;
+    if (s.open()) {
+      s.drain();
+      ++closed;
+    }
+  }
+  check_drained();
+  if (closed == 0) return;  // nothing left to ask; the rest finish their close handshakes
+  drain_timer_.expires_after(drain_step_);
+  drain_timer_.async_wait([this](const error_code& ec) {
+    if (!ec) drain_step();
+  });
+}
+
+void shard_context::check_drained() {
+  if (sessions_->empty() && on_drained_) {
+    auto f = std::move(on_drained_);
+    on_drained_ = nullptr;
+    f();
+  }
+}
+
+}  // namespace roomcast::transport

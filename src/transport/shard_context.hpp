@@ -1,0 +1,107 @@
+#pragma once
+// One shard: a thread's io_context, its acceptor, its sessions and their tables.
+// Thread: everything except the constructor, stats readers and post() runs on this shard's thread.
+#include "api/api_handler.hpp"
+#include "config/config.hpp"
+#include "hub/router.hpp"
+#include "hub/shard.hpp"
+#include "metrics/counters.hpp"
+#include "protocol/route_template.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/intrusive/list.hpp>
+
+#include <array>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <vector>
+
+namespace roomcast::transport {
+
+class ws_session;
+
+// Node-wide services a shard uses; all outlive the shards.
+struct services {
+  const config::config& cfg;
+  const protocol::route_template& route;
+  hub::router& router;
+  api::handler& api;
+  api::node_state& state;
+};
+
+class shard_context {
+ public:
+  using clock = std::chrono::steady_clock;
+
+  shard_context(unsigned index, services& svc);
+  ~shard_context();
+  shard_context(const shard_context&) = delete;
+  shard_context& operator=(const shard_context&) = delete;
+
+  unsigned index() const noexcept { return index_; }
+  boost::asio::io_context& io() noexcept { return io_; }
+  hub::shard& tables() noexcept { return tables_; }
+  metrics::shard_counters& counters() noexcept { return counters_; }
+  services& svc() noexcept { return svc_; }
+  std::span<char> read_buffer() noexcept { return read_buf_; }
+  clock::time_point now() const noexcept { return now_; }
+  void refresh_now() noexcept { now_ = clock::now(); }
+
+  // Binds this shard's acceptor (SO_REUSEPORT: every shard listens on the same port).
+  void listen(const boost::asio::ip::tcp::endpoint& ep);
+  // Starts accepting and the liveness sweep. Then run io().run() on the shard's thread.
+  void start();
+
+  // Takes an upgraded socket; the session lives on this shard until it is destroyed.
+  void adopt(boost::asio::ip::tcp::socket socket, hub::identity id, std::string url_room,
+             std::string initial_bytes);
+  void destroy(ws_session* s);  // only from a posted handler, when the session has no pending op
+
+  // Sessions ask for a flush; one posted handler writes all of them (coalesces a burst).
+  void request_flush(ws_session* s);
+
+  // Drain: close every session with 1012, spread evenly over `window` (new upgrades get 503).
+  // on_empty runs on this thread once the shard holds no session.
+  void begin_drain(std::chrono::milliseconds window, std::function<void()> on_empty);
+  // Stop accepting only.
+  void stop_accepting();
+
+  std::uint64_t next_session_id() noexcept;
+
+ private:
+  void do_accept();
+  void arm_sweep();
+  void sweep();
+  void drain_step();
+  void check_drained();
+
+  unsigned index_;
+  services& svc_;
+  boost::asio::io_context io_{1};  // one thread: lets Asio skip internal locking
+  metrics::shard_counters counters_;
+  hub::shard tables_;
+  boost::asio::ip::tcp::acceptor acceptor_;
+  boost::asio::steady_timer sweep_timer_;
+  boost::asio::steady_timer drain_timer_;
+  clock::time_point now_;
+  std::array<char, 16 * 1024> read_buf_;
+
+  using session_list =
+      boost::intrusive::list<ws_session, boost::intrusive::constant_time_size<true>>;
+  std::unique_ptr<session_list> sessions_;
+
+  std::vector<ws_session*> flush_list_;
+  std::vector<ws_session*> flushing_;
+
+  bool draining_ = false;
+  std::size_t drain_per_step_ = 0;
+  std::chrono::milliseconds drain_step_{10};
+  std::function<void()> on_drained_;
+  std::uint32_t session_counter_ = 0;
+  std::uint32_t nonce_;
+};
+
+}  // namespace roomcast::transport

@@ -1,0 +1,420 @@
+#include "transport/ws_session.hpp"
+
+#include "transport/shard_context.hpp"
+
+#include <boost/asio/post.hpp>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <array>
+
+namespace roomcast::transport {
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+using protocol::ws_opcode;
+
+namespace {
+// Frames every session may send: built once per process.
+const protocol::shared_frame& ping_frame() {
+  static const auto f = protocol::make_frame(ws_opcode::ping, {});
+  return f;
+}
+const protocol::shared_frame& pong_json_frame() {
+  static const auto f = protocol::make_frame(ws_opcode::text, protocol::pong_payload());
+  return f;
+}
+constexpr int max_reads_per_wakeup = 16;  // then yield so one busy client can't starve the shard
+constexpr std::size_t max_gather = 64;
+}  // namespace
+
+ws_session::ws_session(shard_context& ctx, asio::ip::tcp::socket socket, hub::identity id,
+                       std::string url_room)
+    : hub::member(std::move(id)),
+      ctx_(ctx),
+      socket_(std::move(socket)),
+      url_room_(std::move(url_room)),
+      reader_(ctx.svc().cfg.max_frame_bytes),
+      last_seen_(ctx.now()) {}
+
+ws_session::~ws_session() = default;
+
+void ws_session::start(std::string initial_bytes) {
+  started_ = true;
+  error_code ec;
+  socket_.non_blocking(true, ec);
+  socket_.set_option(asio::ip::tcp::no_delay(true), ec);
+  ctx_.tables().add(*this);
+  ctx_.counters().joins.add();
+  ctx_.tables().join(*this, url_room_, ctx_.svc().cfg.max_rooms_per_session);
+
+  const auto sid = hub::format_session_id(id().session_id);
+  const std::vector<std::string> rooms{url_room_};
+  send_text(protocol::encode_welcome({ctx_.svc().router.node_id(), sid, id().user, &rooms}));
+
+  if (!initial_bytes.empty()) {
+    const auto n = std::min(initial_bytes.size(), ctx_.read_buffer().size());
+    std::copy_n(initial_bytes.data(), n, ctx_.read_buffer().data());
+    if (n < initial_bytes.size()) inbuf_.assign(initial_bytes.data() + n, initial_bytes.size() - n);
+    if (!process(n) || !wants_read()) return;
+  }
+  arm_read();
+}
+
+// ---- reading ----
+
+void ws_session::arm_read() {
+  if (state_ == state::closed || read_waiting_) return;
+  read_waiting_ = true;
+  ++pending_ops_;
+  // A zero-byte wait: no buffer is held while the client is idle.
+  socket_.async_wait(asio::socket_base::wait_read, [this](const error_code& ec) {
+    read_waiting_ = false;
+    on_readable(ec);
+    op_done();
+  });
+}
+
+void ws_session::on_readable(const error_code& ec) {
+  if (state_ == state::closed) return;
+  if (ec) {
+    terminate(metrics::close_reason::error);
+    return;
+  }
+  ctx_.refresh_now();
+  auto buf = ctx_.read_buffer();
+  for (int i = 0; i < max_reads_per_wakeup; ++i) {
+    error_code rec;
+    const std::size_t n = socket_.read_some(asio::buffer(buf.data(), buf.size()), rec);
+    if (rec == asio::error::would_block || rec == asio::error::try_again) {
+      arm_read();
+      return;
+    }
+    if (rec) {
+      // EOF or reset. After our close frame, a vanished peer still ends the close cleanly.
+      terminate(state_ == state::closing ? close_reason_ : metrics::close_reason::error);
+      return;
+    }
+    if (!process(n) || !wants_read()) return;
+  }
+  // Still data after many reads: continue later, after the other sessions had their turn.
+  ++pending_ops_;
+  asio::post(ctx_.io(), [this] {
+    on_readable({});
+    op_done();
+  });
+}
+
+// Parses n new bytes from the shard's read buffer (after any kept partial frame).
+// Returns false when the session stopped reading.
+bool ws_session::process(std::size_t n) {
+  std::span<char> input;
+  const bool use_inbuf = !inbuf_.empty();
+  if (use_inbuf) {
+    inbuf_.append(ctx_.read_buffer().data(), n);
+    input = std::span<char>(inbuf_.data(), inbuf_.size());
+  } else {
+    input = ctx_.read_buffer().subspan(0, n);
+  }
+  const auto r = reader_.feed(input, [this](const protocol::ws_event& ev) { return on_event(ev); });
+  if (state_ == state::closed) return false;
+  if (r.error != protocol::ws_error::none) {
+    const auto why = r.error == protocol::ws_error::too_big ? metrics::close_reason::too_big
+                                                             : metrics::close_reason::protocol;
+    const char* text = r.error == protocol::ws_error::too_big ? "message too big"
+                       : r.error == protocol::ws_error::bad_utf8 ? "invalid UTF-8"
+                                                                 : "protocol error";
+    close_after_flush_ = true;  // a broken stream can't be read further: fail the connection
+    begin_close(protocol::close_code_for(r.error), text, why, false);
+    inbuf_.clear();
+    return false;
+  }
+  const std::size_t left = input.size() - r.consumed;
+  if (left == 0) {
+    inbuf_.clear();
+    if (inbuf_.capacity() > 4096) inbuf_.shrink_to_fit();
+  } else if (use_inbuf) {
+    inbuf_.erase(0, r.consumed);
+  } else {
+    inbuf_.assign(input.data() + r.consumed, left);
+  }
+  return true;
+}
+
+bool ws_session::on_event(const protocol::ws_event& ev) {
+  last_seen_ = ctx_.now();
+  awaiting_pong_ = false;  // any frame proves the peer is alive
+  switch (ev.opcode) {
+    case ws_opcode::text:
+      if (state_ == state::open) {
+        ctx_.counters().messages_in.add();
+        on_text(ev.payload);
+      }
+      break;
+    case ws_opcode::binary:
+      if (state_ == state::open) {
+        close_after_flush_ = true;
+        begin_close(protocol::close_code::unsupported_data, "binary frames are not supported",
+                    metrics::close_reason::protocol, false);
+      }
+      return false;
+    case ws_opcode::ping:
+      if (state_ == state::open) enqueue(hub::make_local(protocol::make_frame(ws_opcode::pong, ev.payload)));
+      break;
+    case ws_opcode::pong: break;
+    case ws_opcode::close:
+      if (state_ == state::open) {
+        // Peer-initiated: echo its code, then close once the echo is written.
+        state_ = state::closing;
+        close_reason_ = metrics::close_reason::client;
+        const auto code = ev.close_code == protocol::close_code::no_status ? protocol::close_code::normal
+                                                                            : ev.close_code;
+        close_after_flush_ = true;
+        deadline_ = ctx_.now() + ctx_.svc().cfg.pong_timeout;
+        enqueue(hub::make_local(protocol::make_close_frame(code, {})));
+      } else if (state_ == state::closing) {
+        terminate(close_reason_);  // the reply to our close
+      }
+      return false;
+    case ws_opcode::cont: break;
+  }
+  return state_ == state::open;
+}
+
+void ws_session::on_text(std::string_view text) {
+  protocol::client_frame f;
+  protocol::decode_error err;
+  if (!protocol::decode_client_frame(text, f, err)) {
+    send_error(err.code, err.message);
+    return;
+  }
+  const auto& cfg = ctx_.svc().cfg;
+  auto& tables = ctx_.tables();
+  switch (f.type) {
+    case protocol::client_frame::kind::ping: enqueue(hub::make_local(pong_json_frame())); return;
+    case protocol::client_frame::kind::join: {
+      if (!cfg.client_join) return send_error(protocol::error_code::forbidden, "joining rooms is disabled");
+      const auto r = tables.join(*this, f.room, cfg.max_rooms_per_session);
+      if (r == hub::shard::join_result::too_many)
+        return send_error(protocol::error_code::too_many_rooms, "too many rooms for one session");
+      std::string s = "{\"type\":\"joined\",\"room\":";
+      protocol::append_json_string(s, f.room);
+      s.push_back('}');
+      send_text(s);
+      return;
+    }
+    case protocol::client_frame::kind::leave: {
+      if (!tables.leave(*this, f.room)) return send_error(protocol::error_code::not_in_room, "not in that room");
+      std::string s = "{\"type\":\"left\",\"room\":";
+      protocol::append_json_string(s, f.room);
+      s.push_back('}');
+      send_text(s);
+      return;
+    }
+    case protocol::client_frame::kind::chat:
+    case protocol::client_frame::kind::publish: {
+      const auto& roles = cfg.publish_roles;
+      if (std::find(roles.begin(), roles.end(), id().role) == roles.end())
+        return send_error(protocol::error_code::forbidden,
+                          "role '" + id().role.substr(0, 64) + "' may not publish");
+      std::string room = f.room.empty() ? url_room_ : std::move(f.room);
+      if (!tables.in_room(*this, room)) return send_error(protocol::error_code::not_in_room, "join the room first");
+      if (!publish_bucket_.try_take(cfg.publish_rate, cfg.publish_burst, ctx_.now()))
+        return send_error(protocol::error_code::rate_limited, "too many publishes; slow down");
+      publish(std::move(room), std::move(f.id), std::move(f.data));
+      return;
+    }
+  }
+}
+
+void ws_session::publish(std::string room, std::string id, std::string data) {
+  auto& router = ctx_.svc().router;
+  bus::envelope e;
+  e.kind = protocol::target_kind::room;
+  e.target = std::move(room);
+  const bool want_ack = !id.empty();
+  e.id = want_ack ? std::move(id) : router.make_id(ctx_.index());
+  e.from = this->id().user;
+  e.data = std::move(data);
+  e.origin = router.node_id();
+  ctx_.counters().publishes_client.add();
+  // The completion may come on another thread and after this session is gone: find it again by id.
+  auto* ctx = &ctx_;
+  const auto sid = this->id().session_id;
+  std::string ack_id = want_ack ? e.id : std::string();
+  router.bus().publish(std::move(e), [ctx, sid, ack_id = std::move(ack_id)](std::error_code ec, bus::publish_result) {
+    if (!ec && ack_id.empty()) return;
+    asio::post(ctx->io(), [ctx, sid, ack_id, ec] {
+      auto* m = ctx->tables().find(sid);
+      if (!m) return;
+      auto* s = static_cast<ws_session*>(m);
+      if (ec) s->send_error("unavailable", "publish failed: " + ec.message());
+      else s->send_text(protocol::encode_ack(ack_id));
+    });
+  });
+}
+
+void ws_session::send_error(std::string_view code, std::string_view message) {
+  ctx_.counters().client_errors.add();
+  send_text(protocol::encode_error(code, message));
+}
+
+void ws_session::send_text(std::string_view payload) {
+  enqueue(hub::make_local(protocol::make_frame(ws_opcode::text, payload)));
+}
+
+// ---- writing ----
+
+void ws_session::deliver(const hub::frame_ref& f) {
+  if (state_ != state::open) return;
+  if (queued_bytes_ + f->bytes().size() > ctx_.svc().cfg.max_queue_bytes) {
+    // Slow consumer: drop what it hasn't read; it reconnects and recovers from history.
+    begin_close(protocol::close_code::slow_consumer, "slow consumer", metrics::close_reason::slow_consumer, true);
+    return;
+  }
+  enqueue(f);
+}
+
+void ws_session::enqueue(hub::frame_ref f) {
+  if (state_ == state::closed) return;
+  queued_bytes_ += f->bytes().size();
+  queue_.push_back(std::move(f));
+  if (!flush_scheduled_ && !write_waiting_) {
+    flush_scheduled_ = true;
+    ++pending_ops_;
+    ctx_.request_flush(this);
+  }
+}
+
+void ws_session::flush() {
+  // Called from the shard's flush handler, which counted this as a pending op.
+  flush_scheduled_ = false;
+  if (state_ != state::closed && !write_waiting_) {
+    while (head_ < queue_.size()) {
+      std::array<asio::const_buffer, max_gather> bufs;
+      std::size_t n = 0;
+      for (std::size_t i = head_; i < queue_.size() && n < max_gather; ++i, ++n) {
+        auto b = queue_[i]->bytes();
+        if (i == head_) b.remove_prefix(head_offset_);
+        bufs[n] = asio::const_buffer(b.data(), b.size());
+      }
+      error_code ec;
+      const std::size_t written = socket_.write_some(std::span<const asio::const_buffer>(bufs.data(), n), ec);
+      if (ec == asio::error::would_block || ec == asio::error::try_again) {
+        wait_writable();
+        break;
+      }
+      if (ec) {
+        terminate(state_ == state::closing ? close_reason_ : metrics::close_reason::error);
+        break;
+      }
+      ctx_.counters().bytes_out.add(written);
+      consume(written);
+    }
+    if (state_ != state::closed && head_ == queue_.size()) {
+      queue_.clear();
+      head_ = 0;
+      if (queue_.capacity() > 256) queue_.shrink_to_fit();  // give back a burst's memory
+      if (close_after_flush_ && state_ == state::closing) terminate(close_reason_);
+    }
+  }
+  op_done();
+}
+
+void ws_session::consume(std::size_t n) {
+  queued_bytes_ -= n;
+  while (n > 0) {
+    const std::size_t left = queue_[head_]->bytes().size() - head_offset_;
+    if (n < left) {
+      head_offset_ += static_cast<std::uint32_t>(n);
+      return;
+    }
+    n -= left;
+    queue_[head_].reset();
+    ++head_;
+    head_offset_ = 0;
+  }
+}
+
+void ws_session::wait_writable() {
+  write_waiting_ = true;
+  ++pending_ops_;
+  socket_.async_wait(asio::socket_base::wait_write, [this](const error_code& ec) {
+    write_waiting_ = false;
+    if (ec) {
+      if (state_ != state::closed) terminate(metrics::close_reason::error);
+      op_done();
+      return;
+    }
+    ++pending_ops_;  // flush() ends with op_done() for its own count
+    flush();
+    op_done();
+  });
+}
+
+// ---- closing ----
+
+void ws_session::kick(std::uint16_t code, std::string_view reason) {
+  if (state_ != state::open) return;
+  send_text(protocol::encode_kicked(code, reason));
+  begin_close(code, reason, metrics::close_reason::kicked, false);
+}
+
+void ws_session::drain() {
+  begin_close(protocol::close_code::service_restart, "server restart", metrics::close_reason::drain, false);
+}
+
+void ws_session::begin_close(std::uint16_t code, std::string_view reason, metrics::close_reason why,
+                             bool drop_queue) {
+  if (state_ != state::open) return;
+  state_ = state::closing;
+  close_reason_ = why;
+  if (drop_queue) {
+    // Keep a partly written frame: cutting it would corrupt the stream before the close frame.
+    const std::size_t keep = head_ < queue_.size() && head_offset_ > 0 ? 1 : 0;
+    for (std::size_t i = head_ + keep; i < queue_.size(); ++i) queued_bytes_ -= queue_[i]->bytes().size();
+    queue_.resize(head_ + keep);
+  }
+  deadline_ = ctx_.now() + ctx_.svc().cfg.pong_timeout;
+  enqueue(hub::make_local(protocol::make_close_frame(code, reason)));
+}
+
+void ws_session::tick(clock::time_point now) {
+  const auto& cfg = ctx_.svc().cfg;
+  switch (state_) {
+    case state::closed: return;
+    case state::closing:
+      if (now >= deadline_) terminate(close_reason_);  // no close reply, or a peer that won't read
+      return;
+    case state::open:
+      if (awaiting_pong_) {
+        if (now >= deadline_) terminate(metrics::close_reason::ping_timeout);
+      } else if (now - last_seen_ >= cfg.ping_interval) {
+        awaiting_pong_ = true;
+        deadline_ = now + cfg.pong_timeout;
+        enqueue(hub::make_local(ping_frame()));
+      }
+      return;
+  }
+}
+
+void ws_session::terminate(metrics::close_reason why) {
+  if (state_ == state::closed) return;
+  state_ = state::closed;
+  ctx_.counters().close(why);
+  error_code ec;
+  socket_.shutdown(asio::socket_base::shutdown_both, ec);
+  socket_.close(ec);  // completes pending waits with operation_aborted
+  queue_.clear();
+  queued_bytes_ = 0;
+  // Every way out passes here, so every session leaves every index exactly once.
+  ctx_.tables().remove(*this);
+  ++pending_ops_;
+  asio::post(ctx_.io(), [this] { op_done(); });
+}
+
+void ws_session::op_done() {
+  if (--pending_ops_ == 0 && state_ == state::closed) ctx_.destroy(this);
+}
+
+}  // namespace roomcast::transport

@@ -1,0 +1,91 @@
+#pragma once
+// One WebSocket connection after the upgrade. Lives on its shard for life, owned by the shard.
+//
+// Idle cost: no read buffer (the shard's scratch buffer is used for every read), no timer (the
+// shard's sweep handles ping, pong and close deadlines), an empty queue.
+// Writes: frames are queued by reference and written with one gathering write when the socket
+// takes them; on EAGAIN the session waits for writability. The queue is bounded in bytes.
+#include "hub/member.hpp"
+#include "hub/token_bucket.hpp"
+#include "metrics/counters.hpp"
+#include "protocol/codec.hpp"
+#include "protocol/ws_frame.hpp"
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/intrusive/list_hook.hpp>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+namespace roomcast::transport {
+
+class shard_context;
+
+class ws_session final : public hub::member,
+                         public boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::normal_link>> {
+ public:
+  using clock = std::chrono::steady_clock;
+
+  ws_session(shard_context& ctx, boost::asio::ip::tcp::socket socket, hub::identity id,
+             std::string url_room);
+  ~ws_session() override;
+
+  // Sends welcome, joins the URL room, processes bytes that came with the upgrade, starts reading.
+  void start(std::string initial_bytes);
+
+  void deliver(const hub::frame_ref& f) override;
+  void kick(std::uint16_t code, std::string_view reason) override;
+  void drain();                     // close with 1012
+  void tick(clock::time_point now);  // liveness sweep: ping, pong and close deadlines
+  void flush();                     // called by the shard's flush handler
+  void send_text(std::string_view payload);
+
+  bool open() const noexcept { return state_ == state::open; }
+
+ private:
+  enum class state : std::uint8_t { open, closing, closed };
+
+  // Open, or closing by our side and waiting for the peer's close reply.
+  bool wants_read() const noexcept { return state_ == state::open || (state_ == state::closing && !close_after_flush_); }
+  void arm_read();
+  void on_readable(const boost::system::error_code& ec);
+  bool process(std::size_t n);
+  bool on_event(const protocol::ws_event& ev);
+  void on_text(std::string_view text);
+  void publish(std::string room, std::string id, std::string data);
+  void send_error(std::string_view code, std::string_view message);
+
+  void enqueue(hub::frame_ref f);
+  void consume(std::size_t n);
+  void wait_writable();
+
+  void begin_close(std::uint16_t code, std::string_view reason, metrics::close_reason why,
+                   bool drop_queue);
+  void terminate(metrics::close_reason why);
+  void op_done();
+
+  shard_context& ctx_;
+  boost::asio::ip::tcp::socket socket_;
+  std::string url_room_;
+  std::vector<hub::frame_ref> queue_;
+  std::size_t queued_bytes_ = 0;
+  std::uint32_t head_ = 0;         // first unwritten frame
+  std::uint32_t head_offset_ = 0;  // bytes of queue_[head_] already written
+  std::string inbuf_;              // bytes of an incomplete frame, kept for the next read
+  protocol::ws_reader reader_;
+  hub::token_bucket publish_bucket_;
+  clock::time_point last_seen_;
+  clock::time_point deadline_;     // pong or close-reply deadline
+  std::uint8_t pending_ops_ = 0;   // async waits and scheduled flushes that reference this
+  state state_ = state::open;
+  metrics::close_reason close_reason_ = metrics::close_reason::error;
+  bool flush_scheduled_ = false;
+  bool write_waiting_ = false;
+  bool awaiting_pong_ = false;
+  bool close_after_flush_ = false;
+  bool read_waiting_ = false;
+  bool started_ = false;
+};
+
+}  // namespace roomcast::transport

@@ -1,0 +1,73 @@
+#include "protocol/codec.hpp"
+
+#include <boost/json/parse.hpp>
+#include <gtest/gtest.h>
+
+using namespace roomcast::protocol;
+
+TEST(codec, plain_text_is_a_chat_message) {
+  client_frame f;
+  decode_error e;
+  ASSERT_TRUE(decode_client_frame("hello \"class\"\n", f, e));
+  EXPECT_EQ(f.type, client_frame::kind::chat);
+  EXPECT_EQ(f.data, R"({"text":"hello \"class\"\n"})");
+  EXPECT_TRUE(boost::json::parse(f.data).is_object());
+}
+
+TEST(codec, protocol_frames) {
+  client_frame f;
+  decode_error e;
+  ASSERT_TRUE(decode_client_frame(R"({"type":"join","room":"7"})", f, e));
+  EXPECT_EQ(f.type, client_frame::kind::join);
+  EXPECT_EQ(f.room, "7");
+  ASSERT_TRUE(decode_client_frame(R"( {"type":"ping"})", f, e));
+  EXPECT_EQ(f.type, client_frame::kind::ping);
+  ASSERT_TRUE(decode_client_frame(R"({"type":"publish","room":"7","id":"m1","data": { "x" : [1, 2] } })", f, e));
+  EXPECT_EQ(f.type, client_frame::kind::publish);
+  EXPECT_EQ(f.id, "m1");
+  EXPECT_EQ(f.data, R"({ "x" : [1, 2] })");  // byte for byte
+}
+
+TEST(codec, bad_frames_name_their_error) {
+  client_frame f;
+  decode_error e;
+  EXPECT_FALSE(decode_client_frame("{not json", f, e));
+  EXPECT_EQ(e.code, error_code::bad_json);
+  EXPECT_FALSE(decode_client_frame(R"({"type":"dance"})", f, e));
+  EXPECT_EQ(e.code, error_code::unknown_type);
+  EXPECT_FALSE(decode_client_frame(R"({"room":"1"})", f, e));
+  EXPECT_EQ(e.code, error_code::unknown_type);
+  EXPECT_FALSE(decode_client_frame(R"({"type":"join"})", f, e));
+  EXPECT_EQ(e.code, error_code::bad_request);
+  EXPECT_FALSE(decode_client_frame(R"({"type":"publish","room":"1"})", f, e));
+  EXPECT_EQ(e.code, error_code::bad_request);
+  EXPECT_FALSE(decode_client_frame(R"({"type":"join","room":5})", f, e));
+  EXPECT_EQ(e.code, error_code::bad_request);
+}
+
+TEST(codec, find_raw_member_skips_nested_and_strings) {
+  const std::string_view doc = R"({"a":{"data":1},"s":"}\"data\":","data" : [ {"k":"v"} ] ,"z":null})";
+  auto raw = find_raw_member(doc, "data");
+  ASSERT_TRUE(raw);
+  EXPECT_EQ(*raw, R"([ {"k":"v"} ])");
+  EXPECT_EQ(find_raw_member(R"({"data":-1.5e3})", "data").value_or(""), "-1.5e3");
+  EXPECT_EQ(find_raw_member(R"({"d\u0061ta":true})", "data").value_or(""), "true");
+  EXPECT_FALSE(find_raw_member(R"({"x":1})", "data"));
+}
+
+TEST(codec, server_frames_are_valid_json) {
+  std::string m;
+  append_message(m, {target_kind::room, "345", "id-1", "u\"1", R"({"x":1})"});
+  auto v = boost::json::parse(m);
+  EXPECT_EQ(v.at("type").as_string(), "message");
+  EXPECT_EQ(v.at("room").as_string(), "345");
+  EXPECT_EQ(v.at("from").as_string(), "u\"1");
+  m.clear();
+  append_message(m, {target_kind::all, "", "id-2", "api", "1"});
+  EXPECT_TRUE(boost::json::parse(m).at("all").as_bool());
+  EXPECT_EQ(boost::json::parse(encode_kicked(4000, "bye")).at("code").as_int64(), 4000);
+  EXPECT_EQ(boost::json::parse(encode_error("x", "\x01")).at("message").as_string(), "\x01");
+  std::vector<std::string> rooms{"a", "b"};
+  auto w = boost::json::parse(encode_welcome({"n", "s", "u", &rooms}));
+  EXPECT_EQ(w.at("rooms").as_array().size(), 2u);
+}

@@ -1,0 +1,131 @@
+#include "hub/shard.hpp"
+#include "hub/token_bucket.hpp"
+
+#include <gtest/gtest.h>
+
+#include <random>
+
+using namespace roomcast;
+using namespace roomcast::hub;
+
+namespace {
+struct fake_member : member {
+  explicit fake_member(std::uint64_t sid, std::string user, std::string role = "STU")
+      : member(identity{sid, std::move(user), std::move(role), "pc"}) {}
+  void deliver(const frame_ref& f) override { got.emplace_back(f->bytes()); }
+  void kick(std::uint16_t code, std::string_view) override { kicked = code; }
+  std::vector<std::string> got;
+  std::uint16_t kicked = 0;
+};
+
+frame_ref frame(std::string_view s) { return make_local(protocol::make_frame(protocol::ws_opcode::text, s)); }
+}  // namespace
+
+TEST(shard, delivers_to_room_user_and_all) {
+  metrics::shard_counters c;
+  shard s(0, c);
+  fake_member a(1, "alice"), b(2, "bob"), a2(3, "alice");
+  for (auto* m : {&a, &b, &a2}) s.add(*m);
+  s.join(a, "r1", 16);
+  s.join(b, "r2", 16);
+  s.join(a2, "r1", 16);
+  EXPECT_EQ(s.deliver_room("r1", frame("x")), 2u);
+  EXPECT_EQ(s.deliver_room("nope", frame("x")), 0u);
+  EXPECT_EQ(s.deliver_user("alice", frame("y")), 2u);
+  EXPECT_EQ(s.deliver_all(frame("z")), 3u);
+  EXPECT_EQ(a.got.size(), 3u);
+  EXPECT_EQ(b.got.size(), 1u);
+  EXPECT_EQ(c.messages_out.get(), 7u);
+  auto info = s.room_info("r1");
+  EXPECT_EQ(info.online, 2u);
+  EXPECT_EQ(info.users, std::vector<std::string>{"alice"});
+  EXPECT_EQ(s.user_info("alice").size(), 2u);
+  EXPECT_EQ(s.kick_user("alice", 4001, "x"), 2u);
+  EXPECT_EQ(a.kicked, 4001);
+  for (auto* m : {&a, &b, &a2}) s.remove(*m);
+  EXPECT_EQ(s.session_count(), 0u);
+  EXPECT_EQ(s.room_count(), 0u);
+  EXPECT_EQ(s.user_count(), 0u);
+}
+
+TEST(shard, join_limits_and_room_change_events) {
+  metrics::shard_counters c;
+  shard s(0, c);
+  std::vector<std::pair<std::string, bool>> events;
+  s.on_room_change([&](const std::string& r, bool gained) { events.emplace_back(r, gained); });
+  fake_member a(1, "a"), b(2, "b");
+  s.add(a);
+  s.add(b);
+  EXPECT_EQ(s.join(a, "r", 2), shard::join_result::joined);
+  EXPECT_EQ(s.join(a, "r", 2), shard::join_result::already);
+  EXPECT_EQ(s.join(b, "r", 2), shard::join_result::joined);
+  EXPECT_EQ(s.join(a, "q", 2), shard::join_result::joined);
+  EXPECT_EQ(s.join(a, "w", 2), shard::join_result::too_many);
+  EXPECT_TRUE(s.leave(a, "r"));
+  EXPECT_FALSE(s.leave(a, "r"));
+  s.remove(b);  // last member of r
+  s.remove(a);  // last member of q
+  const std::vector<std::pair<std::string, bool>> want{{"r", true}, {"q", true}, {"r", false}, {"q", false}};
+  EXPECT_EQ(events, want);
+}
+
+// Random joins, leaves and removals must leave every index consistent and finally empty.
+TEST(shard, random_churn_keeps_indexes_consistent) {
+  metrics::shard_counters c;
+  shard s(0, c);
+  std::mt19937 rng(42);
+  std::vector<std::unique_ptr<fake_member>> live;
+  std::uint64_t next = 1;
+  for (int step = 0; step < 20000; ++step) {
+    const int op = static_cast<int>(rng() % 4);
+    if (op == 0 || live.empty()) {
+      live.push_back(std::make_unique<fake_member>(next++, "u" + std::to_string(rng() % 50)));
+      s.add(*live.back());
+      s.join(*live.back(), "r" + std::to_string(rng() % 20), 8);
+    } else if (op == 1) {
+      s.join(*live[rng() % live.size()], "r" + std::to_string(rng() % 20), 8);
+    } else if (op == 2) {
+      s.leave(*live[rng() % live.size()], "r" + std::to_string(rng() % 20));
+    } else {
+      const auto i = rng() % live.size();
+      s.remove(*live[i]);
+      live.erase(live.begin() + static_cast<long>(i));
+    }
+    if (step % 1000 == 0) {
+      // Every member's rooms deliver to it exactly once per room.
+      std::size_t expected = 0;
+      for (auto& m : live) expected += m->room_count();
+      std::size_t delivered = 0;
+      for (int r = 0; r < 20; ++r) delivered += s.deliver_room("r" + std::to_string(r), frame("x"));
+      EXPECT_EQ(delivered, expected);
+      EXPECT_EQ(s.session_count(), live.size());
+    }
+  }
+  for (auto& m : live) s.remove(*m);
+  EXPECT_EQ(s.session_count(), 0u);
+  EXPECT_EQ(s.room_count(), 0u);
+  EXPECT_EQ(s.user_count(), 0u);
+  EXPECT_EQ(c.connections.get(), 0u);
+  EXPECT_EQ(c.index_rooms.get(), 0u);
+  EXPECT_EQ(c.index_users.get(), 0u);
+}
+
+TEST(token_bucket, limits_and_refills) {
+  token_bucket b;
+  const auto t0 = std::chrono::steady_clock::time_point(std::chrono::seconds(100));
+  int ok = 0;
+  for (int i = 0; i < 10; ++i) ok += b.try_take(2, 3, t0);
+  EXPECT_EQ(ok, 3);  // burst
+  EXPECT_FALSE(b.try_take(2, 3, t0 + std::chrono::milliseconds(400)));
+  EXPECT_TRUE(b.try_take(2, 3, t0 + std::chrono::milliseconds(600)));  // 2/s refill
+  EXPECT_TRUE(b.try_take(0, 1, t0));                                    // 0 = unlimited
+}
+
+TEST(session_id, round_trip) {
+  const std::uint64_t id = (std::uint64_t{0xabcdef} << 40) | (std::uint64_t{3} << 32) | 77;
+  std::uint64_t back = 0;
+  ASSERT_TRUE(parse_session_id(format_session_id(id), back));
+  EXPECT_EQ(back, id);
+  EXPECT_EQ(shard_of_session(id), 3u);
+  EXPECT_FALSE(parse_session_id("xyz", back));
+}
