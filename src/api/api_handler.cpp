@@ -39,8 +39,8 @@ bool valid_name(const json::value* v, std::size_t max = 256) {
 
 }  // namespace
 
-handler::handler(const config::config& cfg, hub::router& router, node_state& state)
-    : cfg_(cfg), router_(router), state_(state) {}
+handler::handler(const config::config& cfg, hub::router& router, registry::registry& registry, node_state& state)
+    : cfg_(cfg), router_(router), registry_(registry), state_(state) {}
 
 void handler::set_counters(std::vector<metrics::shard_counters*> counters) {
   counters_ = std::move(counters);
@@ -90,6 +90,9 @@ void handler::handle(request req, respond_fn done) {
     b += draining ? "true" : "false";
     b += ",\"bus\":";
     b += bus_ok ? "\"up\"" : "\"down\"";
+    // The registry is reported but does not make the node unready: rooms are delivered without it.
+    b += ",\"registry\":";
+    b += registry_.healthy() ? "\"up\"" : "\"down\"";
     b += "}";
     response r = ok_json(std::move(b));
     if (draining || !bus_ok) r.status = 503;
@@ -122,8 +125,23 @@ void handler::handle(request req, respond_fn done) {
   if (segs && segs->size() == 3 && (*segs)[0] == "api" && ((*segs)[1] == "rooms" || (*segs)[1] == "users")) {
     if (!get) return method_not_allowed("GET");
     if ((*segs)[2].empty() || (*segs)[2].size() > 256) return done(error(400, "bad_request", "bad name"));
-    if ((*segs)[1] == "rooms") return room((*segs)[2], std::move(done));
-    return user((*segs)[2], std::move(done));
+    auto reply = [done = std::move(done)](unsigned status, std::string body) {
+      response r;
+      r.status = status;
+      r.body = std::move(body);
+      done(std::move(r));
+    };
+    if ((*segs)[1] == "rooms") return registry_.describe_room((*segs)[2], std::move(reply));
+    return registry_.describe_user((*segs)[2], std::move(reply));
+  }
+  if (path == "/api/nodes") {
+    if (!get) return method_not_allowed("GET");
+    return registry_.describe_nodes([done = std::move(done)](unsigned status, std::string body) {
+      response r;
+      r.status = status;
+      r.body = std::move(body);
+      done(std::move(r));
+    });
   }
   done(error(404, "not_found", "no such API endpoint"));
 }
@@ -176,6 +194,22 @@ void handler::publish(const request& req, respond_fn done) {
   std::string answer = "{\"ok\":true,\"id\":";
   append_json_string(answer, e.id);
   counters_[req.shard]->publishes_api.add();
+  if (e.kind != protocol::target_kind::user) return send(std::move(e), std::move(done), std::move(answer));
+  // A user message goes only to the nodes holding the user's sessions (all nodes when unknown).
+  auto shared = std::make_shared<bus::envelope>(std::move(e));
+  registry_.user_sessions(shared->target, [this, shared, done = std::move(done), answer = std::move(answer)](
+                                              std::optional<std::vector<registry::registry::session_location>> where) mutable {
+    if (where) {
+      std::set<std::string> nodes;
+      for (auto& s : *where) nodes.insert(s.node);
+      if (nodes.empty()) nodes.insert(router_.node_id());  // offline: nothing to deliver, keep it cheap
+      shared->nodes.assign(nodes.begin(), nodes.end());
+    }
+    send(std::move(*shared), std::move(done), std::move(answer));
+  });
+}
+
+void handler::send(bus::envelope e, respond_fn done, std::string answer) {
   router_.bus().publish(std::move(e), [done = std::move(done), answer = std::move(answer)](std::error_code ec,
                                                                                           bus::publish_result r) mutable {
     if (ec) {
@@ -213,92 +247,47 @@ void handler::disconnect(const request& req, respond_fn done) {
   auto answer = [done = std::move(done)](std::size_t n) {
     done(ok_json("{\"ok\":true,\"sessions\":" + std::to_string(n) + "}"));
   };
+  bus::envelope kick;
+  kick.type = bus::envelope_type::kick;
+  kick.id = router_.make_id(req.shard);
+  kick.from = "api";
+  kick.origin = router_.node_id();
+  kick.code = code;
+  kick.reason = reason;
   if (user) {
     if (!valid_name(user)) return done(error(400, "bad_request", "\"user\" must be a non-empty string"));
-    std::string u(user->get_string());
-    router_.gather<std::size_t>([u, code, reason](hub::shard& s) { return s.kick_user(u, code, reason); },
-                                [answer](std::vector<std::size_t> r) {
-                                  std::size_t n = 0;
-                                  for (auto x : r) n += x;
-                                  answer(n);
-                                });
+    kick.kind = protocol::target_kind::user;
+    kick.target = std::string(user->get_string());
+    // The registry says where the user's sessions are; the kick travels over the bus to those nodes.
+    auto shared = std::make_shared<bus::envelope>(std::move(kick));
+    registry_.user_sessions(shared->target, [this, shared, answer](
+                                                std::optional<std::vector<registry::registry::session_location>> where) {
+      std::size_t n = 0;
+      if (where) {
+        std::set<std::string> nodes;
+        for (auto& s : *where) nodes.insert(s.node);
+        n = where->size();
+        if (nodes.empty()) return answer(0);
+        shared->nodes.assign(nodes.begin(), nodes.end());
+      }
+      router_.bus().publish(std::move(*shared), [answer, n](std::error_code, bus::publish_result) { answer(n); });
+    });
     return;
   }
   std::uint64_t sid = 0;
   if (!session->is_string() || !hub::parse_session_id(session->get_string(), sid))
     return done(error(400, "bad_request", "\"session\" must be a session id from welcome"));
+  // Sessions are looked up here first; a session of another node is reached by a kick to all nodes.
   const unsigned shard = hub::shard_of_session(sid);
-  if (shard >= router_.shard_count()) return answer(0);
-  router_.post(shard, [sid, code, reason, answer](hub::shard& s) { answer(s.kick_session(sid, code, reason) ? 1 : 0); });
-}
-
-void handler::room(std::string room, respond_fn done) {
-  router_.gather<hub::room_snapshot>(
-      [room](hub::shard& s) { return s.room_info(room); },
-      [room, done = std::move(done)](std::vector<hub::room_snapshot> parts) {
-        std::size_t online = 0;
-        std::map<std::string, std::size_t> by_role;
-        std::set<std::string> users;
-        for (auto& p : parts) {
-          online += p.online;
-          for (auto& [role, n] : p.by_role) by_role[role] += n;
-          users.insert(p.users.begin(), p.users.end());
-        }
-        std::string b = "{\"room\":";
-        append_json_string(b, room);
-        b += ",\"online\":" + std::to_string(online) + ",\"by_role\":{";
-        bool first = true;
-        for (auto& [role, n] : by_role) {
-          if (!first) b += ",";
-          first = false;
-          append_json_string(b, role);
-          b += ":" + std::to_string(n);
-        }
-        b += "},\"users\":[";
-        first = true;
-        for (auto& u : users) {
-          if (!first) b += ",";
-          first = false;
-          append_json_string(b, u);
-        }
-        b += "]}";
-        done(ok_json(std::move(b)));
-      });
-}
-
-void handler::user(std::string user, respond_fn done) {
-  const std::string node = router_.node_id();
-  router_.gather<std::vector<hub::session_snapshot>>(
-      [user](hub::shard& s) { return s.user_info(user); },
-      [user, node, done = std::move(done)](std::vector<std::vector<hub::session_snapshot>> parts) {
-        std::string b = "{\"user\":";
-        append_json_string(b, user);
-        b += ",\"online\":";
-        std::string list;
-        std::size_t n = 0;
-        for (auto& p : parts) {
-          for (auto& s : p) {
-            if (n++) list += ",";
-            list += "{\"session\":";
-            append_json_string(list, hub::format_session_id(s.session_id));
-            list += ",\"node\":";
-            append_json_string(list, node);
-            list += ",\"platform\":";
-            append_json_string(list, s.platform);
-            list += ",\"role\":";
-            append_json_string(list, s.role);
-            list += ",\"rooms\":[";
-            for (std::size_t i = 0; i < s.rooms.size(); ++i) {
-              if (i) list += ",";
-              append_json_string(list, s.rooms[i]);
-            }
-            list += "]}";
-          }
-        }
-        b += n > 0 ? "true" : "false";
-        b += ",\"sessions\":[" + list + "]}";
-        done(ok_json(std::move(b)));
-      });
+  kick.kind = protocol::target_kind::all;
+  kick.target = std::string(session->get_string());
+  const bool cluster = std::string_view(router_.bus().name()) != "local";
+  auto forward = [this, kick, cluster, answer](bool found) mutable {
+    if (found || !cluster) return answer(found ? 1 : 0);
+    router_.bus().publish(std::move(kick), [answer](std::error_code, bus::publish_result) { answer(0); });
+  };
+  if (shard >= router_.shard_count()) return forward(false);
+  router_.post(shard, [sid, code, reason, forward](hub::shard& s) mutable { forward(s.kick_session(sid, code, reason)); });
 }
 
 namespace {
@@ -340,6 +329,9 @@ response handler::stats() const {
   b += ",\"bytes_out\":" + std::to_string(sum(c, [](auto& x) -> auto& { return x.bytes_out; }));
   b += ",\"publishes\":{\"api\":" + std::to_string(sum(c, [](auto& x) -> auto& { return x.publishes_api; }));
   b += ",\"client\":" + std::to_string(sum(c, [](auto& x) -> auto& { return x.publishes_client; })) + "}";
+  b += ",\"registry\":\"" + std::string(registry_.name()) + "\"";
+  b += ",\"registry_up\":" + std::string(registry_.healthy() ? "true" : "false");
+  router_.bus().append_stats(b);
   b += "}";
   return ok_json(std::move(b));
 }
@@ -384,6 +376,8 @@ std::string handler::metrics_text() const {
   metric("roomcast_client_errors_total", "counter", "Error frames sent to clients.", sum(c, [](auto& x) -> auto& { return x.client_errors; }));
   metric("roomcast_http_requests_total", "counter", "HTTP requests served (API, metrics, files).", sum(c, [](auto& x) -> auto& { return x.http_requests; }));
   metric("roomcast_draining", "gauge", "1 while the node drains.", state_.draining.load() ? 1 : 0);
+  router_.bus().append_metrics(o);
+  registry_.append_metrics(o);
   return o;
 }
 

@@ -5,6 +5,7 @@
 #include "hub/router.hpp"
 #include "hub/token_bucket.hpp"
 #include "metrics/counters.hpp"
+#include "registry/registry.hpp"
 
 #include <atomic>
 #include <functional>
@@ -40,7 +41,7 @@ struct node_state {
 
 class handler {
  public:
-  handler(const config::config& cfg, hub::router& router, node_state& state);
+  handler(const config::config& cfg, hub::router& router, registry::registry& registry, node_state& state);
   // Wiring, before traffic: one counters block per shard, indexed by shard.
   void set_counters(std::vector<metrics::shard_counters*> counters);
 
@@ -57,12 +58,12 @@ class handler {
  private:
   void publish(const request& req, respond_fn done);
   void disconnect(const request& req, respond_fn done);
-  void room(std::string room, respond_fn done);
-  void user(std::string user, respond_fn done);
+  void send(bus::envelope e, respond_fn done, std::string answer);
   response stats() const;
 
   const config::config& cfg_;
   hub::router& router_;
+  registry::registry& registry_;
   node_state& state_;
   std::vector<metrics::shard_counters*> counters_;
   std::vector<hub::token_bucket> publish_buckets_;  // one per shard

@@ -2,6 +2,9 @@
 // and drains on SIGTERM/SIGINT. The only place that knows every folder.
 #include "api/api_handler.hpp"
 #include "bus/local_bus.hpp"
+#include "bus/rabbitmq_bus.hpp"
+#include "registry/local_registry.hpp"
+#include "registry/redis_registry.hpp"
 #include "config/config.hpp"
 #include "hub/router.hpp"
 #include "protocol/route_template.hpp"
@@ -30,9 +33,40 @@ namespace {
 std::unique_ptr<bus::bus> make_bus(const config::config& cfg) {
   switch (cfg.bus) {
     case config::bus_kind::local: return std::make_unique<bus::local_bus>();
+    case config::bus_kind::rabbitmq: {
+      bus::rabbitmq_options o;
+      o.uris = cfg.rabbitmq_uris;
+      o.node_id = cfg.node_id;
+      o.queue_expires = cfg.rabbitmq_queue_expires;
+      o.prefetch = static_cast<std::uint16_t>(cfg.rabbitmq_prefetch);
+      o.publish_timeout = cfg.publish_timeout;
+      o.outage_max_messages = cfg.outage_buffer_messages;
+      o.outage_max_bytes = cfg.outage_buffer_bytes;
+      o.unbind_grace = cfg.unbind_grace;
+      o.persistent = cfg.rabbitmq_persistent;
+      o.dedupe_window = cfg.dedupe_window;
+      return std::make_unique<bus::rabbitmq_bus>(std::move(o));
+    }
   }
   return nullptr;
 }
+
+registry::session_record record_of(const hub::member& m) {
+  return {hub::format_session_id(m.id().session_id), m.id().user, m.id().role, m.id().platform, m.room_names()};
+}
+
+// Feeds the shards' membership changes to the registry (a no-op for the local registry).
+class registry_feed final : public hub::membership_listener {
+ public:
+  explicit registry_feed(registry::registry& r) : r_(r) {}
+  void on_open(const hub::member& m) override { r_.session_opened(record_of(m)); }
+  void on_join(const hub::member& m, const std::string& room) override { r_.room_joined(record_of(m), room); }
+  void on_leave(const hub::member& m, const std::string& room) override { r_.room_left(record_of(m), room); }
+  void on_close(const hub::member& m) override { r_.session_closed(record_of(m)); }
+
+ private:
+  registry::registry& r_;
+};
 
 }  // namespace
 
@@ -74,18 +108,50 @@ int main(int argc, char** argv) {
   std::vector<metrics::shard_counters*> counters;
   // The API reads the shards' counters and the shards call the API: build the handler first and
   // hand it the counters once the shards exist (before any traffic).
-  api::handler api_handler(cfg, router, state);
+  auto connections = [&state] { return state.ws_sessions.load(std::memory_order_relaxed); };
+  std::unique_ptr<registry::registry> the_registry;
+  if (cfg.registry == config::registry_kind::redis) {
+    registry::redis_options o;
+    const auto colon = cfg.redis_address.rfind(':');
+    o.host = cfg.redis_address.substr(0, colon);
+    o.port = static_cast<std::uint16_t>(std::stoi(cfg.redis_address.substr(colon + 1)));
+    o.node_id = cfg.node_id;
+    o.heartbeat = cfg.registry_heartbeat;
+    o.node_ttl = cfg.registry_node_ttl;
+    o.timeout = cfg.redis_timeout;
+    auto snapshot = [&router](std::function<void(std::vector<registry::session_record>)> done) {
+      router.gather<std::vector<registry::session_record>>(
+          [](hub::shard& s) {
+            std::vector<registry::session_record> out;
+            for (const auto* m : s.members()) out.push_back(record_of(*m));
+            return out;
+          },
+          [done = std::move(done)](std::vector<std::vector<registry::session_record>> parts) {
+            std::vector<registry::session_record> all;
+            for (auto& p : parts) all.insert(all.end(), std::make_move_iterator(p.begin()), std::make_move_iterator(p.end()));
+            done(std::move(all));
+          });
+    };
+    the_registry = std::make_unique<registry::redis_registry>(std::move(o), snapshot, connections);
+  } else {
+    the_registry = std::make_unique<registry::local_registry>(router, connections);
+  }
+  registry_feed feed(*the_registry);
+
+  api::handler api_handler(cfg, router, *the_registry, state);
   transport::services svc{cfg, *route, router, api_handler, state};
   for (unsigned i = 0; i < cfg.threads; ++i) {
     shards.push_back(std::make_unique<transport::shard_context>(i, svc));
     counters.push_back(&shards.back()->counters());
+    if (the_registry->wants_writes()) shards.back()->tables().set_listener(&feed);
   }
   api_handler.set_counters(counters);
   for (auto& s : shards) {
     auto* io = &s->io();
     router.add_shard({&s->tables(), [io](hub::router::task t) { asio::post(*io, std::move(t)); }});
   }
-  the_bus->start([&router](const bus::envelope& e) { router.dispatch(e); });
+  the_bus->start([&router](const bus::envelope& e, bus::delivery_done done) { router.dispatch(e, std::move(done)); });
+  the_registry->start();
 
   try {
     for (auto& s : shards) s->listen({address, cfg.port});
@@ -132,8 +198,8 @@ int main(int argc, char** argv) {
     });
   });
 
-  spdlog::info("roomcast node {} listening on {}:{} with {} shard(s), bus {}, auth {}, route {}", cfg.node_id,
-               cfg.listen_address, cfg.port, shards.size(), the_bus->name(),
+  spdlog::info("roomcast node {} listening on {}:{} with {} shard(s), bus {}, registry {}, auth {}, route {}",
+               cfg.node_id, cfg.listen_address, cfg.port, shards.size(), the_bus->name(), the_registry->name(),
                cfg.auth == config::auth_mode::jwt ? "jwt" : "none", cfg.route);
 
   std::vector<std::thread> threads;
@@ -141,6 +207,7 @@ int main(int argc, char** argv) {
   shards[0]->io().run();
   for (auto& t : threads) t.join();
   the_bus->stop();
+  the_registry->stop();
   spdlog::info("stopped");
   return 0;
 }

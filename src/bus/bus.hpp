@@ -6,21 +6,39 @@
 // thread (an implementation's own I/O thread, or the publisher's for `local`); it must not block.
 #include "protocol/codec.hpp"
 
+#include <cstdint>
 #include <functional>
+#include <vector>
 #include <string>
 #include <system_error>
 
 namespace roomcast::bus {
 
+// What an envelope asks the receiving nodes to do.
+enum class envelope_type : std::uint8_t {
+  message,       // deliver `data` to the target
+  kick,          // close the target user's sessions (kind user) or one session (kind session)
+};
+
 // A message as it travels between nodes. `data` is the backend's raw JSON.
 struct envelope {
+  envelope_type type = envelope_type::message;
   protocol::target_kind kind = protocol::target_kind::room;
-  std::string target;  // room or user; empty for all
+  std::string target;  // room or user (or session id for a session kick); empty for all
   std::string id;      // idempotency key, unique per message
   std::string from;    // publisher: a user id, or "api"
   std::string data;
   std::string origin;  // node id that published it
+  std::uint16_t code = 0;  // kick: close code
+  std::string reason;      // kick: reason
+  // For user targets: the nodes that hold the user's sessions, from the registry. Empty = unknown:
+  // the bus sends to every node. Not carried on the wire.
+  std::vector<std::string> nodes;
 };
+
+// Wire form of an envelope between nodes (JSON, `data` last and raw). Sans-io.
+std::string encode_envelope(const envelope& e);
+bool decode_envelope(std::string_view wire, envelope& out);
 
 struct publish_result {
   bool queued = false;  // accepted into an outage buffer rather than confirmed by the broker
@@ -29,7 +47,9 @@ struct publish_result {
 // Completion of a publish: ec set when the message was not accepted (broker down and buffer full,
 // timeout, ...). Called exactly once, on any thread.
 using publish_callback = std::function<void(std::error_code, publish_result)>;
-using message_handler = std::function<void(const envelope&)>;
+// Called once the node has queued a received message on every shard: the bus may ack it then.
+using delivery_done = std::function<void()>;
+using message_handler = std::function<void(const envelope&, delivery_done)>;
 
 class bus {
  public:
@@ -48,6 +68,11 @@ class bus {
   // False while the bus can't deliver (broker unreachable): /readyz reports it.
   virtual bool healthy() const = 0;
   virtual const char* name() const noexcept = 0;
+
+  // Prometheus lines for the bus's own counters (roomcast_bus_*); may be empty.
+  virtual void append_metrics(std::string&) const {}
+  // JSON members for /api/stats ("\"bus_x\":1,..."), may be empty.
+  virtual void append_stats(std::string&) const {}
 };
 
 }  // namespace roomcast::bus

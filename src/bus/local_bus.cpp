@@ -3,7 +3,7 @@
 namespace roomcast::bus {
 
 void local_bus::publish(envelope e, publish_callback done) {
-  if (handler_) handler_(e);
+  if (handler_) handler_(e, {});
   if (done) done({}, {});
 }
 

@@ -122,6 +122,18 @@ auto rate_key(double config::*m, double lo, double hi) {
   };
 }
 
+auto bool_key(bool config::*m) {
+  return [m](config& c, std::string_view v, std::string& err) {
+    if (v == "true") c.*m = true;
+    else if (v == "false") c.*m = false;
+    else {
+      err = "expected true or false, got '" + std::string(v) + "'";
+      return false;
+    }
+    return true;
+  };
+}
+
 const std::vector<key_def>& keys() {
   using namespace std::chrono_literals;
   static const std::vector<key_def> k = {
@@ -185,15 +197,7 @@ const std::vector<key_def>& keys() {
          return true;
        }},
       {"client_join", "true", "clients may join and leave rooms besides the one in their URL",
-       [](config& c, std::string_view v, std::string& err) {
-         if (v == "true") c.client_join = true;
-         else if (v == "false") c.client_join = false;
-         else {
-           err = "expected true or false, got '" + std::string(v) + "'";
-           return false;
-         }
-         return true;
-       }},
+       bool_key(&config::client_join)},
       {"max_rooms_per_session", "16", "rooms one session may be in at once",
        count_key(&config::max_rooms_per_session, 1, 1024)},
       {"max_connections", "100000", "WebSocket sessions per node; beyond it the upgrade gets 503 + Retry-After",
@@ -220,15 +224,75 @@ const std::vector<key_def>& keys() {
        duration_key(&config::drain_window, 0ms, 10min)},
       {"retry_after", "\"5s\"", "base Retry-After of a 503 (a random 0-100% is added so clients spread out)",
        duration_key(&config::retry_after, 1000ms, 1h)},
-      {"bus", "\"local\"", "cluster bus: \"local\" (one node, in-process)",
+      {"bus", "\"local\"", "cluster bus: \"local\" (one node, in-process) or \"rabbitmq\"",
        [](config& c, std::string_view v, std::string& err) {
          if (v == "local") c.bus = bus_kind::local;
+         else if (v == "rabbitmq") c.bus = bus_kind::rabbitmq;
          else {
-           err = "expected \"local\", got '" + std::string(v) + "'";
+           err = "expected \"local\" or \"rabbitmq\", got '" + std::string(v) + "'";
            return false;
          }
          return true;
        }},
+      {"rabbitmq_uris", "[\"amqp://guest:guest@127.0.0.1:5672/\"]",
+       "broker URIs (a RabbitMQ cluster), tried in turn on reconnect",
+       [](config& c, std::string_view v, std::string& err) {
+         c.rabbitmq_uris = split_list(v);
+         for (const auto& u : c.rabbitmq_uris)
+           if (!u.starts_with("amqp://")) {
+             err = "expected amqp://user:pass@host:port/vhost URIs, got '" + u + "'";
+             return false;
+           }
+         if (c.rabbitmq_uris.empty()) {
+           err = "at least one URI";
+           return false;
+         }
+         return true;
+       }},
+      {"rabbitmq_queue_expires", "\"10m\"", "x-expires of this node's queue: a node gone for good leaves no queue",
+       duration_key(&config::rabbitmq_queue_expires, 10s, 24h)},
+      {"rabbitmq_prefetch", "256", "deliveries in flight to this node before it acks",
+       count_key(&config::rabbitmq_prefetch, 1, 65535)},
+      {"rabbitmq_persistent", "true", "publish persistent messages (they survive a broker restart)",
+       bool_key(&config::rabbitmq_persistent)},
+      {"publish_timeout", "\"5s\"", "wait this long for the broker's confirm; then POST /api/publish answers 202 queued",
+       duration_key(&config::publish_timeout, 100ms, 5min)},
+      {"outage_buffer_messages", "10000", "publishes kept in order while the broker is away; beyond it 503",
+       count_key(&config::outage_buffer_messages, 0, 10'000'000)},
+      {"outage_buffer_bytes", "\"64MiB\"", "bytes of the outage buffer",
+       size_key(&config::outage_buffer_bytes, 0, std::size_t{16} << 30)},
+      {"unbind_grace", "\"5s\"", "a room stays bound this long after its last local member leaves",
+       duration_key(&config::unbind_grace, 0ms, 1h)},
+      {"dedupe_window", "100000", "message ids remembered to drop redelivered messages",
+       count_key(&config::dedupe_window, 1, 100'000'000)},
+      {"registry", "\"local\"", "who is online where: \"local\" (this node) or \"redis\" (cluster-wide)",
+       [](config& c, std::string_view v, std::string& err) {
+         if (v == "local") c.registry = registry_kind::local;
+         else if (v == "redis") c.registry = registry_kind::redis;
+         else {
+           err = "expected \"local\" or \"redis\", got '" + std::string(v) + "'";
+           return false;
+         }
+         return true;
+       }},
+      {"redis_address", "\"127.0.0.1:6379\"", "Redis host:port for the registry",
+       [](config& c, std::string_view v, std::string& err) {
+         const auto colon = v.rfind(':');
+         std::uint16_t port = 0;
+         if (colon == std::string_view::npos || colon == 0 ||
+             !parse_uint<std::uint16_t>(v.substr(colon + 1), port, 1, 65535)) {
+           err = "expected host:port, got '" + std::string(v) + "'";
+           return false;
+         }
+         c.redis_address = std::string(v);
+         return true;
+       }},
+      {"registry_heartbeat", "\"2s\"", "how often this node refreshes its liveness key and reaps dead nodes",
+       duration_key(&config::registry_heartbeat, 100ms, 1min)},
+      {"registry_node_ttl", "\"6s\"", "a node whose liveness key is this old is dead: the others remove its entries",
+       duration_key(&config::registry_node_ttl, 300ms, 10min)},
+      {"redis_timeout", "\"2s\"", "connect and command timeout for Redis",
+       duration_key(&config::redis_timeout, 50ms, 1min)},
       {"log_level", "\"info\"", "trace, debug, info, warn, error or off",
        [](config& c, std::string_view v, std::string& err) {
          static const char* levels[] = {"trace", "debug", "info", "warn", "error", "off"};
@@ -321,6 +385,11 @@ parse_result finish(std::map<std::string, source_value>& values) {
   if (std::string err; !protocol::route_template::parse(c.route, err)) {
     r.exit_code = 2;
     r.message = "config: key 'route': " + err;
+    return r;
+  }
+  if (c.registry_node_ttl <= c.registry_heartbeat) {
+    r.exit_code = 2;
+    r.message = "config: key 'registry_node_ttl': must be longer than registry_heartbeat";
     return r;
   }
   if (c.node_id.empty()) c.node_id = default_node_id(c);

@@ -14,7 +14,8 @@ namespace roomcast::config {
 using millis = std::chrono::milliseconds;
 
 enum class auth_mode : std::uint8_t { none, jwt };
-enum class bus_kind : std::uint8_t { local };
+enum class bus_kind : std::uint8_t { local, rabbitmq };
+enum class registry_kind : std::uint8_t { local, redis };
 
 struct config {
   // Network
@@ -51,8 +52,24 @@ struct config {
   millis drain_window{10'000};                // spread of 1012 closes on SIGTERM
   millis retry_after{5'000};                  // base Retry-After for 503s (jitter added)
 
-  // Cluster
+  // Cluster: bus
   bus_kind bus = bus_kind::local;
+  std::vector<std::string> rabbitmq_uris{"amqp://guest:guest@127.0.0.1:5672/"};
+  millis rabbitmq_queue_expires{600'000};   // node queue x-expires: a node gone for good leaves none
+  std::size_t rabbitmq_prefetch = 256;      // unacked deliveries in flight to this node
+  bool rabbitmq_persistent = true;          // persistent messages (survive a broker restart)
+  millis publish_timeout{5'000};            // wait for the broker's confirm before answering 202
+  std::size_t outage_buffer_messages = 10'000;   // publishes kept while the broker is away
+  std::size_t outage_buffer_bytes = 64u << 20;
+  millis unbind_grace{5'000};               // keep a room bound this long after its last member
+  std::size_t dedupe_window = 100'000;      // message ids remembered to drop redeliveries
+
+  // Cluster: registry
+  registry_kind registry = registry_kind::local;
+  std::string redis_address = "127.0.0.1:6379";
+  millis registry_heartbeat{2'000};
+  millis registry_node_ttl{6'000};          // a node silent this long is reaped by the others
+  millis redis_timeout{2'000};
 
   // Logs
   std::string log_level = "info";

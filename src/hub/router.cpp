@@ -9,7 +9,39 @@ router::router(std::string node_id, bus::bus& b) : node_id_(std::move(node_id)),
   nonce_ = rd();
 }
 
-void router::dispatch(const bus::envelope& e) {
+void router::dispatch(const bus::envelope& e, bus::delivery_done done) {
+  // Counts shards still to take the message; the last one runs done (the broker ack).
+  struct completion {
+    std::atomic<std::size_t> left;
+    bus::delivery_done done;
+    void shard_finished() {
+      if (left.fetch_sub(1, std::memory_order_acq_rel) == 1 && done) done();
+    }
+  };
+  std::shared_ptr<completion> c;
+  if (done) {
+    c = std::make_shared<completion>();
+    c->left = shards_.size();
+    c->done = std::move(done);
+  }
+
+  if (e.type == bus::envelope_type::kick) {
+    // kind user: every session of the user; kind all: the one session whose id is the target.
+    auto k = std::make_shared<const bus::envelope>(e);
+    for (auto& s : shards_) {
+      shard* t = s.tables;
+      s.post([k, t, c] {
+        if (k->kind == protocol::target_kind::user) {
+          t->kick_user(k->target, k->code, k->reason);
+        } else if (std::uint64_t sid = 0; parse_session_id(k->target, sid)) {
+          t->kick_session(sid, k->code, k->reason);
+        }
+        if (c) c->shard_finished();
+      });
+    }
+    return;
+  }
+
   // One frame for every recipient on every shard.
   struct routed {
     protocol::target_kind kind;
@@ -24,13 +56,14 @@ void router::dispatch(const bus::envelope& e) {
   // members answers with one hash lookup. Filtering here would need shared state on the hot path.
   for (auto& s : shards_) {
     shard* t = s.tables;
-    s.post([r, t] {
+    s.post([r, t, c] {
       const frame_ref local = make_local(r->frame);
       switch (r->kind) {
         case protocol::target_kind::room: t->deliver_room(r->target, local); break;
         case protocol::target_kind::user: t->deliver_user(r->target, local); break;
         case protocol::target_kind::all: t->deliver_all(local); break;
       }
+      if (c) c->shard_finished();
     });
   }
 }

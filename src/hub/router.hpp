@@ -35,8 +35,9 @@ class router {
   void add_shard(shard_port p) { shards_.push_back(std::move(p)); }
   std::size_t shard_count() const noexcept { return shards_.size(); }
 
-  // Any thread. Encodes once and posts to every shard.
-  void dispatch(const bus::envelope& e);
+  // Any thread. Encodes once and posts to every shard; done() (may be empty) runs once every shard
+  // has queued it (the bus acks then). Kick envelopes close the target's sessions instead.
+  void dispatch(const bus::envelope& e, bus::delivery_done done);
 
   // Any thread (called by shards on join/leave).
   void room_changed(const std::string& room, bool gained);

@@ -52,12 +52,14 @@ void shard::add(member& m) {
   m.user_index_ = static_cast<std::uint32_t>(m.user_->sessions.size());
   m.user_->sessions.push_back(&m);
   counters_.connections.add();
+  if (listener_) listener_->on_open(m);
 }
 
 void shard::remove(member& m) {
   if (!m.registered_) return;
   m.registered_ = false;
   while (!m.rooms_.empty()) remove_from_room(m, m.rooms_.size() - 1);
+  if (listener_) listener_->on_close(m);
 
   // Swap-remove from the user's sessions and from all_; fix the moved element's index.
   auto& us = m.user_->sessions;
@@ -96,6 +98,7 @@ shard::join_result shard::join(member& m, std::string_view room, std::size_t max
   m.rooms_.push_back({r, static_cast<std::uint32_t>(r->members.size())});
   r->members.push_back(&m);
   counters_.room_joins.add();
+  if (listener_) listener_->on_join(m, r->name);
   if (gained && room_change_) room_change_(r->name, true);
   return join_result::joined;
 }
@@ -132,6 +135,7 @@ void shard::remove_from_room(member& m, std::size_t i) {
   }
   m.rooms_[i] = m.rooms_.back();
   m.rooms_.pop_back();
+  if (listener_) listener_->on_leave(m, r->name);
   if (r->members.empty()) {
     std::string name = std::move(r->name);
     rooms_.erase(name);

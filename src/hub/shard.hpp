@@ -43,6 +43,17 @@ struct session_snapshot {
   std::vector<std::string> rooms;
 };
 
+// Told about every membership change of a shard's sessions (the registry listens).
+// Runs on the shard's thread; must not block.
+class membership_listener {
+ public:
+  virtual ~membership_listener() = default;
+  virtual void on_open(const member& m) = 0;
+  virtual void on_join(const member& m, const std::string& room) = 0;
+  virtual void on_leave(const member& m, const std::string& room) = 0;
+  virtual void on_close(const member& m) = 0;
+};
+
 class shard {
  public:
   // on_room_change(room, gained): the shard gained its first / lost its last member of `room`.
@@ -54,6 +65,7 @@ class shard {
 
   unsigned index() const noexcept { return index_; }
   void on_room_change(room_change_fn f) { room_change_ = std::move(f); }
+  void set_listener(membership_listener* l) noexcept { listener_ = l; }
 
   void add(member& m);
   // Removes m from every index. Called exactly once per added member, on every way out.
@@ -88,6 +100,7 @@ class shard {
   unsigned index_;
   metrics::shard_counters& counters_;
   room_change_fn room_change_;
+  membership_listener* listener_ = nullptr;
   std::vector<member*> all_;
   std::unordered_map<std::uint64_t, member*> by_session_;
   std::unordered_map<std::string, std::unique_ptr<room_entry>, string_hash, std::equal_to<>> rooms_;

@@ -369,6 +369,10 @@ void ws_session::begin_close(std::uint16_t code, std::string_view reason, metric
   if (state_ != state::open) return;
   state_ = state::closing;
   close_reason_ = why;
+  // Counted at the decision, not when the peer finally goes: a slow consumer that never reads
+  // holds its socket until pong_timeout, but it was closed for being slow now.
+  ctx_.counters().close(why);
+  reason_counted_ = true;
   if (drop_queue) {
     // Keep a partly written frame: cutting it would corrupt the stream before the close frame.
     const std::size_t keep = head_ < queue_.size() && head_offset_ > 0 ? 1 : 0;
@@ -401,7 +405,7 @@ void ws_session::tick(clock::time_point now) {
 void ws_session::terminate(metrics::close_reason why) {
   if (state_ == state::closed) return;
   state_ = state::closed;
-  ctx_.counters().close(why);
+  if (!reason_counted_) ctx_.counters().close(why);
   error_code ec;
   socket_.shutdown(asio::socket_base::shutdown_both, ec);
   socket_.close(ec);  // completes pending waits with operation_aborted

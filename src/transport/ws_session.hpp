@@ -86,6 +86,7 @@ class ws_session final : public hub::member,
   bool close_after_flush_ = false;
   bool read_waiting_ = false;
   bool started_ = false;
+  bool reason_counted_ = false;  // begin_close counted the reason already
 };
 
 }  // namespace roomcast::transport

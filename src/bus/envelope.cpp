@@ -1,0 +1,79 @@
+#include "bus/bus.hpp"
+
+#include <boost/json/parse.hpp>
+#include <boost/json/value.hpp>
+
+namespace roomcast::bus {
+
+namespace {
+std::string_view kind_name(protocol::target_kind k) {
+  switch (k) {
+    case protocol::target_kind::room: return "room";
+    case protocol::target_kind::user: return "user";
+    case protocol::target_kind::all: return "all";
+  }
+  return "all";
+}
+}  // namespace
+
+std::string encode_envelope(const envelope& e) {
+  using protocol::append_json_string;
+  std::string s;
+  s.reserve(128 + e.target.size() + e.id.size() + e.from.size() + e.data.size());
+  s += "{\"v\":1,\"type\":";
+  s += e.type == envelope_type::kick ? "\"kick\"" : "\"message\"";
+  s += ",\"kind\":\"";
+  s += kind_name(e.kind);
+  s += "\",\"target\":";
+  append_json_string(s, e.target);
+  s += ",\"id\":";
+  append_json_string(s, e.id);
+  s += ",\"from\":";
+  append_json_string(s, e.from);
+  s += ",\"origin\":";
+  append_json_string(s, e.origin);
+  if (e.type == envelope_type::kick) {
+    s += ",\"code\":" + std::to_string(e.code) + ",\"reason\":";
+    append_json_string(s, e.reason);
+  }
+  s += ",\"data\":";
+  s += e.data.empty() ? std::string_view("null") : std::string_view(e.data);
+  s += "}";
+  return s;
+}
+
+bool decode_envelope(std::string_view wire, envelope& out) {
+  boost::json::error_code ec;
+  const auto v = boost::json::parse(wire, ec);
+  if (ec || !v.is_object()) return false;
+  const auto& o = v.get_object();
+  auto str = [&](std::string_view k, std::string& dst) {
+    const auto* x = o.if_contains(k);
+    if (!x || !x->is_string()) return false;
+    dst = std::string(x->get_string());
+    return true;
+  };
+  std::string type, kind;
+  if (!str("type", type) || !str("kind", kind) || !str("target", out.target) || !str("id", out.id) ||
+      !str("from", out.from) || !str("origin", out.origin))
+    return false;
+  if (type == "message") out.type = envelope_type::message;
+  else if (type == "kick") out.type = envelope_type::kick;
+  else return false;
+  if (kind == "room") out.kind = protocol::target_kind::room;
+  else if (kind == "user") out.kind = protocol::target_kind::user;
+  else if (kind == "all") out.kind = protocol::target_kind::all;
+  else return false;
+  if (out.type == envelope_type::kick) {
+    const auto* c = o.if_contains("code");
+    if (!c || !c->is_int64()) return false;
+    out.code = static_cast<std::uint16_t>(c->get_int64());
+    str("reason", out.reason);
+  }
+  const auto raw = protocol::find_raw_member(wire, "data");
+  if (!raw) return false;
+  out.data = std::string(*raw);
+  return true;
+}
+
+}  // namespace roomcast::bus

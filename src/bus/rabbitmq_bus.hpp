@@ -1,0 +1,66 @@
+#pragma once
+// RabbitMQ cluster bus (rabbitmq-c). rabbitmq-c is blocking, so the connection lives on its own
+// thread; shards and the API hand work to it through an inbox (mutex + eventfd), and it hands
+// received messages to the node's handler from that thread.
+//
+// Topology (all durable):
+//   exchange roomcast.rooms (direct, key = room)   <- room messages
+//   exchange roomcast.nodes (direct, key = node id) <- user messages and kicks for known nodes
+//   exchange roomcast.all   (fanout)                <- "all" messages, and user messages when the
+//                                                      registry can't say where the user is
+//   queue roomcast.node.<node-id> (durable, x-expires), bound to its node key, to all, and to
+//   each room with local members (unbound `unbind_grace` after the last member leaves).
+//
+// Guarantees: publisher confirms (a publish completes when the broker confirmed it); while the
+// broker is unreachable publishes wait in a bounded outage buffer (completion says queued) and
+// are sent in order when it is back; unconfirmed messages are re-sent after a reconnect; the
+// consumer acks after every shard queued the message; ids already delivered are dropped.
+#include "bus/bus.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace roomcast::bus {
+
+struct rabbitmq_options {
+  std::vector<std::string> uris;      // amqp://user:pass@host:port/vhost, tried in turn
+  std::string node_id;
+  std::chrono::milliseconds queue_expires{600'000};
+  std::uint16_t prefetch = 256;
+  std::chrono::milliseconds publish_timeout{5'000};
+  std::size_t outage_max_messages = 10'000;
+  std::size_t outage_max_bytes = 64u << 20;
+  std::chrono::milliseconds unbind_grace{5'000};
+  std::size_t max_in_flight = 1'000;
+  bool persistent = true;
+  std::size_t dedupe_window = 100'000;
+  std::chrono::milliseconds reconnect_min{100};
+  std::chrono::milliseconds reconnect_max{5'000};
+};
+
+class rabbitmq_bus final : public bus {
+ public:
+  explicit rabbitmq_bus(rabbitmq_options opts);
+  ~rabbitmq_bus() override;
+
+  void start(message_handler on_message) override;
+  void stop() override;
+  void publish(envelope e, publish_callback done) override;
+  void subscribe_room(const std::string& room) override;
+  void unsubscribe_room(const std::string& room) override;
+  bool healthy() const override;
+  const char* name() const noexcept override { return "rabbitmq"; }
+  void append_metrics(std::string& out) const override;
+  void append_stats(std::string& out) const override;
+
+  struct impl;
+
+ private:
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace roomcast::bus

@@ -1,0 +1,39 @@
+#pragma once
+// Registry of a single node: this node's shards are the truth, so queries gather from them and
+// writes are nothing to do.
+#include "hub/router.hpp"
+#include "registry/registry.hpp"
+
+#include <map>
+#include <set>
+
+namespace roomcast::registry {
+
+class local_registry final : public registry {
+ public:
+  // connections(): this node's open sessions, for describe_nodes.
+  local_registry(hub::router& router, std::function<std::size_t()> connections)
+      : router_(router), connections_(std::move(connections)) {}
+
+  void user_sessions(const std::string& user, sessions_callback cb) override;
+  void describe_user(const std::string& user, json_callback cb) override;
+  void describe_room(const std::string& room, json_callback cb) override;
+  void describe_nodes(json_callback cb) override;
+  const char* name() const noexcept override { return "local"; }
+
+ private:
+  hub::router& router_;
+  std::function<std::size_t()> connections_;
+};
+
+// JSON bodies shared by the registries (docs/api.md).
+std::string user_json(const std::string& user, const std::vector<std::string>& session_objects);
+std::string session_json(const session_record& s, const std::string& node);
+struct room_totals {
+  std::size_t online = 0;
+  std::map<std::string, std::size_t> by_role;
+  std::set<std::string> users;
+};
+std::string room_json(const std::string& room, const room_totals& t);
+
+}  // namespace roomcast::registry

@@ -1,0 +1,66 @@
+#pragma once
+// Cluster-wide registry in Redis (hiredis, on its own thread: a blocking client never runs on a
+// shard). Writes are queued and sent as one pipeline per batch, so a join storm of thousands of
+// sessions costs a few round trips. Each node heartbeats a key with a TTL; live nodes reap the
+// entries of a node whose key expired (crash, kill -9). When Redis is unreachable the queued
+// writes are dropped and the node rewrites its whole state once Redis is back (resync).
+//
+// Keys (prefix rc:):
+//   rc:nodes                     set of node ids
+//   rc:node:<node>               {"connections":N} with TTL = node_ttl (the heartbeat)
+//   rc:user:<user>               hash session id -> session JSON (node, platform, role, rooms)
+//   rc:node_sessions:<node>      set of "<user>\n<session>" (for reaping)
+//   rc:room:<room>:<node>        hash session id -> "<role>\n<user>"
+//   rc:room_nodes:<room>         set of nodes with members in the room
+//   rc:node_rooms:<node>         set of rooms with members on the node
+#include "registry/registry.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+
+namespace roomcast::registry {
+
+struct redis_options {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 6379;
+  std::string node_id;
+  std::chrono::milliseconds heartbeat{2'000};
+  std::chrono::milliseconds node_ttl{6'000};
+  std::chrono::milliseconds timeout{2'000};  // per command batch
+  std::size_t max_pending = 200'000;         // queued writes; over it: drop and resync later
+};
+
+class redis_registry final : public registry {
+ public:
+  // snapshot(cb): gathers this node's sessions from the shards (used to resync); connections():
+  // this node's open sessions, for the heartbeat.
+  using snapshot_fn = std::function<void(std::function<void(std::vector<session_record>)>)>;
+  redis_registry(redis_options opts, snapshot_fn snapshot, std::function<std::size_t()> connections);
+  ~redis_registry() override;
+
+  void start() override;
+  void stop() override;
+  bool wants_writes() const noexcept override { return true; }
+  void session_opened(const session_record& s) override;
+  void room_joined(const session_record& s, const std::string& room) override;
+  void room_left(const session_record& s, const std::string& room) override;
+  void session_closed(const session_record& s) override;
+  void user_sessions(const std::string& user, sessions_callback cb) override;
+  void describe_user(const std::string& user, json_callback cb) override;
+  void describe_room(const std::string& room, json_callback cb) override;
+  void describe_nodes(json_callback cb) override;
+  bool healthy() const override;
+  const char* name() const noexcept override { return "redis"; }
+  void append_metrics(std::string& out) const override;
+
+  struct impl;
+
+ private:
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace roomcast::registry

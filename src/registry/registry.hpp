@@ -1,0 +1,57 @@
+#pragma once
+// Who is online where: user -> sessions -> node, room -> members by role, node liveness.
+// Implementations: local (this node's shards answer) and redis (cluster-wide, batched writes).
+//
+// Threads: the write calls come from shard threads on join/leave paths and never block; the
+// query callbacks run on any thread.
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace roomcast::registry {
+
+// A session as the registry stores it.
+struct session_record {
+  std::string session;  // id from welcome
+  std::string user;
+  std::string role;
+  std::string platform;
+  std::vector<std::string> rooms;
+};
+
+class registry {
+ public:
+  virtual ~registry() = default;
+
+  virtual void start() {}
+  virtual void stop() {}
+
+  // Membership changes of this node's sessions. `s.rooms` is the state after the change.
+  // shard::remove reports room_left for every room before session_closed.
+  virtual bool wants_writes() const noexcept { return false; }
+  virtual void session_opened(const session_record&) {}
+  virtual void room_joined(const session_record&, const std::string& /*room*/) {}
+  virtual void room_left(const session_record&, const std::string& /*room*/) {}
+  virtual void session_closed(const session_record&) {}
+
+  // The user's sessions and their nodes; nullopt when the registry can't answer (send to all).
+  struct session_location {
+    std::string session;
+    std::string node;
+  };
+  using sessions_callback = std::function<void(std::optional<std::vector<session_location>>)>;
+  virtual void user_sessions(const std::string& user, sessions_callback cb) = 0;
+
+  // API answers: an HTTP status and a JSON body (docs/api.md).
+  using json_callback = std::function<void(unsigned status, std::string body)>;
+  virtual void describe_user(const std::string& user, json_callback cb) = 0;
+  virtual void describe_room(const std::string& room, json_callback cb) = 0;
+  virtual void describe_nodes(json_callback cb) = 0;
+
+  virtual bool healthy() const { return true; }
+  virtual const char* name() const noexcept = 0;
+  virtual void append_metrics(std::string&) const {}
+};
+
+}  // namespace roomcast::registry
