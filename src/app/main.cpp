@@ -37,6 +37,7 @@ std::unique_ptr<bus::bus> make_bus(const config::config& cfg) {
       bus::rabbitmq_options o;
       o.uris = cfg.rabbitmq_uris;
       o.node_id = cfg.node_id;
+      o.prefix = cfg.rabbitmq_prefix;
       o.queue_expires = cfg.rabbitmq_queue_expires;
       o.prefetch = static_cast<std::uint16_t>(cfg.rabbitmq_prefetch);
       o.publish_timeout = cfg.publish_timeout;

@@ -23,9 +23,6 @@ namespace {
 
 using clock = std::chrono::steady_clock;
 constexpr amqp_channel_t channel = 1;
-constexpr const char* rooms_exchange = "roomcast.rooms";
-constexpr const char* nodes_exchange = "roomcast.nodes";
-constexpr const char* all_exchange = "roomcast.all";
 
 // Errors reported through publish callbacks.
 enum class bus_errc { buffer_full = 1, nacked, stopped };
@@ -100,7 +97,12 @@ struct metrics_block {
 }  // namespace
 
 struct rabbitmq_bus::impl {
-  explicit impl(rabbitmq_options o) : opts(std::move(o)), queue_name("roomcast.node." + opts.node_id) {
+  explicit impl(rabbitmq_options o)
+      : opts(std::move(o)),
+        queue_name(opts.prefix + ".node." + opts.node_id),
+        rooms_exchange(opts.prefix + ".rooms"),
+        nodes_exchange(opts.prefix + ".nodes"),
+        all_exchange(opts.prefix + ".all") {
     wake_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   }
   ~impl() {
@@ -130,6 +132,7 @@ struct rabbitmq_bus::impl {
 
   rabbitmq_options opts;
   std::string queue_name;
+  std::string rooms_exchange, nodes_exchange, all_exchange;
   message_handler handler;
   std::atomic<bool> connected{false};
   std::atomic<bool> stopping{false};
@@ -198,15 +201,15 @@ void rabbitmq_bus::publish(envelope e, publish_callback done) {
   const std::string body = encode_envelope(e);
   impl::op o{impl::op::publish, {}, {}, owner};
   switch (e.kind) {
-    case protocol::target_kind::room: o.msgs.push_back({rooms_exchange, e.target, body, owner}); break;
-    case protocol::target_kind::all: o.msgs.push_back({all_exchange, "", body, owner}); break;
+    case protocol::target_kind::room: o.msgs.push_back({impl_->rooms_exchange, e.target, body, owner}); break;
+    case protocol::target_kind::all: o.msgs.push_back({impl_->all_exchange, "", body, owner}); break;
     case protocol::target_kind::user:
       if (e.nodes.empty()) {
         // The registry doesn't know (or is down): every node checks its own sessions.
         impl_->m.inc(impl_->m.fallback_all);
-        o.msgs.push_back({all_exchange, "", body, owner});
+        o.msgs.push_back({impl_->all_exchange, "", body, owner});
       } else {
-        for (const auto& n : e.nodes) o.msgs.push_back({nodes_exchange, n, body, owner});
+        for (const auto& n : e.nodes) o.msgs.push_back({impl_->nodes_exchange, n, body, owner});
       }
       break;
   }
@@ -352,13 +355,13 @@ bool rabbitmq_bus::impl::connect(std::string& err) {
 }
 
 bool rabbitmq_bus::impl::declare_topology(std::string& err) {
-  amqp_exchange_declare(conn, channel, amqp_cstring_bytes(rooms_exchange), amqp_cstring_bytes("direct"), 0, 1, 0, 0,
+  amqp_exchange_declare(conn, channel, bytes_of(rooms_exchange), amqp_cstring_bytes("direct"), 0, 1, 0, 0,
                         amqp_empty_table);
   if (!rpc_ok(conn, "exchange.declare rooms", err)) return false;
-  amqp_exchange_declare(conn, channel, amqp_cstring_bytes(nodes_exchange), amqp_cstring_bytes("direct"), 0, 1, 0, 0,
+  amqp_exchange_declare(conn, channel, bytes_of(nodes_exchange), amqp_cstring_bytes("direct"), 0, 1, 0, 0,
                         amqp_empty_table);
   if (!rpc_ok(conn, "exchange.declare nodes", err)) return false;
-  amqp_exchange_declare(conn, channel, amqp_cstring_bytes(all_exchange), amqp_cstring_bytes("fanout"), 0, 1, 0, 0,
+  amqp_exchange_declare(conn, channel, bytes_of(all_exchange), amqp_cstring_bytes("fanout"), 0, 1, 0, 0,
                         amqp_empty_table);
   if (!rpc_ok(conn, "exchange.declare all", err)) return false;
 
@@ -370,10 +373,10 @@ bool rabbitmq_bus::impl::declare_topology(std::string& err) {
   amqp_table_t args{1, &entry};
   amqp_queue_declare(conn, channel, bytes_of(queue_name), 0, 1, 0, 0, args);
   if (!rpc_ok(conn, "queue.declare", err)) return false;
-  amqp_queue_bind(conn, channel, bytes_of(queue_name), amqp_cstring_bytes(nodes_exchange), bytes_of(opts.node_id),
+  amqp_queue_bind(conn, channel, bytes_of(queue_name), bytes_of(nodes_exchange), bytes_of(opts.node_id),
                   amqp_empty_table);
   if (!rpc_ok(conn, "queue.bind node", err)) return false;
-  amqp_queue_bind(conn, channel, bytes_of(queue_name), amqp_cstring_bytes(all_exchange), amqp_cstring_bytes(""),
+  amqp_queue_bind(conn, channel, bytes_of(queue_name), bytes_of(all_exchange), amqp_cstring_bytes(""),
                   amqp_empty_table);
   if (!rpc_ok(conn, "queue.bind all", err)) return false;
   bound.clear();
@@ -390,13 +393,13 @@ bool rabbitmq_bus::impl::declare_topology(std::string& err) {
 
 bool rabbitmq_bus::impl::bind_room(const std::string& room, bool bind, std::string& err) {
   if (bind) {
-    amqp_queue_bind(conn, channel, bytes_of(queue_name), amqp_cstring_bytes(rooms_exchange), bytes_of(room),
+    amqp_queue_bind(conn, channel, bytes_of(queue_name), bytes_of(rooms_exchange), bytes_of(room),
                     amqp_empty_table);
     if (!rpc_ok(conn, "queue.bind room", err)) return false;
     bound.insert(room);
     m.inc(m.binds);
   } else {
-    amqp_queue_unbind(conn, channel, bytes_of(queue_name), amqp_cstring_bytes(rooms_exchange), bytes_of(room),
+    amqp_queue_unbind(conn, channel, bytes_of(queue_name), bytes_of(rooms_exchange), bytes_of(room),
                       amqp_empty_table);
     if (!rpc_ok(conn, "queue.unbind room", err)) return false;
     bound.erase(room);

@@ -3,7 +3,7 @@
 // thread; shards and the API hand work to it through an inbox (mutex + eventfd), and it hands
 // received messages to the node's handler from that thread.
 //
-// Topology (all durable):
+// Topology (all durable; "roomcast" is the configurable prefix):
 //   exchange roomcast.rooms (direct, key = room)   <- room messages
 //   exchange roomcast.nodes (direct, key = node id) <- user messages and kicks for known nodes
 //   exchange roomcast.all   (fanout)                <- "all" messages, and user messages when the
@@ -29,6 +29,7 @@ namespace roomcast::bus {
 struct rabbitmq_options {
   std::vector<std::string> uris;      // amqp://user:pass@host:port/vhost, tried in turn
   std::string node_id;
+  std::string prefix = "roomcast";  // names: <prefix>.rooms/.nodes/.all, <prefix>.node.<id>
   std::chrono::milliseconds queue_expires{600'000};
   std::uint16_t prefetch = 256;
   std::chrono::milliseconds publish_timeout{5'000};

@@ -206,6 +206,16 @@ const std::vector<key_def>& keys() {
        size_key(&config::max_frame_bytes, 126, 16u << 20)},
       {"max_queue_bytes", "\"1MiB\"", "per-session outbound queue; a session over it is closed as a slow consumer (4008)",
        size_key(&config::max_queue_bytes, 1024, std::size_t{1} << 30)},
+      {"send_buffer_bytes", "0",
+       "SO_SNDBUF of each WebSocket socket; 0 = kernel autotuning (up to net.ipv4.tcp_wmem max, 4 MiB here). "
+       "A smaller buffer bounds kernel memory per slow client and lets max_queue_bytes catch it sooner",
+       [](config& c, std::string_view v, std::string& err) {
+         if (v == "0") {
+           c.send_buffer_bytes = 0;
+           return true;
+         }
+         return size_key(&config::send_buffer_bytes, 4096, 64u << 20)(c, v, err);
+       }},
       {"max_body_bytes", "\"1MiB\"", "largest HTTP request body; bigger gets 413",
        size_key(&config::max_body_bytes, 256, 64u << 20)},
       {"handshake_timeout", "\"10s\"", "time for a client to send its whole HTTP request or upgrade",
@@ -249,6 +259,8 @@ const std::vector<key_def>& keys() {
          }
          return true;
        }},
+      {"rabbitmq_prefix", "\"roomcast\"", "prefix of exchange and queue names (<prefix>.rooms, <prefix>.node.<id>)",
+       string_key(&config::rabbitmq_prefix, false)},
       {"rabbitmq_queue_expires", "\"10m\"", "x-expires of this node's queue: a node gone for good leaves no queue",
        duration_key(&config::rabbitmq_queue_expires, 10s, 24h)},
       {"rabbitmq_prefetch", "256", "deliveries in flight to this node before it acks",

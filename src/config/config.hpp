@@ -43,6 +43,7 @@ struct config {
   std::size_t max_frame_bytes = 64 * 1024;  // largest client message
   std::size_t max_queue_bytes = 1024 * 1024;  // per-session outbound queue; over it: slow consumer
   std::size_t max_body_bytes = 1024 * 1024;   // HTTP request body
+  std::size_t send_buffer_bytes = 0;          // SO_SNDBUF of WebSocket sockets; 0 = kernel autotuning
   millis handshake_timeout{10'000};           // whole HTTP request / upgrade
   millis ping_interval{25'000};               // idle time before the server pings
   millis pong_timeout{10'000};                // wait for pong (and for the peer's close reply)
@@ -55,6 +56,7 @@ struct config {
   // Cluster: bus
   bus_kind bus = bus_kind::local;
   std::vector<std::string> rabbitmq_uris{"amqp://guest:guest@127.0.0.1:5672/"};
+  std::string rabbitmq_prefix = "roomcast";  // exchange and queue names; several clusters share a broker
   millis rabbitmq_queue_expires{600'000};   // node queue x-expires: a node gone for good leaves none
   std::size_t rabbitmq_prefetch = 256;      // unacked deliveries in flight to this node
   bool rabbitmq_persistent = true;          // persistent messages (survive a broker restart)

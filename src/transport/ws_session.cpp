@@ -44,6 +44,8 @@ void ws_session::start(std::string initial_bytes) {
   error_code ec;
   socket_.non_blocking(true, ec);
   socket_.set_option(asio::ip::tcp::no_delay(true), ec);
+  if (const auto sb = ctx_.svc().cfg.send_buffer_bytes; sb > 0)
+    socket_.set_option(asio::socket_base::send_buffer_size(static_cast<int>(sb)), ec);
   ctx_.tables().add(*this);
   ctx_.counters().joins.add();
   ctx_.tables().join(*this, url_room_, ctx_.svc().cfg.max_rooms_per_session);
