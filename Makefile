@@ -3,7 +3,7 @@ SHELL := /bin/bash
 JOBS ?= 2
 ARGS ?=
 
-.PHONY: deps build run test dev-build clean tsan
+.PHONY: deps build run test dev-build clean tsan cluster cluster-stop
 
 deps:
 	@./scripts/install-deps.sh
@@ -28,6 +28,13 @@ tsan: deps
 	cmake --preset tsan >/dev/null
 	cmake --build --preset tsan -j$(JOBS)
 	./scripts/run-tests.sh build/tsan
+
+# Redis + RabbitMQ + three nodes (:8091-:8093) + nginx on :8090, on this machine.
+cluster: build
+	./scripts/cluster.sh start
+
+cluster-stop:
+	./scripts/cluster.sh stop
 
 clean:
 	rm -rf build

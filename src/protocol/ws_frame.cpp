@@ -69,8 +69,6 @@ void unmask(std::span<char> p, const std::uint8_t (&mask)[4]) noexcept {
   }
   for (; i < p.size(); ++i) p[i] = static_cast<char>(p[i] ^ mask[i & 3]);
 }
-
-bool is_control(ws_opcode op) noexcept { return static_cast<std::uint8_t>(op) >= 8; }
 }  // namespace
 
 ws_error ws_reader::handle_frame(const header& h, std::span<char> payload, ws_event& out,
@@ -127,7 +125,6 @@ ws_error ws_reader::handle_frame(const header& h, std::span<char> payload, ws_ev
       have_event = true;
       return ws_error::none;
   }
-  (void)is_control;
   return ws_error::protocol;  // reserved opcode
 }
 

@@ -40,7 +40,6 @@ ws_session::ws_session(shard_context& ctx, asio::ip::tcp::socket socket, hub::id
 ws_session::~ws_session() = default;
 
 void ws_session::start(std::string initial_bytes) {
-  started_ = true;
   error_code ec;
   socket_.non_blocking(true, ec);
   socket_.set_option(asio::ip::tcp::no_delay(true), ec);
@@ -55,10 +54,9 @@ void ws_session::start(std::string initial_bytes) {
   send_text(protocol::encode_welcome({ctx_.svc().router.node_id(), sid, id().user, &rooms}));
 
   if (!initial_bytes.empty()) {
-    const auto n = std::min(initial_bytes.size(), ctx_.read_buffer().size());
-    std::copy_n(initial_bytes.data(), n, ctx_.read_buffer().data());
-    if (n < initial_bytes.size()) inbuf_.assign(initial_bytes.data() + n, initial_bytes.size() - n);
-    if (!process(n) || !wants_read()) return;
+    // Frames the client sent right behind its upgrade request: parse them as if just read.
+    inbuf_ = std::move(initial_bytes);
+    if (!process(0) || !wants_read()) return;
   }
   arm_read();
 }

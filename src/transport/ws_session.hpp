@@ -85,7 +85,6 @@ class ws_session final : public hub::member,
   bool awaiting_pong_ = false;
   bool close_after_flush_ = false;
   bool read_waiting_ = false;
-  bool started_ = false;
   bool reason_counted_ = false;  // begin_close counted the reason already
 };
 

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# A whole cluster on one machine: redis-server, rabbitmq-server, three roomcast nodes and nginx
+# as the load balancer. `make cluster` / `make cluster-stop`.
+#   scripts/cluster.sh start [BIN]   (BIN defaults to build/release/roomcast)
+#   scripts/cluster.sh stop
+# State (pids, logs, data) lives in $ROOMCAST_CLUSTER_DIR (default /tmp/roomcast-cluster); stop
+# stops exactly what start started, by pid.
+set -euo pipefail
+here="$(cd "$(dirname "$0")/.." && pwd)"
+dir="${ROOMCAST_CLUSTER_DIR:-/tmp/roomcast-cluster}"
+lb_port="${ROOMCAST_LB_PORT:-8090}"
+node_ports=(${ROOMCAST_NODE_PORTS:-8091 8092 8093})
+redis_port="${ROOMCAST_REDIS_PORT:-6390}"
+amqp_port="${ROOMCAST_AMQP_PORT:-5690}"
+
+stop_all() {
+  for f in "$dir"/node-*.pid; do
+    [ -f "$f" ] || continue
+    pid="$(cat "$f")"
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  for f in "$dir"/node-*.pid; do
+    [ -f "$f" ] || continue
+    pid="$(cat "$f")"
+    for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+    rm -f "$f"
+  done
+  "$here/scripts/nginx.sh" stop "$dir/nginx" || true
+  "$here/scripts/rabbitmq.sh" stop "$dir/rabbitmq" || true
+  "$here/scripts/redis.sh" stop "$dir/redis" || true
+}
+
+case "${1:-}" in
+start)
+  bin="${2:-$here/build/release/roomcast}"
+  [ -x "$bin" ] || { echo "no binary at $bin (make build)" >&2; exit 1; }
+  if ls "$dir"/node-*.pid >/dev/null 2>&1; then echo "a cluster is already running from $dir (make cluster-stop)" >&2; exit 1; fi
+  mkdir -p "$dir"
+  "$here/scripts/redis.sh" start "$dir/redis" "$redis_port" --persist >/dev/null
+  uri="$("$here/scripts/rabbitmq.sh" start "$dir/rabbitmq" "$amqp_port")"
+  key="$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+  echo "$key" > "$dir/api_key"
+  for p in "${node_ports[@]}"; do
+    ROOMCAST_API_KEY="$key" "$bin" --config "$here/deploy/roomcast.example.toml" --port "$p" --node-id "node-$p" \
+      --bus rabbitmq --rabbitmq-uris "$uri" --registry redis --redis-address "127.0.0.1:$redis_port" \
+      --web-root "$here/web" >"$dir/node-$p.log" 2>&1 &
+    echo $! > "$dir/node-$p.pid"
+  done
+  for p in "${node_ports[@]}"; do
+    for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$p/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+  done
+  "$here/scripts/nginx.sh" start "$dir/nginx" "$lb_port" "${node_ports[@]}" >/dev/null
+  cat <<MSG
+roomcast cluster is up (state in $dir)
+  load balancer  http://127.0.0.1:$lb_port/   ws://127.0.0.1:$lb_port/demo/websocket/{room}/{role}/{user}/{token}/{platform}
+  nodes          ${node_ports[*]/#/http://127.0.0.1:}
+  redis          127.0.0.1:$redis_port      rabbitmq  $uri
+  api_key = $key
+  try: curl -s -X POST http://127.0.0.1:$lb_port/api/publish -H "X-API-Key: $key" -H 'Content-Type: application/json' -d '{"room":"345","data":{"text":"hi"}}'
+  stop: make cluster-stop
+MSG
+  ;;
+stop) stop_all; echo "cluster stopped" ;;
+*) echo "usage: $0 start [BIN] | stop" >&2; exit 2 ;;
+esac

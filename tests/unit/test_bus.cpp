@@ -1,0 +1,69 @@
+#include "bus/bus.hpp"
+#include "bus/dedupe_window.hpp"
+#include "bus/local_bus.hpp"
+
+#include <gtest/gtest.h>
+
+using namespace roomcast;
+using namespace roomcast::bus;
+
+TEST(envelope, round_trips_with_raw_data) {
+  envelope e;
+  e.kind = protocol::target_kind::user;
+  e.target = "452784";
+  e.id = "m-\"1\"";
+  e.from = "api";
+  e.origin = "node-8091";
+  e.data = R"({ "b" : [1, 2 ,3] })";
+  envelope d;
+  ASSERT_TRUE(decode_envelope(encode_envelope(e), d));
+  EXPECT_EQ(d.type, envelope_type::message);
+  EXPECT_EQ(d.kind, protocol::target_kind::user);
+  EXPECT_EQ(d.target, e.target);
+  EXPECT_EQ(d.id, e.id);
+  EXPECT_EQ(d.origin, e.origin);
+  EXPECT_EQ(d.data, e.data);  // byte for byte
+}
+
+TEST(envelope, kicks_and_bad_input) {
+  envelope k;
+  k.type = envelope_type::kick;
+  k.kind = protocol::target_kind::all;
+  k.target = "00ab00cd00000001";
+  k.id = "k1";
+  k.code = 4321;
+  k.reason = "bye";
+  envelope d;
+  ASSERT_TRUE(decode_envelope(encode_envelope(k), d));
+  EXPECT_EQ(d.type, envelope_type::kick);
+  EXPECT_EQ(d.code, 4321);
+  EXPECT_EQ(d.reason, "bye");
+  EXPECT_FALSE(decode_envelope("not json", d));
+  EXPECT_FALSE(decode_envelope(R"({"type":"message"})", d));
+  EXPECT_FALSE(decode_envelope(R"({"v":1,"type":"x","kind":"room","target":"","id":"","from":"","origin":"","data":1})", d));
+}
+
+TEST(dedupe_window, remembers_the_last_n) {
+  dedupe_window w(3);
+  EXPECT_TRUE(w.insert("a"));
+  EXPECT_FALSE(w.insert("a"));
+  EXPECT_TRUE(w.insert("b"));
+  EXPECT_TRUE(w.insert("c"));
+  EXPECT_TRUE(w.insert("d"));  // evicts a
+  EXPECT_TRUE(w.insert("a"));
+  EXPECT_FALSE(w.insert("d"));
+  EXPECT_EQ(w.size(), 3u);
+}
+
+TEST(local_bus, hands_messages_back_and_completes) {
+  local_bus b;
+  int got = 0;
+  b.start([&](const envelope& e, delivery_done) { got += e.id == "x"; });
+  bool done = false;
+  envelope e;
+  e.id = "x";
+  b.publish(e, [&](std::error_code ec, publish_result r) { done = !ec && !r.queued; });
+  EXPECT_EQ(got, 1);
+  EXPECT_TRUE(done);
+  EXPECT_TRUE(b.healthy());
+}
