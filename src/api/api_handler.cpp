@@ -8,6 +8,7 @@
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
 
+#include <charconv>
 #include <chrono>
 #include <map>
 #include <set>
@@ -122,6 +123,10 @@ void handler::handle(request req, respond_fn done) {
     return done(stats());
   }
   const auto segs = protocol::split_path(target);
+  if (segs && segs->size() == 4 && (*segs)[0] == "api" && (*segs)[1] == "rooms" && (*segs)[3] == "history") {
+    if (!get) return method_not_allowed("GET");
+    return history(req, (*segs)[2], std::move(done));
+  }
   if (segs && segs->size() == 3 && (*segs)[0] == "api" && ((*segs)[1] == "rooms" || (*segs)[1] == "users")) {
     if (!get) return method_not_allowed("GET");
     if ((*segs)[2].empty() || (*segs)[2].size() > 256) return done(error(400, "bad_request", "bad name"));
@@ -210,16 +215,73 @@ void handler::publish(const request& req, respond_fn done) {
 }
 
 void handler::send(bus::envelope e, respond_fn done, std::string answer) {
-  router_.bus().publish(std::move(e), [done = std::move(done), answer = std::move(answer)](std::error_code ec,
-                                                                                          bus::publish_result r) mutable {
-    if (ec) {
-      auto resp = error(503, "unavailable", "bus did not accept the message: " + ec.message());
+  (void)answer;
+  const std::string id = e.id;
+  router_.publish(std::move(e), [done = std::move(done), id](hub::router::publish_outcome o) mutable {
+    if (o.ec) {
+      auto resp = error(503, "unavailable",
+                        std::string(o.from_history ? "history store" : "bus") + " did not accept the message: " + o.ec.message());
       resp.headers.emplace_back("Retry-After", "1");
       return done(std::move(resp));
     }
-    response resp = ok_json(answer + (r.queued ? ",\"queued\":true}" : "}"));
-    if (r.queued) resp.status = 202;
+    std::string b = "{\"ok\":true,\"id\":";
+    append_json_string(b, id);
+    if (o.seq != 0) {
+      b += ",\"seq\":" + std::to_string(o.seq) + ",\"epoch\":";
+      append_json_string(b, o.epoch);
+    }
+    if (o.duplicate) b += ",\"duplicate\":true";
+    if (o.unsequenced) b += ",\"unsequenced\":true";
+    if (o.queued) b += ",\"queued\":true";
+    b += "}";
+    response resp = ok_json(std::move(b));
+    if (o.queued) resp.status = 202;
     done(std::move(resp));
+  });
+}
+
+void handler::history(const request& req, std::string room, respond_fn done) {
+  if (room.empty() || room.size() > 256) return done(error(400, "bad_request", "bad room name"));
+  std::uint64_t since = 0;
+  if (auto q = protocol::query_param(req.target, "since")) {
+    auto [p, ec] = std::from_chars(q->data(), q->data() + q->size(), since);
+    if (ec != std::errc{} || p != q->data() + q->size())
+      return done(error(400, "bad_request", "since must be a non-negative integer"));
+  }
+  std::size_t limit = 1000;
+  if (auto q = protocol::query_param(req.target, "limit")) {
+    auto [p, ec] = std::from_chars(q->data(), q->data() + q->size(), limit);
+    if (ec != std::errc{} || p != q->data() + q->size() || limit == 0 || limit > 10000)
+      return done(error(400, "bad_request", "limit must be 1..10000"));
+  }
+  auto* store = router_.history_store();
+  if (!store || !router_.policy_for(room).keeps())
+    return done(error(404, "no_history", "this room keeps no history (see the history config rules)"));
+  store->read(room, since, limit, [room, since, done = std::move(done)](history::read_result r) {
+    if (r.ec) {
+      auto resp = error(503, "unavailable", "history store: " + r.ec.message());
+      resp.headers.emplace_back("Retry-After", "1");
+      return done(std::move(resp));
+    }
+    std::string b = "{\"room\":";
+    append_json_string(b, room);
+    b += ",\"epoch\":";
+    append_json_string(b, r.epoch);
+    b += ",\"seq\":" + std::to_string(r.head) + ",\"since\":" + std::to_string(since);
+    b += ",\"complete\":" + std::string(r.complete ? "true" : "false") + ",\"messages\":[";
+    for (std::size_t i = 0; i < r.entries.size(); ++i) {
+      const auto& en = r.entries[i];
+      if (i) b += ",";
+      b += "{\"seq\":" + std::to_string(en.seq) + ",\"id\":";
+      append_json_string(b, en.id);
+      b += ",\"from\":";
+      append_json_string(b, en.from);
+      b += ",\"data\":";
+      b += en.data.empty() ? "null" : en.data;
+      b += "}";
+    }
+    b += "]}";
+    done(ok_json(std::move(b)));
   });
 }
 
@@ -329,6 +391,10 @@ response handler::stats() const {
   b += ",\"bytes_out\":" + std::to_string(sum(c, [](auto& x) -> auto& { return x.bytes_out; }));
   b += ",\"publishes\":{\"api\":" + std::to_string(sum(c, [](auto& x) -> auto& { return x.publishes_api; }));
   b += ",\"client\":" + std::to_string(sum(c, [](auto& x) -> auto& { return x.publishes_client; })) + "}";
+  b += ",\"gap_fills\":" + std::to_string(sum(c, [](auto& x) -> auto& { return x.gap_fills; }));
+  b += ",\"room_duplicates_dropped\":" + std::to_string(sum(c, [](auto& x) -> auto& { return x.duplicates_dropped; }));
+  b += ",\"recoveries\":" + std::to_string(sum(c, [](auto& x) -> auto& { return x.recoveries; }));
+  b += ",\"recovery_gaps\":" + std::to_string(sum(c, [](auto& x) -> auto& { return x.recovery_gaps; }));
   b += ",\"registry\":\"" + std::string(registry_.name()) + "\"";
   b += ",\"registry_up\":" + std::string(registry_.healthy() ? "true" : "false");
   router_.bus().append_stats(b);
@@ -376,8 +442,21 @@ std::string handler::metrics_text() const {
   metric("roomcast_client_errors_total", "counter", "Error frames sent to clients.", sum(c, [](auto& x) -> auto& { return x.client_errors; }));
   metric("roomcast_http_requests_total", "counter", "HTTP requests served (API, metrics, files).", sum(c, [](auto& x) -> auto& { return x.http_requests; }));
   metric("roomcast_draining", "gauge", "1 while the node drains.", state_.draining.load() ? 1 : 0);
+  metric("roomcast_room_duplicates_dropped_total", "counter", "Room messages dropped as already delivered (redelivery).",
+         sum(c, [](auto& x) -> auto& { return x.duplicates_dropped; }));
+  metric("roomcast_gap_fills_total", "counter", "Holes in a room's sequence read from history before delivery.",
+         sum(c, [](auto& x) -> auto& { return x.gap_fills; }));
+  metric("roomcast_gaps_unfilled_total", "counter", "Holes history could not fill (clients got a gap frame).",
+         sum(c, [](auto& x) -> auto& { return x.gaps_unfilled; }));
+  metric("roomcast_recoveries_total", "counter", "Reconnects whose missed messages were sent from history.",
+         sum(c, [](auto& x) -> auto& { return x.recoveries; }));
+  metric("roomcast_history_bypassed_total", "counter", "Room messages published without seq: the history store was down.",
+         router_.history_bypassed());
+  metric("roomcast_recovery_gaps_total", "counter", "Reconnects told that recovery was impossible (gap frame).",
+         sum(c, [](auto& x) -> auto& { return x.recovery_gaps; }));
   router_.bus().append_metrics(o);
   registry_.append_metrics(o);
+  if (auto* h = router_.history_store()) h->append_metrics(o);
   return o;
 }
 

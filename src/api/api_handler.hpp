@@ -59,6 +59,7 @@ class handler {
   void publish(const request& req, respond_fn done);
   void disconnect(const request& req, respond_fn done);
   void send(bus::envelope e, respond_fn done, std::string answer);
+  void history(const request& req, std::string room, respond_fn done);
   response stats() const;
 
   const config::config& cfg_;

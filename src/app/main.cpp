@@ -3,6 +3,9 @@
 #include "api/api_handler.hpp"
 #include "bus/local_bus.hpp"
 #include "bus/rabbitmq_bus.hpp"
+#include "bus/redis_bus.hpp"
+#include "history/local_history.hpp"
+#include "history/redis_history.hpp"
 #include "registry/local_registry.hpp"
 #include "registry/redis_registry.hpp"
 #include "config/config.hpp"
@@ -48,6 +51,21 @@ std::unique_ptr<bus::bus> make_bus(const config::config& cfg) {
       o.dedupe_window = cfg.dedupe_window;
       return std::make_unique<bus::rabbitmq_bus>(std::move(o));
     }
+    case config::bus_kind::redis: {
+      bus::redis_bus_options o;
+      const auto colon = cfg.redis_address.rfind(':');
+      o.host = cfg.redis_address.substr(0, colon);
+      o.port = static_cast<std::uint16_t>(std::stoi(cfg.redis_address.substr(colon + 1)));
+      o.node_id = cfg.node_id;
+      o.prefix = cfg.rabbitmq_prefix;
+      o.timeout = cfg.redis_timeout;
+      o.dedupe_window = cfg.dedupe_window;
+      o.outage_max_messages = cfg.outage_buffer_messages;
+      o.outage_max_bytes = cfg.outage_buffer_bytes;
+      o.unbind_grace = cfg.unbind_grace;
+      o.drop_every_nth_received = cfg.bus_test_drop_every_nth;
+      return std::make_unique<bus::redis_bus>(std::move(o));
+    }
   }
   return nullptr;
 }
@@ -82,6 +100,8 @@ int main(int argc, char** argv) {
     return parsed.exit_code;
   }
   const config::config cfg = std::move(*parsed.cfg);
+  // hiredis and rabbitmq-c write to sockets the peer may have closed: an error, not a signal.
+  std::signal(SIGPIPE, SIG_IGN);
 
   auto logger = spdlog::stderr_color_mt("roomcast");
   spdlog::set_default_logger(logger);
@@ -102,6 +122,25 @@ int main(int argc, char** argv) {
 
   auto the_bus = make_bus(cfg);
   hub::router router(cfg.node_id, *the_bus);
+
+  // History: per-room seq, recent messages, publish idempotency.
+  history::rules history_rules;
+  history_rules.parse(cfg.history, route_error);  // validated by config
+  std::unique_ptr<history::history> the_history;
+  const auto colon = cfg.redis_address.rfind(':');
+  const std::string redis_host = cfg.redis_address.substr(0, colon);
+  const auto redis_port = static_cast<std::uint16_t>(std::stoi(cfg.redis_address.substr(colon + 1)));
+  if (cfg.history_store == config::history_kind::redis) {
+    history::redis_history_options o;
+    o.host = redis_host;
+    o.port = redis_port;
+    o.timeout = cfg.redis_timeout;
+    o.id_window = cfg.idempotency_window;
+    the_history = std::make_unique<history::redis_history>(std::move(o));
+  } else {
+    the_history = std::make_unique<history::local_history>(cfg.idempotency_window);
+  }
+  router.set_history(the_history.get(), &history_rules, cfg.history_reject_when_down);
   api::node_state state;
 
   // Shards first (their counters are what the API reads), then the API, then the wiring.
@@ -113,9 +152,8 @@ int main(int argc, char** argv) {
   std::unique_ptr<registry::registry> the_registry;
   if (cfg.registry == config::registry_kind::redis) {
     registry::redis_options o;
-    const auto colon = cfg.redis_address.rfind(':');
-    o.host = cfg.redis_address.substr(0, colon);
-    o.port = static_cast<std::uint16_t>(std::stoi(cfg.redis_address.substr(colon + 1)));
+    o.host = redis_host;
+    o.port = redis_port;
     o.node_id = cfg.node_id;
     o.heartbeat = cfg.registry_heartbeat;
     o.node_ttl = cfg.registry_node_ttl;
@@ -140,7 +178,7 @@ int main(int argc, char** argv) {
   registry_feed feed(*the_registry);
 
   api::handler api_handler(cfg, router, *the_registry, state);
-  transport::services svc{cfg, *route, router, api_handler, state};
+  transport::services svc{cfg, *route, router, api_handler, state, the_history.get()};
   for (unsigned i = 0; i < cfg.threads; ++i) {
     shards.push_back(std::make_unique<transport::shard_context>(i, svc));
     counters.push_back(&shards.back()->counters());
@@ -153,6 +191,7 @@ int main(int argc, char** argv) {
   }
   the_bus->start([&router](const bus::envelope& e, bus::delivery_done done) { router.dispatch(e, std::move(done)); });
   the_registry->start();
+  the_history->start();
 
   try {
     for (auto& s : shards) s->listen({address, cfg.port});
@@ -199,8 +238,9 @@ int main(int argc, char** argv) {
     });
   });
 
-  spdlog::info("roomcast node {} listening on {}:{} with {} shard(s), bus {}, registry {}, auth {}, route {}",
+  spdlog::info("roomcast node {} listening on {}:{} with {} shard(s), bus {}, registry {}, history {}, auth {}, route {}",
                cfg.node_id, cfg.listen_address, cfg.port, shards.size(), the_bus->name(), the_registry->name(),
+               the_history->name(),
                cfg.auth == config::auth_mode::jwt ? "jwt" : "none", cfg.route);
 
   std::vector<std::thread> threads;
@@ -209,6 +249,7 @@ int main(int argc, char** argv) {
   for (auto& t : threads) t.join();
   the_bus->stop();
   the_registry->stop();
+  the_history->stop();
   spdlog::info("stopped");
   return 0;
 }

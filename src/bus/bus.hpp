@@ -29,6 +29,8 @@ struct envelope {
   std::string from;    // publisher: a user id, or "api"
   std::string data;
   std::string origin;  // node id that published it
+  std::uint64_t seq = 0;   // per-room sequence from the history (0 = none)
+  std::string epoch;       // the history epoch seq belongs to
   std::uint16_t code = 0;  // kick: close code
   std::string reason;      // kick: reason
   // For user targets: the nodes that hold the user's sessions, from the registry. Empty = unknown:

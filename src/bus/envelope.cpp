@@ -32,6 +32,10 @@ std::string encode_envelope(const envelope& e) {
   append_json_string(s, e.from);
   s += ",\"origin\":";
   append_json_string(s, e.origin);
+  if (e.seq != 0) {
+    s += ",\"seq\":" + std::to_string(e.seq) + ",\"epoch\":";
+    append_json_string(s, e.epoch);
+  }
   if (e.type == envelope_type::kick) {
     s += ",\"code\":" + std::to_string(e.code) + ",\"reason\":";
     append_json_string(s, e.reason);
@@ -69,6 +73,12 @@ bool decode_envelope(std::string_view wire, envelope& out) {
     if (!c || !c->is_int64()) return false;
     out.code = static_cast<std::uint16_t>(c->get_int64());
     str("reason", out.reason);
+  }
+  if (const auto* seq = o.if_contains("seq")) {
+    if (seq->is_uint64()) out.seq = seq->get_uint64();
+    else if (seq->is_int64() && seq->get_int64() > 0) out.seq = static_cast<std::uint64_t>(seq->get_int64());
+    else return false;
+    if (!str("epoch", out.epoch)) return false;
   }
   const auto raw = protocol::find_raw_member(wire, "data");
   if (!raw) return false;

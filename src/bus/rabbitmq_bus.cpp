@@ -42,8 +42,13 @@ std::error_code make_error(bus_errc e) { return {static_cast<int>(e), bus_catego
 
 amqp_bytes_t bytes_of(std::string_view s) { return {s.size(), const_cast<char*>(s.data())}; }
 
+bool reply_ok(const amqp_rpc_reply_t& r, const char* what, std::string& err);
+
 bool rpc_ok(amqp_connection_state_t c, const char* what, std::string& err) {
-  const auto r = amqp_get_rpc_reply(c);
+  return reply_ok(amqp_get_rpc_reply(c), what, err);
+}
+
+bool reply_ok(const amqp_rpc_reply_t& r, const char* what, std::string& err) {
   if (r.reply_type == AMQP_RESPONSE_NORMAL) return true;
   if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION) {
     err = std::string(what) + ": " + amqp_error_string2(r.library_error);
@@ -171,7 +176,7 @@ struct rabbitmq_bus::impl {
   void on_delivery(amqp_envelope_t& env);
   void check_timeouts();
   bool apply_unbinds(std::string& err);
-  void wait_backoff();
+  void wait_backoff(const std::string& why);
 };
 
 rabbitmq_bus::rabbitmq_bus(rabbitmq_options opts) : impl_(std::make_unique<impl>(std::move(opts))) {
@@ -264,8 +269,7 @@ void rabbitmq_bus::impl::run() {
       drain_inbox();  // publishes go to the outage buffer, subscriptions are remembered
       if (stopping) break;
       if (!connect(err)) {
-        spdlog::warn("rabbitmq: {} (retry in {} ms)", err, backoff.count());
-        wait_backoff();
+        wait_backoff(err);
         continue;
       }
     }
@@ -289,11 +293,12 @@ void rabbitmq_bus::impl::run() {
     if (o.owner) o.owner->complete(make_error(bus_errc::stopped), {});
 }
 
-void rabbitmq_bus::impl::wait_backoff() {
+void rabbitmq_bus::impl::wait_backoff(const std::string& why) {
   // Exponential backoff with full jitter, woken early by stop().
   const auto cap = std::min(opts.reconnect_max, std::max(opts.reconnect_min, backoff * 2));
   backoff = cap;
   const auto ms = std::uniform_int_distribution<long long>(opts.reconnect_min.count() / 2, cap.count())(rng);
+  spdlog::warn("rabbitmq: {} (retry in {} ms)", why, ms);
   const auto until = clock::now() + std::chrono::milliseconds(ms);
   while (!stopping && clock::now() < until) {
     pollfd p{wake_fd, POLLIN, 0};
@@ -331,8 +336,10 @@ bool rabbitmq_bus::impl::connect(std::string& err) {
     return false;
   }
   const auto login = amqp_login(conn, info.vhost, 0, 131072, 30, AMQP_SASL_METHOD_PLAIN, info.user, info.password);
-  if (login.reply_type != AMQP_RESPONSE_NORMAL) {
-    err = "login failed";
+  const std::string where = std::string(info.host) + ":" + std::to_string(info.port) + " vhost " + info.vhost +
+                            " as " + info.user;
+  if (!reply_ok(login, ("login to " + where + " failed").c_str(), err)) {
+    // Wrong credentials show as ACCESS_REFUSED in the broker's close reason.
     amqp_destroy_connection(conn);
     conn = nullptr;
     return false;

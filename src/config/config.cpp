@@ -1,5 +1,6 @@
 #include "config/config.hpp"
 
+#include "history/history.hpp"
 #include "protocol/route_template.hpp"
 
 #include <CLI/CLI.hpp>
@@ -234,12 +235,15 @@ const std::vector<key_def>& keys() {
        duration_key(&config::drain_window, 0ms, 10min)},
       {"retry_after", "\"5s\"", "base Retry-After of a 503 (a random 0-100% is added so clients spread out)",
        duration_key(&config::retry_after, 1000ms, 1h)},
-      {"bus", "\"local\"", "cluster bus: \"local\" (one node, in-process) or \"rabbitmq\"",
+      {"bus", "\"local\"",
+       "cluster bus: \"local\" (one node, in-process), \"rabbitmq\" (durable, acked) or \"redis\" (Pub/Sub on "
+       "redis_address; holes are filled from history)",
        [](config& c, std::string_view v, std::string& err) {
          if (v == "local") c.bus = bus_kind::local;
          else if (v == "rabbitmq") c.bus = bus_kind::rabbitmq;
+         else if (v == "redis") c.bus = bus_kind::redis;
          else {
-           err = "expected \"local\" or \"rabbitmq\", got '" + std::string(v) + "'";
+           err = "expected \"local\", \"rabbitmq\" or \"redis\", got '" + std::string(v) + "'";
            return false;
          }
          return true;
@@ -259,7 +263,7 @@ const std::vector<key_def>& keys() {
          }
          return true;
        }},
-      {"rabbitmq_prefix", "\"roomcast\"", "prefix of exchange and queue names (<prefix>.rooms, <prefix>.node.<id>)",
+      {"rabbitmq_prefix", "\"roomcast\"", "prefix of bus names: exchanges and queues (<prefix>.rooms, <prefix>.node.<id>), redis bus channels (<prefix>:room:<room>)",
        string_key(&config::rabbitmq_prefix, false)},
       {"rabbitmq_queue_expires", "\"10m\"", "x-expires of this node's queue: a node gone for good leaves no queue",
        duration_key(&config::rabbitmq_queue_expires, 10s, 24h)},
@@ -277,6 +281,50 @@ const std::vector<key_def>& keys() {
        duration_key(&config::unbind_grace, 0ms, 1h)},
       {"dedupe_window", "100000", "message ids remembered to drop redelivered messages",
        count_key(&config::dedupe_window, 1, 100'000'000)},
+      {"history_store", "\"auto\"",
+       "where room history and publish ids live: \"local\" (this node), \"redis\" (redis_address; cluster-wide) or "
+       "\"auto\" (local with bus = local, redis with a cluster bus)",
+       [](config& c, std::string_view v, std::string& err) {
+         if (v == "auto") c.history_store = history_kind::automatic;
+         else if (v == "local") c.history_store = history_kind::local;
+         else if (v == "redis") c.history_store = history_kind::redis;
+         else {
+           err = "expected \"auto\", \"local\" or \"redis\", got '" + std::string(v) + "'";
+           return false;
+         }
+         return true;
+       }},
+      {"history", "[\"* 300 10m\"]",
+       "which rooms keep history: \"<room pattern> <messages> <ttl>\" rules, first match wins ('*' matches anything); "
+       "0 messages = no history, no seq; ttl = kept this long after the room's last message",
+       [](config& c, std::string_view v, std::string& err) {
+         c.history = split_list(v);
+         history::rules r;
+         return r.parse(c.history, err);
+       }},
+      {"history_unavailable", "\"deliver\"",
+       "when the history store is unreachable: \"deliver\" (room messages go out without seq, counted in "
+       "roomcast_history_bypassed_total; reconnecting clients can't recover them) or \"reject\" (503, the backend retries)",
+       [](config& c, std::string_view v, std::string& err) {
+         if (v == "deliver") c.history_reject_when_down = false;
+         else if (v == "reject") c.history_reject_when_down = true;
+         else {
+           err = "expected \"deliver\" or \"reject\", got '" + std::string(v) + "'";
+           return false;
+         }
+         return true;
+       }},
+      {"idempotency_window", "\"5m\"", "a publish whose id was accepted within this window is not delivered again",
+       duration_key(&config::idempotency_window, 1s, 24h)},
+      {"bus_test_drop_every_nth", "0",
+       "TEST ONLY, never in production: the redis bus drops every nth received room message (fault tests)",
+       [](config& c, std::string_view v, std::string& err) {
+         if (!parse_uint<std::uint64_t>(v, c.bus_test_drop_every_nth, 0, 1'000'000)) {
+           err = "expected an integer from 0 to 1000000, got '" + std::string(v) + "'";
+           return false;
+         }
+         return true;
+       }},
       {"registry", "\"local\"", "who is online where: \"local\" (this node) or \"redis\" (cluster-wide)",
        [](config& c, std::string_view v, std::string& err) {
          if (v == "local") c.registry = registry_kind::local;
@@ -403,6 +451,20 @@ parse_result finish(std::map<std::string, source_value>& values) {
     r.exit_code = 2;
     r.message = "config: key 'registry_node_ttl': must be longer than registry_heartbeat";
     return r;
+  }
+  if (c.history_store == history_kind::automatic)
+    c.history_store = c.bus == bus_kind::local ? history_kind::local : history_kind::redis;
+  if (c.history_store == history_kind::local && c.bus != bus_kind::local) {
+    // Each node would number the same room on its own: clients would see epochs flip.
+    history::rules rules;
+    std::string ignored;
+    rules.parse(c.history, ignored);
+    if (rules.any_keeps()) {
+      r.exit_code = 2;
+      r.message = "config: key 'history_store': \"local\" can't number rooms across nodes; use \"redis\" (or \"auto\") "
+                  "with a cluster bus, or turn history off (history = [\"* 0 0s\"])";
+      return r;
+    }
   }
   if (c.node_id.empty()) c.node_id = default_node_id(c);
   if (c.threads == 0) c.threads = std::max(1u, std::thread::hardware_concurrency());

@@ -47,11 +47,13 @@ void router::dispatch(const bus::envelope& e, bus::delivery_done done) {
     protocol::target_kind kind;
     std::string target;
     protocol::shared_frame frame;
+    std::uint64_t seq;
+    std::string epoch;
   };
   auto f = std::make_shared<protocol::encoded_frame>();
-  protocol::append_message(f->payload_buffer(), {e.kind, e.target, e.id, e.from, e.data});
+  protocol::append_message(f->payload_buffer(), {e.kind, e.target, e.id, e.from, e.data, e.seq});
   f->finish(protocol::ws_opcode::text);
-  auto r = std::make_shared<const routed>(routed{e.kind, e.target, std::move(f)});
+  auto r = std::make_shared<const routed>(routed{e.kind, e.target, std::move(f), e.seq, e.epoch});
   // Every shard gets it: with one shard per core there are only a few, and a shard without
   // members answers with one hash lookup. Filtering here would need shared state on the hot path.
   for (auto& s : shards_) {
@@ -59,13 +61,58 @@ void router::dispatch(const bus::envelope& e, bus::delivery_done done) {
     s.post([r, t, c] {
       const frame_ref local = make_local(r->frame);
       switch (r->kind) {
-        case protocol::target_kind::room: t->deliver_room(r->target, local); break;
+        case protocol::target_kind::room: t->deliver_room(r->target, local, r->seq, r->epoch); break;
         case protocol::target_kind::user: t->deliver_user(r->target, local); break;
         case protocol::target_kind::all: t->deliver_all(local); break;
       }
       if (c) c->shard_finished();
     });
   }
+}
+
+void router::publish(bus::envelope e, std::function<void(publish_outcome)> done) {
+  const auto p = e.kind == protocol::target_kind::room ? policy_for(e.target) : history::policy{0, {}};
+  auto to_bus = [this](bus::envelope env, std::function<void(publish_outcome)> cb) {
+    publish_outcome o;
+    o.seq = env.seq;
+    o.epoch = env.epoch;
+    bus_.publish(std::move(env), [o, cb = std::move(cb)](std::error_code ec, bus::publish_result r) mutable {
+      o.ec = ec;
+      o.queued = r.queued;
+      cb(std::move(o));
+    });
+  };
+  if (!history_ || (!p.keeps() && e.id.empty())) return to_bus(std::move(e), std::move(done));
+  auto shared = std::make_shared<bus::envelope>(std::move(e));
+  history_->append(*shared, p, [this, shared, to_bus, done = std::move(done)](history::append_result r) mutable {
+    if (r.ec && !reject_when_down_) {
+      // Delivery goes on without the history store (rooms don't need it); the message has no seq.
+      bypassed_.fetch_add(1, std::memory_order_relaxed);
+      return to_bus(std::move(*shared), [done = std::move(done)](publish_outcome o) {
+        o.unsequenced = true;
+        done(std::move(o));
+      });
+    }
+    if (r.ec || r.duplicate) {
+      publish_outcome o;
+      o.ec = r.ec;
+      o.from_history = static_cast<bool>(r.ec);
+      o.duplicate = r.duplicate;
+      o.seq = r.seq;
+      o.epoch = r.epoch;
+      return done(std::move(o));
+    }
+    shared->seq = r.seq;
+    shared->epoch = r.epoch;
+    to_bus(std::move(*shared), std::move(done));
+  });
+}
+
+protocol::shared_frame router::encode(std::string_view room, const history::entry& en) {
+  auto f = std::make_shared<protocol::encoded_frame>();
+  protocol::append_message(f->payload_buffer(), {protocol::target_kind::room, room, en.id, en.from, en.data, en.seq});
+  f->finish(protocol::ws_opcode::text);
+  return f;
 }
 
 void router::room_changed(const std::string& room, bool gained) {

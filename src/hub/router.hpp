@@ -7,6 +7,7 @@
 //   the bus accordingly (join path only: the mutex here is never taken when delivering).
 // - post()/gather(): run work on one or all shards (API queries, kicks).
 #include "bus/bus.hpp"
+#include "history/history.hpp"
 #include "hub/shard.hpp"
 
 #include <atomic>
@@ -33,6 +34,32 @@ class router {
 
   // Wiring, before any traffic.
   void add_shard(shard_port p) { shards_.push_back(std::move(p)); }
+  // reject_when_down: history store unreachable -> refuse (503) rather than deliver without seq.
+  void set_history(history::history* h, const history::rules* r, bool reject_when_down) noexcept {
+    history_ = h;
+    rules_ = r;
+    reject_when_down_ = reject_when_down;
+  }
+  history::history* history_store() const noexcept { return history_; }
+  history::policy policy_for(std::string_view room) const {
+    return rules_ ? rules_->for_room(room) : history::policy{0, {}};
+  }
+
+  struct publish_outcome {
+    std::error_code ec;       // not accepted (history store or bus unavailable)
+    bool duplicate = false;   // the id was published before: not delivered again
+    bool queued = false;      // waiting in the bus's outage buffer
+    std::uint64_t seq = 0;    // the room's seq (0: no history)
+    std::string epoch;
+    bool from_history = false;  // ec came from the history store (else from the bus)
+    bool unsequenced = false;   // history store down: delivered without seq or id check
+  };
+  // Any thread. Claims the id and numbers the message (history), then hands it to the bus.
+  // done runs once, on any thread.
+  void publish(bus::envelope e, std::function<void(publish_outcome)> done);
+
+  // Encodes a stored room message as the frame live delivery would have sent.
+  static protocol::shared_frame encode(std::string_view room, const history::entry& en);
   std::size_t shard_count() const noexcept { return shards_.size(); }
 
   // Any thread. Encodes once and posts to every shard; done() (may be empty) runs once every shard
@@ -60,6 +87,13 @@ class router {
   std::string node_id_;
   bus::bus& bus_;
   std::vector<shard_port> shards_;
+  history::history* history_ = nullptr;
+  const history::rules* rules_ = nullptr;
+  bool reject_when_down_ = false;
+  std::atomic<std::uint64_t> bypassed_{0};
+
+ public:
+  std::uint64_t history_bypassed() const noexcept { return bypassed_.load(std::memory_order_relaxed); }
   std::uint32_t nonce_;
   std::vector<std::uint64_t> id_counters_ = std::vector<std::uint64_t>(64, 0);
 

@@ -4,6 +4,8 @@
 #include <cassert>
 #include <set>
 
+#include "protocol/codec.hpp"
+
 namespace roomcast::hub {
 
 std::string format_session_id(std::uint64_t id) {
@@ -81,7 +83,7 @@ void shard::remove(member& m) {
   counters_.connections.sub();
 }
 
-shard::join_result shard::join(member& m, std::string_view room, std::size_t max_rooms) {
+shard::join_result shard::join(member& m, std::string_view room, std::size_t max_rooms, bool sync) {
   for (const auto& ms : m.rooms_)
     if (ms.room->name == room) return join_result::already;
   if (m.rooms_.size() >= max_rooms) return join_result::too_many;
@@ -96,11 +98,36 @@ shard::join_result shard::join(member& m, std::string_view room, std::size_t max
   }
   room_entry* r = it->second.get();
   m.rooms_.push_back({r, static_cast<std::uint32_t>(r->members.size())});
-  r->members.push_back(&m);
+  room_slot slot{&m};
+  slot.syncing = sync;
+  slot.last_seq = r->last_seq;
+  r->members.push_back(std::move(slot));
   counters_.room_joins.add();
   if (listener_) listener_->on_join(m, r->name);
   if (gained && room_change_) room_change_(r->name, true);
   return join_result::joined;
+}
+
+bool shard::finish_sync(member& m, std::string_view room, std::uint64_t seq, std::string_view epoch) {
+  for (auto& ms : m.rooms_) {
+    if (ms.room->name != room) continue;
+    room_entry& r = *ms.room;
+    room_slot& slot = r.members[ms.index];
+    if (r.epoch.empty() && !epoch.empty()) r.epoch = std::string(epoch);
+    if (!epoch.empty() && r.epoch == epoch && r.last_seq < seq && !r.filling) r.last_seq = seq;
+    slot.last_seq = seq;
+    slot.syncing = false;
+    std::vector<held_frame> held;
+    held.swap(slot.held);
+    for (auto& h : held) {
+      if (h.seq != 0 && h.seq <= slot.last_seq) continue;  // already sent from history
+      if (h.seq != 0) slot.last_seq = h.seq;
+      m.deliver(h.frame);
+      counters_.messages_out.add();
+    }
+    return true;
+  }
+  return false;
 }
 
 bool shard::leave(member& m, std::string_view room) {
@@ -121,11 +148,10 @@ bool shard::in_room(const member& m, std::string_view room) const {
 void shard::remove_from_room(member& m, std::size_t i) {
   room_entry* r = m.rooms_[i].room;
   const std::uint32_t pos = m.rooms_[i].index;
-  // Swap-remove m from the room; the moved member's membership record points at its new slot.
-  member* moved = r->members.back();
-  r->members[pos] = moved;
-  r->members.pop_back();
-  if (moved != &m) {
+  // Swap-remove m's slot; the moved member's membership record points at its new slot.
+  if (pos + 1 != r->members.size()) {
+    r->members[pos] = std::move(r->members.back());
+    member* moved = r->members[pos].m;
     for (auto& ms : moved->rooms_) {
       if (ms.room == r) {
         ms.index = pos;
@@ -133,6 +159,7 @@ void shard::remove_from_room(member& m, std::size_t i) {
       }
     }
   }
+  r->members.pop_back();
   m.rooms_[i] = m.rooms_.back();
   m.rooms_.pop_back();
   if (listener_) listener_->on_leave(m, r->name);
@@ -144,13 +171,100 @@ void shard::remove_from_room(member& m, std::size_t i) {
   }
 }
 
-std::size_t shard::deliver_room(std::string_view room, const frame_ref& f) {
+std::size_t shard::fan_out(room_entry& r, const frame_ref& f, std::uint64_t seq) {
+  std::size_t n = 0;
+  for (auto& slot : r.members) {
+    if (slot.syncing) {
+      slot.held.push_back({seq, f});
+      continue;
+    }
+    if (seq != 0) {
+      if (seq <= slot.last_seq) continue;  // it got this one from its recovery already
+      slot.last_seq = seq;
+    }
+    slot.m->deliver(f);
+    ++n;
+  }
+  counters_.messages_out.add(n);
+  return n;
+}
+
+void shard::restart_epoch(room_entry& r, std::string_view epoch) {
+  // History was lost (Redis flushed, expired) and numbering restarted: members can't be told what
+  // they missed, so they are told that they can't.
+  const bool had = !r.epoch.empty();
+  r.epoch = std::string(epoch);
+  r.last_seq = 0;
+  r.filling = false;
+  r.held.clear();
+  if (!had) return;
+  auto gap = make_local(protocol::make_frame(protocol::ws_opcode::text, protocol::encode_gap(r.name, "epoch", 0, epoch)));
+  for (auto& slot : r.members) {
+    slot.last_seq = 0;
+    if (slot.syncing) slot.held.push_back({0, gap});
+    else slot.m->deliver(gap);
+  }
+}
+
+void shard::accept(room_entry& r, const frame_ref& f, std::uint64_t seq) {
+  if (r.last_seq != 0 && seq <= r.last_seq) {
+    counters_.duplicates_dropped.add();  // redelivered: this shard delivered it already
+    return;
+  }
+  if (r.last_seq != 0 && seq > r.last_seq + 1 && fill_) {
+    // A hole: the bus lost messages. Hold this one and read the hole from history.
+    r.filling = true;
+    r.held.push_back({seq, f});
+    counters_.gap_fills.add();
+    fill_(r.name, r.last_seq);
+    return;
+  }
+  r.last_seq = seq;
+  fan_out(r, f, seq);
+}
+
+std::size_t shard::deliver_room(std::string_view room, const frame_ref& f, std::uint64_t seq, std::string_view epoch) {
   auto it = rooms_.find(room);
   if (it == rooms_.end()) return 0;
-  const auto& ms = it->second->members;
-  for (member* m : ms) m->deliver(f);
-  counters_.messages_out.add(ms.size());
-  return ms.size();
+  room_entry& r = *it->second;
+  if (seq == 0) return fan_out(r, f, 0);
+  if (r.epoch != epoch) restart_epoch(r, epoch);
+  if (r.filling) {
+    r.held.push_back({seq, f});
+    return 0;
+  }
+  accept(r, f, seq);
+  return r.members.size();
+}
+
+void shard::fill_done(std::string_view room, bool ok, std::string_view epoch, std::vector<held_frame> frames) {
+  auto it = rooms_.find(room);
+  if (it == rooms_.end()) return;
+  room_entry& r = *it->second;
+  if (!r.filling) return;
+  r.filling = false;
+  if (ok && epoch == r.epoch) {
+    for (auto& h : frames) {
+      if (h.seq != r.last_seq + 1) continue;
+      r.last_seq = h.seq;
+      fan_out(r, h.frame, h.seq);
+    }
+  }
+  std::vector<held_frame> held;
+  held.swap(r.held);
+  std::sort(held.begin(), held.end(), [](const auto& a, const auto& b) { return a.seq < b.seq; });
+  for (auto& h : held) {
+    if (h.seq <= r.last_seq) continue;
+    if (h.seq > r.last_seq + 1) {
+      // History doesn't have the hole either (trimmed or lost): say so instead of hiding it.
+      counters_.gaps_unfilled.add();
+      auto gap = make_local(protocol::make_frame(protocol::ws_opcode::text,
+                                                 protocol::encode_gap(r.name, "lost", h.seq - 1, r.epoch)));
+      fan_out(r, gap, 0);
+    }
+    r.last_seq = h.seq;
+    fan_out(r, h.frame, h.seq);
+  }
 }
 
 std::size_t shard::deliver_user(std::string_view user, const frame_ref& f) {
@@ -193,10 +307,10 @@ room_snapshot shard::room_info(std::string_view room) const {
   auto it = rooms_.find(room);
   if (it == rooms_.end()) return s;
   std::set<std::string> users;
-  for (const member* m : it->second->members) {
+  for (const auto& slot : it->second->members) {
     ++s.online;
-    ++s.by_role[m->id_.role];
-    users.insert(m->id_.user);
+    ++s.by_role[slot.m->id_.role];
+    users.insert(slot.m->id_.user);
   }
   s.users.assign(users.begin(), users.end());
   return s;

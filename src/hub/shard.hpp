@@ -13,9 +13,28 @@
 
 namespace roomcast::hub {
 
+struct held_frame {
+  std::uint64_t seq;
+  frame_ref frame;
+};
+
+// One member of one room on this shard, with its place in the room's sequence.
+struct room_slot {
+  member* m;
+  std::uint64_t last_seq = 0;     // last seq this member got for the room
+  bool syncing = false;           // its history read is in flight: live frames wait in `held`
+  std::vector<held_frame> held;
+};
+
 struct room_entry {
   std::string name;
-  std::vector<member*> members;
+  std::vector<room_slot> members;
+  // The room's sequence as this shard delivered it: duplicates (seq <= last_seq) are dropped and a
+  // hole (seq > last_seq + 1) is filled from history before anything after it is delivered.
+  std::uint64_t last_seq = 0;
+  std::string epoch;
+  bool filling = false;
+  std::vector<held_frame> held;  // frames after a hole, while it is being filled
 };
 
 struct user_entry {
@@ -58,6 +77,9 @@ class shard {
  public:
   // on_room_change(room, gained): the shard gained its first / lost its last member of `room`.
   using room_change_fn = std::function<void(const std::string& room, bool gained)>;
+  // Asks for the room's history after `since`; the answer comes back through fill_done() on this
+  // shard's thread.
+  using fill_fn = std::function<void(const std::string& room, std::uint64_t since)>;
 
   shard(unsigned index, metrics::shard_counters& counters) : index_(index), counters_(counters) {}
   shard(const shard&) = delete;
@@ -66,18 +88,29 @@ class shard {
   unsigned index() const noexcept { return index_; }
   void on_room_change(room_change_fn f) { room_change_ = std::move(f); }
   void set_listener(membership_listener* l) noexcept { listener_ = l; }
+  void on_fill(fill_fn f) { fill_ = std::move(f); }
 
   void add(member& m);
   // Removes m from every index. Called exactly once per added member, on every way out.
   void remove(member& m);
 
   enum class join_result { joined, already, too_many };
-  join_result join(member& m, std::string_view room, std::size_t max_rooms);
+  // sync: the room keeps history and the member's position is being read; live frames for it wait
+  // until finish_sync().
+  join_result join(member& m, std::string_view room, std::size_t max_rooms, bool sync = false);
+  // The member's history read is done and what it missed is queued: it is now at `seq` of `epoch`;
+  // frames held meanwhile that are newer go out now. False when the member left the room.
+  bool finish_sync(member& m, std::string_view room, std::uint64_t seq, std::string_view epoch);
   bool leave(member& m, std::string_view room);
   bool in_room(const member& m, std::string_view room) const;
 
   // Fan-out: queue f on every matching member. Returns the number of recipients.
-  std::size_t deliver_room(std::string_view room, const frame_ref& f);
+  // seq/epoch: the room message's place in its history (seq 0: the room keeps none).
+  std::size_t deliver_room(std::string_view room, const frame_ref& f, std::uint64_t seq = 0,
+                           std::string_view epoch = {});
+  // A hole's history arrived (ok = false: it could not be read): deliver what was missing, then
+  // the frames held behind the hole. Frames are the encoded message frames, ascending seq.
+  void fill_done(std::string_view room, bool ok, std::string_view epoch, std::vector<held_frame> frames);
   std::size_t deliver_user(std::string_view user, const frame_ref& f);
   std::size_t deliver_all(const frame_ref& f);
 
@@ -96,11 +129,15 @@ class shard {
 
  private:
   void remove_from_room(member& m, std::size_t membership_index);
+  std::size_t fan_out(room_entry& r, const frame_ref& f, std::uint64_t seq);
+  void accept(room_entry& r, const frame_ref& f, std::uint64_t seq);
+  void restart_epoch(room_entry& r, std::string_view epoch);
 
   unsigned index_;
   metrics::shard_counters& counters_;
   room_change_fn room_change_;
   membership_listener* listener_ = nullptr;
+  fill_fn fill_;
   std::vector<member*> all_;
   std::unordered_map<std::uint64_t, member*> by_session_;
   std::unordered_map<std::string, std::unique_ptr<room_entry>, string_hash, std::equal_to<>> rooms_;

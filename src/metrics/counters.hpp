@@ -64,6 +64,11 @@ struct shard_counters {
   counter publishes_client; // client publishes accepted
   counter client_errors;    // error frames sent
   counter http_requests;    // HTTP requests served (API, metrics, files)
+  counter duplicates_dropped;  // room messages dropped as already delivered (seq <= last)
+  counter gap_fills;           // holes in a room's sequence read from history
+  counter gaps_unfilled;       // holes history could not fill (clients got a gap frame)
+  counter recoveries;          // joins with since that were recovered
+  counter recovery_gaps;       // joins with since that got a gap frame
 
   void close(close_reason r) noexcept { closes[static_cast<std::size_t>(r)].add(); }
   void handshake_failed(handshake_failure f) noexcept {

@@ -157,6 +157,23 @@ bool decode_client_frame(std::string_view text, client_frame& out, decode_error&
   }
   if (t == "join" || t == "leave") {
     out.type = t == "join" ? client_frame::kind::join : client_frame::kind::leave;
+    out.since = 0;
+    out.epoch.clear();
+    if (const auto* since = o.if_contains("since")) {
+      if (since->is_uint64()) out.since = since->get_uint64();
+      else if (since->is_int64() && since->get_int64() >= 0) out.since = static_cast<std::uint64_t>(since->get_int64());
+      else {
+        err = {error_code::bad_request, "\"since\" must be a non-negative integer"};
+        return false;
+      }
+    }
+    if (const auto* epoch = o.if_contains("epoch")) {
+      if (!epoch->is_string() || epoch->get_string().size() > 64) {
+        err = {error_code::bad_request, "\"epoch\" must be a string"};
+        return false;
+      }
+      out.epoch = std::string(epoch->get_string());
+    }
     return room_of(true);
   }
   if (t == "publish") {
@@ -184,6 +201,16 @@ bool decode_client_frame(std::string_view text, client_frame& out, decode_error&
   return false;
 }
 
+void append_position(std::string& s, const room_position& p) {
+  s += "{\"room\":";
+  append_json_string(s, p.room);
+  if (!p.epoch.empty()) {
+    s += ",\"seq\":" + std::to_string(p.seq) + ",\"epoch\":";
+    append_json_string(s, p.epoch);
+  }
+  s.push_back('}');
+}
+
 std::string encode_welcome(const welcome_info& w) {
   std::string s = "{\"type\":\"welcome\",\"node\":";
   append_json_string(s, w.node);
@@ -197,12 +224,39 @@ std::string encode_welcome(const welcome_info& w) {
     for (const auto& r : *w.rooms) {
       if (!first) s.push_back(',');
       first = false;
-      s += "{\"room\":";
-      append_json_string(s, r);
-      s.push_back('}');
+      append_position(s, r);
     }
   }
   s += "]}";
+  return s;
+}
+
+std::string encode_joined(const room_position& p) {
+  std::string s = "{\"type\":\"joined\",\"room\":";
+  append_json_string(s, p.room);
+  if (!p.epoch.empty()) {
+    s += ",\"seq\":" + std::to_string(p.seq) + ",\"epoch\":";
+    append_json_string(s, p.epoch);
+  }
+  s.push_back('}');
+  return s;
+}
+
+std::string encode_recovered(std::string_view room, std::uint64_t from, std::uint64_t to) {
+  std::string s = "{\"type\":\"recovered\",\"room\":";
+  append_json_string(s, room);
+  s += ",\"from\":" + std::to_string(from) + ",\"to\":" + std::to_string(to) + "}";
+  return s;
+}
+
+std::string encode_gap(std::string_view room, std::string_view reason, std::uint64_t seq, std::string_view epoch) {
+  std::string s = "{\"type\":\"gap\",\"room\":";
+  append_json_string(s, room);
+  s += ",\"reason\":";
+  append_json_string(s, reason);
+  s += ",\"seq\":" + std::to_string(seq) + ",\"epoch\":";
+  append_json_string(s, epoch);
+  s += "}";
   return s;
 }
 
@@ -220,6 +274,7 @@ void append_message(std::string& out, const message_view& m) {
       break;
     case target_kind::all: out += "\"all\":true"; break;
   }
+  if (m.seq != 0) out += ",\"seq\":" + std::to_string(m.seq);
   out += ",\"id\":";
   append_json_string(out, m.id);
   out += ",\"from\":";

@@ -32,6 +32,8 @@ struct client_frame {
   kind type = kind::chat;
   std::string room;  // publish, join, leave
   std::string id;    // publish: optional idempotency key
+  std::uint64_t since = 0;  // join: last seq the client has (0 = none)
+  std::string epoch;        // join: the epoch that seq belongs to
   std::string data;  // publish: raw JSON; chat: {"text": ...} built from the plain text
 };
 
@@ -46,12 +48,19 @@ bool decode_client_frame(std::string_view text, client_frame& out, decode_error&
 
 // ---- server -> client payloads (JSON text; the caller frames them) ----
 
+struct room_position {
+  std::string room;
+  std::uint64_t seq = 0;  // last seq of the room; with an empty epoch the room keeps no history
+  std::string epoch;
+};
+
 struct welcome_info {
   std::string_view node;
   std::string_view session;
   std::string_view user;
-  const std::vector<std::string>* rooms = nullptr;
+  const std::vector<room_position>* rooms = nullptr;
 };
+void append_position(std::string& s, const room_position& p);
 std::string encode_welcome(const welcome_info& w);
 
 // How a message is addressed: one room, one user (all devices) or everyone.
@@ -63,11 +72,19 @@ struct message_view {
   std::string_view id;
   std::string_view from;
   std::string_view data;  // raw JSON
+  std::uint64_t seq = 0;  // per-room sequence; 0 = none (no history, or not a room message)
 };
 // Appends the `message` frame payload to out (used to build the shared frame once).
 void append_message(std::string& out, const message_view& m);
 
 std::string encode_error(std::string_view code, std::string_view message);
+// After a reconnect: every message in [from, to] was sent again.
+std::string encode_recovered(std::string_view room, std::uint64_t from, std::uint64_t to);
+// Recovery is impossible (reason: "epoch", "trimmed", "expired", "unavailable", "lost"): the
+// client has a hole; seq/epoch say where the room is now.
+std::string encode_gap(std::string_view room, std::string_view reason, std::uint64_t seq, std::string_view epoch);
+// Answer to join: the room's position, like a welcome entry.
+std::string encode_joined(const room_position& p);
 std::string encode_kicked(std::uint16_t code, std::string_view reason);
 std::string encode_ack(std::string_view id);
 std::string_view pong_payload() noexcept;

@@ -123,6 +123,7 @@ struct redis_registry::impl {
   // registry thread only
   redisContext* ctx = nullptr;
   bool needs_resync = true;
+  bool reported_down = false;
   bool snapshot_requested = false;
   clock::time_point next_heartbeat{};
 
@@ -297,12 +298,20 @@ bool redis_registry::impl::connect() {
   timeval tv{static_cast<time_t>(opts.timeout.count() / 1000), static_cast<suseconds_t>((opts.timeout.count() % 1000) * 1000)};
   ctx = redisConnectWithTimeout(opts.host.c_str(), opts.port, tv);
   if (!ctx || ctx->err) {
+    // Logged once per outage, not once per retry.
+    if (!reported_down) {
+      spdlog::warn("registry: redis {}:{} unreachable ({}); retrying. Room delivery goes on; user messages go to "
+                   "every node meanwhile",
+                   opts.host, opts.port, ctx ? ctx->errstr : "out of memory");
+      reported_down = true;
+    }
     if (ctx) {
       redisFree(ctx);
       ctx = nullptr;
     }
     return false;
   }
+  reported_down = false;
   redisSetTimeout(ctx, tv);
   connected = true;
   needs_resync = true;

@@ -18,6 +18,7 @@
 #include <boost/beast/websocket/rfc6455.hpp>
 #include <spdlog/spdlog.h>
 
+#include <charconv>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -125,6 +126,7 @@ struct upgrade_decision {
   std::string message;
   hub::identity id;
   std::string room;
+  recovery_request recovery;
 };
 
 upgrade_decision decide_upgrade(shard_context& ctx, const http::request<http::string_body>& req) {
@@ -170,6 +172,18 @@ upgrade_decision decide_upgrade(shard_context& ctx, const http::request<http::st
   if (n >= svc.cfg.max_connections) {
     svc.state.ws_sessions.fetch_sub(1, std::memory_order_relaxed);
     return fail(503, handshake_failure::over_capacity, "node is full");
+  }
+  // ?since=<seq>&epoch=<epoch>: the seed's plain client can ask for recovery in the URL.
+  if (auto since = protocol::query_param(req.target(), "since")) {
+    std::uint64_t v = 0;
+    auto [ptr, ec] = std::from_chars(since->data(), since->data() + since->size(), v);
+    if (ec != std::errc{} || ptr != since->data() + since->size()) {
+      svc.state.ws_sessions.fetch_sub(1, std::memory_order_relaxed);
+      return fail(400, handshake_failure::bad_request, "since must be a non-negative integer");
+    }
+    d.recovery.wanted = true;
+    d.recovery.since = v;
+    d.recovery.epoch = protocol::query_param(req.target(), "epoch").value_or("");
   }
   d.id.session_id = ctx.next_session_id();
   d.id.user = std::move(p.user);
@@ -243,7 +257,7 @@ asio::awaitable<void> run_http(shard_context& ctx, asio::ip::tcp::socket socket)
       // Bytes the client sent right after its request belong to the WebSocket stream.
       std::string initial(static_cast<const char*>(buffer.data().data()), buffer.size());
       stream.expires_never();
-      ctx.adopt(stream.release_socket(), std::move(d.id), std::move(d.room), std::move(initial));
+      ctx.adopt(stream.release_socket(), std::move(d.id), std::move(d.room), std::move(d.recovery), std::move(initial));
       co_return;
     }
 

@@ -25,6 +25,21 @@ shard_context::shard_context(unsigned index, services& svc)
   std::random_device rd;
   nonce_ = rd() & 0xffffff;
   tables_.on_room_change([this](const std::string& room, bool gained) { svc_.router.room_changed(room, gained); });
+  // A hole in a room's sequence: read it from history, encode each missing message once, and hand
+  // the frames back on this shard's thread.
+  tables_.on_fill([this](const std::string& room, std::uint64_t since) {
+    auto* h = svc_.history;
+    if (!h) return tables_.fill_done(room, false, {}, {});
+    const auto limit = std::max<std::size_t>(1, svc_.router.policy_for(room).max_messages);
+    h->read(room, since, limit, [this, room](history::read_result r) {
+      std::vector<hub::held_frame> frames;
+      if (!r.ec)
+        for (const auto& en : r.entries) frames.push_back({en.seq, hub::make_local(hub::router::encode(room, en))});
+      asio::post(io_, [this, room, ok = !r.ec, epoch = std::move(r.epoch), frames = std::move(frames)]() mutable {
+        tables_.fill_done(room, ok, epoch, std::move(frames));
+      });
+    });
+  });
 }
 
 shard_context::~shard_context() {
@@ -70,10 +85,10 @@ void shard_context::stop_accepting() {
 }
 
 void shard_context::adopt(asio::ip::tcp::socket socket, hub::identity id, std::string url_room,
-                          std::string initial_bytes) {
+                          recovery_request recovery, std::string initial_bytes) {
   auto* s = new ws_session(*this, std::move(socket), std::move(id), std::move(url_room));
   sessions_->push_back(*s);
-  s->start(std::move(initial_bytes));
+  s->start(std::move(recovery), std::move(initial_bytes));
 }
 
 void shard_context::destroy(ws_session* s) {

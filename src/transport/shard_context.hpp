@@ -4,6 +4,7 @@
 #include "api/api_handler.hpp"
 #include "config/config.hpp"
 #include "hub/router.hpp"
+#include "history/history.hpp"
 #include "hub/shard.hpp"
 #include "metrics/counters.hpp"
 #include "protocol/route_template.hpp"
@@ -30,6 +31,14 @@ struct services {
   hub::router& router;
   api::handler& api;
   api::node_state& state;
+  history::history* history;  // null: no history at all
+};
+
+// What a client asked to recover, from its URL (?since=&epoch=) or a join frame.
+struct recovery_request {
+  bool wanted = false;
+  std::uint64_t since = 0;
+  std::string epoch;
 };
 
 class shard_context {
@@ -57,7 +66,7 @@ class shard_context {
 
   // Takes an upgraded socket; the session lives on this shard until it is destroyed.
   void adopt(boost::asio::ip::tcp::socket socket, hub::identity id, std::string url_room,
-             std::string initial_bytes);
+             recovery_request recovery, std::string initial_bytes);
   void destroy(ws_session* s);  // only from a posted handler, when the session has no pending op
 
   // Sessions ask for a flush; one posted handler writes all of them (coalesces a burst).

@@ -1,5 +1,6 @@
 #include "transport/ws_session.hpp"
 
+#include "hub/router.hpp"
 #include "transport/shard_context.hpp"
 
 #include <boost/asio/post.hpp>
@@ -39,7 +40,7 @@ ws_session::ws_session(shard_context& ctx, asio::ip::tcp::socket socket, hub::id
 
 ws_session::~ws_session() = default;
 
-void ws_session::start(std::string initial_bytes) {
+void ws_session::start(recovery_request recovery, std::string initial_bytes) {
   error_code ec;
   socket_.non_blocking(true, ec);
   socket_.set_option(asio::ip::tcp::no_delay(true), ec);
@@ -47,11 +48,7 @@ void ws_session::start(std::string initial_bytes) {
     socket_.set_option(asio::socket_base::send_buffer_size(static_cast<int>(sb)), ec);
   ctx_.tables().add(*this);
   ctx_.counters().joins.add();
-  ctx_.tables().join(*this, url_room_, ctx_.svc().cfg.max_rooms_per_session);
-
-  const auto sid = hub::format_session_id(id().session_id);
-  const std::vector<std::string> rooms{url_room_};
-  send_text(protocol::encode_welcome({ctx_.svc().router.node_id(), sid, id().user, &rooms}));
+  join_room(url_room_, std::move(recovery), true);
 
   if (!initial_bytes.empty()) {
     // Frames the client sent right behind its upgrade request: parse them as if just read.
@@ -59,6 +56,71 @@ void ws_session::start(std::string initial_bytes) {
     if (!process(0) || !wants_read()) return;
   }
   arm_read();
+}
+
+void ws_session::join_room(const std::string& room, recovery_request recovery, bool initial) {
+  auto& router = ctx_.svc().router;
+  const auto policy = router.policy_for(room);
+  auto* store = ctx_.svc().history;
+  const bool sync = policy.keeps() && store != nullptr;
+  const auto r = ctx_.tables().join(*this, room, ctx_.svc().cfg.max_rooms_per_session, sync);
+  if (r == hub::shard::join_result::too_many) return send_error(protocol::error_code::too_many_rooms, "too many rooms for one session");
+  if (!sync || r == hub::shard::join_result::already) {
+    history::read_result none;
+    return on_synced(room, recovery, initial, std::move(none));
+  }
+  // The read completes on another thread, maybe after this session is gone: find it again by id.
+  auto* ctx = &ctx_;
+  const auto sid = id().session_id;
+  const std::size_t limit = recovery.wanted ? policy.max_messages : 0;  // 0: the position only
+  store->read(room, recovery.since, limit, [ctx, sid, room, recovery, initial](history::read_result res) mutable {
+    asio::post(ctx->io(), [ctx, sid, room = std::move(room), recovery = std::move(recovery), initial, res = std::move(res)]() mutable {
+      if (auto* m = ctx->tables().find(sid)) static_cast<ws_session*>(m)->on_synced(room, recovery, initial, std::move(res));
+    });
+  });
+}
+
+void ws_session::on_synced(const std::string& room, const recovery_request& recovery, bool initial,
+                           history::read_result r) {
+  protocol::room_position pos{room, r.ec ? 0 : r.head, r.ec ? std::string() : r.epoch};
+  if (initial) {
+    // welcome goes first: frames queued while the history was read wait behind it.
+    const std::vector<protocol::room_position> rooms{pos};
+    const auto sid = hub::format_session_id(id().session_id);
+    auto w = hub::make_local(protocol::make_frame(
+        ws_opcode::text, protocol::encode_welcome({ctx_.svc().router.node_id(), sid, id().user, &rooms})));
+    queued_bytes_ += w->bytes().size();
+    queue_.insert(queue_.begin() + head_, std::move(w));
+    welcomed_ = true;
+    if (!queue_.empty() && !flush_scheduled_ && !write_waiting_) {
+      flush_scheduled_ = true;
+      ++pending_ops_;
+      ctx_.request_flush(this);
+    }
+  } else {
+    send_text(protocol::encode_joined(pos));
+  }
+  std::uint64_t position = pos.seq;
+  if (recovery.wanted && ctx_.svc().router.policy_for(room).keeps()) {
+    auto& c = ctx_.counters();
+    if (r.ec) {
+      c.recovery_gaps.add();
+      send_text(protocol::encode_gap(room, "unavailable", 0, ""));
+    } else if (r.epoch.empty() || recovery.epoch != r.epoch) {
+      c.recovery_gaps.add();
+      send_text(protocol::encode_gap(room, r.epoch.empty() ? "expired" : "epoch", r.head, r.epoch));
+    } else if (!r.complete) {
+      c.recovery_gaps.add();
+      send_text(protocol::encode_gap(room, "trimmed", r.head, r.epoch));
+    } else {
+      // What it missed, in order, then live frames newer than that (held meanwhile by the shard).
+      for (const auto& en : r.entries) enqueue(hub::make_local(hub::router::encode(room, en)));
+      c.recoveries.add();
+      send_text(protocol::encode_recovered(room, recovery.since + 1, r.head));
+    }
+  }
+  if (r.ec) position = 0;
+  ctx_.tables().finish_sync(*this, room, position, pos.epoch);
 }
 
 // ---- reading ----
@@ -194,13 +256,11 @@ void ws_session::on_text(std::string_view text) {
     case protocol::client_frame::kind::ping: enqueue(hub::make_local(pong_json_frame())); return;
     case protocol::client_frame::kind::join: {
       if (!cfg.client_join) return send_error(protocol::error_code::forbidden, "joining rooms is disabled");
-      const auto r = tables.join(*this, f.room, cfg.max_rooms_per_session);
-      if (r == hub::shard::join_result::too_many)
-        return send_error(protocol::error_code::too_many_rooms, "too many rooms for one session");
-      std::string s = "{\"type\":\"joined\",\"room\":";
-      protocol::append_json_string(s, f.room);
-      s.push_back('}');
-      send_text(s);
+      recovery_request rec;
+      rec.wanted = !f.epoch.empty() || f.since > 0;
+      rec.since = f.since;
+      rec.epoch = std::move(f.epoch);
+      join_room(f.room, std::move(rec), false);
       return;
     }
     case protocol::client_frame::kind::leave: {
@@ -238,18 +298,23 @@ void ws_session::publish(std::string room, std::string id, std::string data) {
   e.data = std::move(data);
   e.origin = router.node_id();
   ctx_.counters().publishes_client.add();
-  // The completion may come on another thread and after this session is gone: find it again by id.
+  // The outcome may come on another thread and after this session is gone: find it again by id.
   auto* ctx = &ctx_;
   const auto sid = this->id().session_id;
   std::string ack_id = want_ack ? e.id : std::string();
-  router.bus().publish(std::move(e), [ctx, sid, ack_id = std::move(ack_id)](std::error_code ec, bus::publish_result) {
-    if (!ec && ack_id.empty()) return;
-    asio::post(ctx->io(), [ctx, sid, ack_id, ec] {
+  router.publish(std::move(e), [ctx, sid, ack_id = std::move(ack_id)](hub::router::publish_outcome o) {
+    if (!o.ec && ack_id.empty()) return;
+    asio::post(ctx->io(), [ctx, sid, ack_id, o = std::move(o)] {
       auto* m = ctx->tables().find(sid);
       if (!m) return;
       auto* s = static_cast<ws_session*>(m);
-      if (ec) s->send_error("unavailable", "publish failed: " + ec.message());
-      else s->send_text(protocol::encode_ack(ack_id));
+      if (o.ec) return s->send_error("unavailable", "publish failed: " + o.ec.message());
+      std::string a = "{\"type\":\"ack\",\"id\":";
+      protocol::append_json_string(a, ack_id);
+      if (o.seq) a += ",\"seq\":" + std::to_string(o.seq);
+      if (o.duplicate) a += ",\"duplicate\":true";
+      a += "}";
+      s->send_text(a);
     });
   });
 }
@@ -289,7 +354,7 @@ void ws_session::enqueue(hub::frame_ref f) {
 void ws_session::flush() {
   // Called from the shard's flush handler, which counted this as a pending op.
   flush_scheduled_ = false;
-  if (state_ != state::closed && !write_waiting_) {
+  if (state_ != state::closed && !write_waiting_ && (welcomed_ || state_ == state::closing)) {
     while (head_ < queue_.size()) {
       std::array<asio::const_buffer, max_gather> bufs;
       std::size_t n = 0;

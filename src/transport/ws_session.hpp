@@ -6,6 +6,7 @@
 // Writes: frames are queued by reference and written with one gathering write when the socket
 // takes them; on EAGAIN the session waits for writability. The queue is bounded in bytes.
 #include "hub/member.hpp"
+#include "history/history.hpp"
 #include "hub/token_bucket.hpp"
 #include "metrics/counters.hpp"
 #include "protocol/codec.hpp"
@@ -21,6 +22,7 @@
 namespace roomcast::transport {
 
 class shard_context;
+struct recovery_request;
 
 class ws_session final : public hub::member,
                          public boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::normal_link>> {
@@ -31,8 +33,9 @@ class ws_session final : public hub::member,
              std::string url_room);
   ~ws_session() override;
 
-  // Sends welcome, joins the URL room, processes bytes that came with the upgrade, starts reading.
-  void start(std::string initial_bytes);
+  // Joins the URL room, sends welcome (after the room's history position is known, and what the
+  // client missed when it asked to recover), processes bytes that came with the upgrade, reads.
+  void start(recovery_request recovery, std::string initial_bytes);
 
   void deliver(const hub::frame_ref& f) override;
   void kick(std::uint16_t code, std::string_view reason) override;
@@ -54,6 +57,9 @@ class ws_session final : public hub::member,
   bool on_event(const protocol::ws_event& ev);
   void on_text(std::string_view text);
   void publish(std::string room, std::string id, std::string data);
+  // Joins `room`; for a room with history, reads its position (and what the client missed) first.
+  void join_room(const std::string& room, recovery_request recovery, bool initial);
+  void on_synced(const std::string& room, const recovery_request& recovery, bool initial, history::read_result r);
   void send_error(std::string_view code, std::string_view message);
 
   void enqueue(hub::frame_ref f);
@@ -86,6 +92,7 @@ class ws_session final : public hub::member,
   bool close_after_flush_ = false;
   bool read_waiting_ = false;
   bool reason_counted_ = false;  // begin_close counted the reason already
+  bool welcomed_ = false;        // nothing is written before welcome (it waits for the history read)
 };
 
 }  // namespace roomcast::transport

@@ -67,7 +67,17 @@ TEST(codec, server_frames_are_valid_json) {
   EXPECT_TRUE(boost::json::parse(m).at("all").as_bool());
   EXPECT_EQ(boost::json::parse(encode_kicked(4000, "bye")).at("code").as_int64(), 4000);
   EXPECT_EQ(boost::json::parse(encode_error("x", "\x01")).at("message").as_string(), "\x01");
-  std::vector<std::string> rooms{"a", "b"};
+  std::vector<room_position> rooms{{"a", 0, ""}, {"b", 4, "e1"}};
   auto w = boost::json::parse(encode_welcome({"n", "s", "u", &rooms}));
   EXPECT_EQ(w.at("rooms").as_array().size(), 2u);
+  EXPECT_FALSE(w.at("rooms").at(0).as_object().contains("seq"));  // no history: no position
+  EXPECT_EQ(w.at("rooms").at(1).at("seq").as_int64(), 4);
+  auto gap = boost::json::parse(encode_gap("r", "epoch", 9, "e2"));
+  EXPECT_EQ(gap.at("type").as_string(), "gap");
+  EXPECT_EQ(gap.at("seq").as_int64(), 9);
+  auto rec = boost::json::parse(encode_recovered("r", 3, 7));
+  EXPECT_EQ(rec.at("from").as_int64(), 3);
+  std::string m2;
+  append_message(m2, {target_kind::room, "r", "i", "f", "1", 42});
+  EXPECT_EQ(boost::json::parse(m2).at("seq").as_int64(), 42);
 }

@@ -1,0 +1,84 @@
+#include "history/local_history.hpp"
+
+namespace roomcast::history {
+
+void local_history::expire(clock::time_point now) {
+  while (!id_order_.empty() && (id_order_.front().first <= now || ids_.size() > max_ids_)) {
+    auto it = ids_.find(id_order_.front().second);
+    if (it != ids_.end() && it->second.expires == id_order_.front().first) ids_.erase(it);
+    id_order_.pop_front();
+  }
+  while (!room_expiry_.empty() && room_expiry_.begin()->first <= now) {
+    auto it = rooms_.find(room_expiry_.begin()->second);
+    if (it != rooms_.end() && it->second.expires <= now) rooms_.erase(it);
+    room_expiry_.erase(room_expiry_.begin());
+  }
+}
+
+void local_history::append(const bus::envelope& e, const policy& p, std::function<void(append_result)> cb) {
+  append_result r;
+  {
+    std::lock_guard lk(mu_);
+    const auto now = clock::now();
+    expire(now);
+    if (!e.id.empty()) {
+      if (auto it = ids_.find(e.id); it != ids_.end()) {
+        r.duplicate = true;
+        r.seq = it->second.seq;
+        r.epoch = it->second.epoch;
+      }
+    }
+    if (!r.duplicate) {
+      if (p.keeps() && e.kind == protocol::target_kind::room) {
+        auto& log = rooms_[e.target];
+        if (log.epoch.empty()) log.epoch = new_epoch();  // new, or expired: a new epoch
+        r.seq = ++log.seq;
+        r.epoch = log.epoch;
+        log.entries.push_back({r.seq, e.id, e.from, e.data});
+        while (log.entries.size() > p.max_messages) log.entries.pop_front();
+        log.expires = now + p.ttl;
+        room_expiry_.emplace(log.expires, e.target);
+      }
+      if (!e.id.empty()) {
+        const auto exp = now + id_window_;
+        ids_[e.id] = {r.seq, r.epoch, exp};
+        id_order_.emplace_back(exp, e.id);
+      }
+    }
+  }
+  cb(std::move(r));
+}
+
+void local_history::read(const std::string& room, std::uint64_t since, std::size_t limit,
+                         std::function<void(read_result)> cb) {
+  read_result r;
+  {
+    std::lock_guard lk(mu_);
+    expire(clock::now());
+    auto it = rooms_.find(room);
+    if (it != rooms_.end()) {
+      const auto& log = it->second;
+      r.epoch = log.epoch;
+      r.head = log.seq;
+      for (const auto& en : log.entries) {
+        if (en.seq <= since) continue;
+        if (r.entries.size() == limit) break;
+        r.entries.push_back(en);
+      }
+      // Complete when nothing between since and head is missing.
+      r.complete = since >= r.head || (!r.entries.empty() && r.entries.front().seq == since + 1 &&
+                                       r.entries.back().seq == r.head);
+    } else {
+      r.complete = since == 0;
+    }
+  }
+  cb(std::move(r));
+}
+
+void local_history::clear() {
+  std::lock_guard lk(mu_);
+  rooms_.clear();
+  room_expiry_.clear();
+}
+
+}  // namespace roomcast::history

@@ -1,0 +1,47 @@
+#pragma once
+// History and idempotency in Redis, shared by every node. One Lua script per publish does the id
+// claim (SET NX semantics), INCR of the room's seq and XADD with MAXLEN, atomically, so every
+// node and client sees the same numbers. hiredis runs on its own thread; everything queued is sent
+// as one pipeline (the measurement: ~137k scripts/s pipelined vs ~51k/s one by one).
+//
+// Keys: <p>:hm:<room> hash {epoch, seq} · <p>:hs:<room> stream, entry id "<seq>-0" with fields
+// i (id), f (from), d (data) · <p>:id:<id> "<seq>|<epoch>" with the id window as TTL.
+// A lost history (FLUSHALL, expiry) has no epoch: the next publish starts a new one.
+#include "history/history.hpp"
+
+#include <atomic>
+#include <memory>
+#include <thread>
+
+namespace roomcast::history {
+
+struct redis_history_options {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 6379;
+  std::string prefix = "rc";
+  std::chrono::milliseconds timeout{2'000};
+  std::chrono::milliseconds id_window{300'000};
+  std::size_t max_pending = 100'000;  // queued operations; beyond it they fail at once
+};
+
+class redis_history final : public history {
+ public:
+  explicit redis_history(redis_history_options opts);
+  ~redis_history() override;
+
+  void start() override;
+  void stop() override;
+  void append(const bus::envelope& e, const policy& p, std::function<void(append_result)> cb) override;
+  void read(const std::string& room, std::uint64_t since, std::size_t limit,
+            std::function<void(read_result)> cb) override;
+  bool healthy() const override;
+  const char* name() const noexcept override { return "redis"; }
+  void append_metrics(std::string& out) const override;
+
+  struct impl;
+
+ private:
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace roomcast::history
