@@ -1,0 +1,102 @@
+#include "history/history.hpp"
+#include "history/local_history.hpp"
+
+#include <gtest/gtest.h>
+
+using namespace roomcast;
+using namespace roomcast::history;
+using namespace std::chrono_literals;
+
+namespace {
+bus::envelope room_msg(std::string room, std::string id, std::string data) {
+  bus::envelope e;
+  e.kind = protocol::target_kind::room;
+  e.target = std::move(room);
+  e.id = std::move(id);
+  e.from = "api";
+  e.data = std::move(data);
+  return e;
+}
+append_result append_sync(roomcast::history::history& h, const bus::envelope& e, const policy& p) {
+  append_result out;
+  h.append(e, p, [&](append_result r) { out = std::move(r); });
+  return out;
+}
+read_result read_sync(roomcast::history::history& h, const std::string& room, std::uint64_t since, std::size_t limit) {
+  read_result out;
+  h.read(room, since, limit, [&](read_result r) { out = std::move(r); });
+  return out;
+}
+}  // namespace
+
+TEST(rules, first_match_wins_and_globs) {
+  rules r;
+  std::string err;
+  ASSERT_TRUE(r.parse({"lobby-* 0 0s", "class-?? 5 1m", "* 300 10m"}, err)) << err;
+  EXPECT_FALSE(r.for_room("lobby-1").keeps());
+  EXPECT_EQ(r.for_room("345").max_messages, 300u);
+  EXPECT_EQ(r.for_room("345").ttl, 10min);
+  EXPECT_TRUE(r.any_keeps());
+  EXPECT_TRUE(rules::glob_match("a*b*c", "axxbyyc"));
+  EXPECT_FALSE(rules::glob_match("a*b*c", "axxbyy"));
+  EXPECT_TRUE(rules::glob_match("*", ""));
+  EXPECT_FALSE(r.parse({"* 300"}, err));
+  EXPECT_FALSE(r.parse({"* lots 10m"}, err));
+  EXPECT_FALSE(r.parse({"* 300 10"}, err));   // unit required
+  EXPECT_FALSE(r.parse({"* 300 0s"}, err));   // history needs a ttl
+  ASSERT_TRUE(r.parse({"* 0 0s"}, err));
+  EXPECT_FALSE(r.any_keeps());
+  EXPECT_FALSE(rules().for_room("x").keeps());  // no rule: no history
+}
+
+TEST(local_history, numbers_rooms_and_reads_back) {
+  local_history h(5min);
+  const policy p{3, 10min};
+  for (int i = 1; i <= 5; ++i) {
+    auto r = append_sync(h, room_msg("r", "", std::to_string(i)), p);
+    EXPECT_EQ(r.seq, static_cast<std::uint64_t>(i));
+    EXPECT_FALSE(r.epoch.empty());
+  }
+  EXPECT_EQ(append_sync(h, room_msg("other", "", "x"), p).seq, 1u);  // per room
+
+  auto all = read_sync(h, "r", 2, 100);
+  EXPECT_EQ(all.head, 5u);
+  ASSERT_EQ(all.entries.size(), 3u);  // 3..5 kept (max 3)
+  EXPECT_EQ(all.entries.front().seq, 3u);
+  EXPECT_EQ(all.entries.front().data, "3");
+  EXPECT_TRUE(all.complete);
+
+  auto old = read_sync(h, "r", 1, 100);  // 2 was trimmed
+  EXPECT_FALSE(old.complete);
+  auto head_only = read_sync(h, "r", 0, 0);
+  EXPECT_EQ(head_only.head, 5u);
+  EXPECT_TRUE(head_only.entries.empty());
+  auto nothing = read_sync(h, "never", 0, 10);
+  EXPECT_TRUE(nothing.epoch.empty());
+  EXPECT_EQ(nothing.head, 0u);
+}
+
+TEST(local_history, ids_are_idempotent_and_epochs_change_when_lost) {
+  local_history h(5min);
+  const policy p{300, 10min};
+  auto first = append_sync(h, room_msg("r", "m1", "1"), p);
+  auto again = append_sync(h, room_msg("r", "m1", "1"), p);
+  EXPECT_FALSE(first.duplicate);
+  EXPECT_TRUE(again.duplicate);
+  EXPECT_EQ(again.seq, first.seq);
+  EXPECT_EQ(again.epoch, first.epoch);
+  EXPECT_EQ(read_sync(h, "r", 0, 10).head, 1u);  // the duplicate took no seq
+
+  // An id on a target without history is still claimed once.
+  bus::envelope u;
+  u.kind = protocol::target_kind::user;
+  u.target = "alice";
+  u.id = "u1";
+  EXPECT_FALSE(append_sync(h, u, policy{0, {}}).duplicate);
+  EXPECT_TRUE(append_sync(h, u, policy{0, {}}).duplicate);
+
+  h.clear();  // as if Redis were flushed
+  auto after = append_sync(h, room_msg("r", "m2", "2"), p);
+  EXPECT_EQ(after.seq, 1u);
+  EXPECT_NE(after.epoch, first.epoch);
+}
