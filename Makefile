@@ -3,7 +3,7 @@ SHELL := /bin/bash
 JOBS ?= 2
 ARGS ?=
 
-.PHONY: deps build run test dev-build clean tsan cluster cluster-stop
+.PHONY: deps build run test dev-build clean tsan cluster cluster-stop bench
 
 deps:
 	@./scripts/install-deps.sh
@@ -35,6 +35,15 @@ cluster: build
 
 cluster-stop:
 	./scripts/cluster.sh stop
+
+# Standard scenarios S1-S8 against the limit baseline and roomcast (not tests; minutes each).
+# Results: build/bench-results/{limit,roomcast}/ (JSON, text, SVG); docs/benchmarks.md records them.
+# BENCH_ARGS="--scale 0.1 S1 S3" for a quick run.
+BENCH_ARGS ?= all
+bench: build
+	./tools/bench/run-standard.sh --server "build/release/tools/bench/limit-server --port {port} --threads 2 --max-seconds 900" \
+	    --out build/bench-results/limit --port 18400 $(BENCH_ARGS)
+	./tools/bench/run-standard.sh --out build/bench-results/roomcast --port 18300 $(BENCH_ARGS)
 
 clean:
 	rm -rf build
