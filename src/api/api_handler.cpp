@@ -1,4 +1,5 @@
 #include "api/api_handler.hpp"
+#include "metrics/prometheus.hpp"
 
 #include "auth/jwt.hpp"
 #include "protocol/codec.hpp"
@@ -406,17 +407,7 @@ std::string handler::metrics_text() const {
   const auto& c = counters_;
   std::string o;
   auto metric = [&](const char* name, const char* type, const char* help, std::uint64_t v) {
-    o += "# HELP ";
-    o += name;
-    o += " ";
-    o += help;
-    o += "\n# TYPE ";
-    o += name;
-    o += " ";
-    o += type;
-    o += "\n";
-    o += name;
-    o += " " + std::to_string(v) + "\n";
+    metrics::append_metric(o, name, type, help, v);
   };
   metric("roomcast_connections", "gauge", "Open WebSocket sessions.", sum(c, [](auto& x) -> auto& { return x.connections; }));
   metric("roomcast_index_rooms", "gauge", "Rooms in the shards' room indexes.", sum(c, [](auto& x) -> auto& { return x.index_rooms; }));

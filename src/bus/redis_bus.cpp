@@ -1,4 +1,5 @@
 #include "bus/redis_bus.hpp"
+#include "metrics/prometheus.hpp"
 
 #include "bus/dedupe_window.hpp"
 
@@ -218,8 +219,7 @@ void redis_bus::unsubscribe_room(const std::string& room) { impl_->post({impl::o
 void redis_bus::append_metrics(std::string& o) const {
   auto& m = impl_->m;
   auto line = [&](const char* name, const char* type, const char* help, std::uint64_t v) {
-    o += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n" + name + " " +
-         std::to_string(v) + "\n";
+    metrics::append_metric(o, name, type, help, v);
   };
   auto ld = [](const std::atomic<std::uint64_t>& a) { return a.load(std::memory_order_relaxed); };
   line("roomcast_bus_up", "gauge", "1 while both Redis connections are up and subscribed.", healthy() ? 1 : 0);

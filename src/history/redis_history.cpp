@@ -1,4 +1,5 @@
 #include "history/redis_history.hpp"
+#include "metrics/prometheus.hpp"
 
 #include <hiredis/hiredis.h>
 #include <spdlog/spdlog.h>
@@ -342,8 +343,7 @@ void redis_history::read(const std::string& room, std::uint64_t since, std::size
 
 void redis_history::append_metrics(std::string& o) const {
   auto line = [&](const char* name, const char* type, const char* help, std::uint64_t v) {
-    o += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n" + name + " " +
-         std::to_string(v) + "\n";
+    metrics::append_metric(o, name, type, help, v);
   };
   line("roomcast_history_up", "gauge", "1 while connected to the history store.", healthy() ? 1 : 0);
   line("roomcast_history_appends_total", "counter", "Publishes sent to the history store.", impl_->appends.load());

@@ -1,4 +1,5 @@
 #include "registry/redis_registry.hpp"
+#include "metrics/prometheus.hpp"
 
 #include "registry/local_registry.hpp"
 #include "protocol/codec.hpp"
@@ -280,8 +281,7 @@ void redis_registry::describe_nodes(json_callback cb) {
 
 void redis_registry::append_metrics(std::string& o) const {
   auto line = [&](const char* name, const char* type, const char* help, std::uint64_t v) {
-    o += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n" + name + " " +
-         std::to_string(v) + "\n";
+    metrics::append_metric(o, name, type, help, v);
   };
   line("roomcast_registry_up", "gauge", "1 while connected to Redis.", healthy() ? 1 : 0);
   line("roomcast_registry_batches_total", "counter", "Pipelines sent to Redis.", impl_->batches.load());
