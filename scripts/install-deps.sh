@@ -11,6 +11,8 @@ for p in "${wanted[@]}"; do
   status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
   [[ "$status" == "install ok installed" ]] || missing+=("$p")
 done
+# npm: bundled with some nodejs builds, a separate Debian package with Debian's nodejs.
+if ! command -v npm >/dev/null 2>&1 && ! printf '%s\n' "${missing[@]}" | grep -qx npm; then missing+=(npm); fi
 if ((${#missing[@]} == 0)); then
   exit 0
 fi

@@ -16,6 +16,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# Browser tests need playwright-core from npm (the browser is Debian's chromium).
+if [ ! -d "$here/tests/e2e/node_modules/playwright-core" ]; then
+  echo "run-tests: npm ci in tests/e2e"
+  (cd "$here/tests/e2e" && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
 amqp_port="$("$here/scripts/free-port.sh" --pair)"
 echo "run-tests: starting rabbitmq-server on 127.0.0.1:$amqp_port"
 export ROOMCAST_TEST_AMQP_URI="$("$here/scripts/rabbitmq.sh" start "$work/rabbitmq" "$amqp_port")"
