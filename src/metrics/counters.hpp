@@ -23,7 +23,8 @@ class counter {
 // Why a session ended. Every close path names one; docs/api.md lists them.
 enum class close_reason : std::uint8_t {
   client,         // the client sent a close frame
-  error,          // socket error or the peer vanished without a close frame
+  error,          // socket error other than the peer going away
+  dropped,        // the peer went away without a close frame (EOF, reset): a closed tab, a lost network
   ping_timeout,   // no pong in time
   slow_consumer,  // outbound queue over max_queue_bytes
   kicked,         // POST /api/disconnect
@@ -33,7 +34,7 @@ enum class close_reason : std::uint8_t {
   count_
 };
 inline constexpr std::array<std::string_view, static_cast<std::size_t>(close_reason::count_)>
-    close_reason_names{"client", "error", "ping_timeout", "slow_consumer", "kicked", "drain", "protocol", "too_big"};
+    close_reason_names{"client", "error", "dropped", "ping_timeout", "slow_consumer", "kicked", "drain", "protocol", "too_big"};
 
 // Why an HTTP upgrade was refused.
 enum class handshake_failure : std::uint8_t {

@@ -25,6 +25,13 @@ const protocol::shared_frame& pong_json_frame() {
   static const auto f = protocol::make_frame(ws_opcode::text, protocol::pong_payload());
   return f;
 }
+// A peer that went away (closed tab, lost network) is not a server error.
+metrics::close_reason reason_for(const error_code& ec) {
+  if (ec == asio::error::eof || ec == asio::error::connection_reset || ec == asio::error::broken_pipe ||
+      ec == asio::error::connection_aborted)
+    return metrics::close_reason::dropped;
+  return metrics::close_reason::error;
+}
 constexpr int max_reads_per_wakeup = 16;  // then yield so one busy client can't starve the shard
 constexpr std::size_t max_gather = 64;
 }  // namespace
@@ -153,8 +160,8 @@ void ws_session::on_readable(const error_code& ec) {
       return;
     }
     if (rec) {
-      // EOF or reset. After our close frame, a vanished peer still ends the close cleanly.
-      terminate(state_ == state::closing ? close_reason_ : metrics::close_reason::error);
+      // After our close frame, a vanished peer still ends the close cleanly.
+      terminate(state_ == state::closing ? close_reason_ : reason_for(rec));
       return;
     }
     if (!process(n) || !wants_read()) return;
@@ -370,7 +377,7 @@ void ws_session::flush() {
         break;
       }
       if (ec) {
-        terminate(state_ == state::closing ? close_reason_ : metrics::close_reason::error);
+        terminate(state_ == state::closing ? close_reason_ : reason_for(ec));
         break;
       }
       ctx_.counters().bytes_out.add(written);
