@@ -258,7 +258,7 @@ void handler::history(const request& req, std::string room, respond_fn done) {
   auto* store = router_.history_store();
   if (!store || !router_.policy_for(room).keeps())
     return done(error(404, "no_history", "this room keeps no history (see the history config rules)"));
-  store->read(room, since, limit, [room, since, done = std::move(done)](history::read_result r) {
+  store->read(room, since, limit, std::chrono::milliseconds(0), [room, since, done = std::move(done)](history::read_result r) {
     if (r.ec) {
       auto resp = error(503, "unavailable", "history store: " + r.ec.message());
       resp.headers.emplace_back("Retry-After", "1");

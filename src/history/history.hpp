@@ -53,9 +53,11 @@ class history {
   // not be delivered) and, when the room keeps history, assigns the next seq and stores it.
   virtual void append(const bus::envelope& e, const policy& p, std::function<void(append_result)> cb) = 0;
 
-  // Entries after `since` (at most `limit`), the head and the epoch.
+  // Entries after `since` (at most `limit`), the head and the epoch. create_ttl > 0: a room without
+  // history gets its epoch now (seq 0, kept create_ttl), so a client joining a fresh room learns
+  // the epoch its first messages will belong to.
   virtual void read(const std::string& room, std::uint64_t since, std::size_t limit,
-                    std::function<void(read_result)> cb) = 0;
+                    std::chrono::milliseconds create_ttl, std::function<void(read_result)> cb) = 0;
 
   virtual bool healthy() const { return true; }
   virtual const char* name() const noexcept = 0;

@@ -50,12 +50,20 @@ void local_history::append(const bus::envelope& e, const policy& p, std::functio
 }
 
 void local_history::read(const std::string& room, std::uint64_t since, std::size_t limit,
-                         std::function<void(read_result)> cb) {
+                         std::chrono::milliseconds create_ttl, std::function<void(read_result)> cb) {
   read_result r;
   {
     std::lock_guard lk(mu_);
-    expire(clock::now());
+    const auto now = clock::now();
+    expire(now);
     auto it = rooms_.find(room);
+    if (it == rooms_.end() && create_ttl.count() > 0) {
+      auto& log = rooms_[room];
+      log.epoch = new_epoch();
+      log.expires = now + create_ttl;
+      room_expiry_.emplace(log.expires, room);
+      it = rooms_.find(room);
+    }
     if (it != rooms_.end()) {
       const auto& log = it->second;
       r.epoch = log.epoch;

@@ -16,7 +16,7 @@ class local_history final : public history {
       : id_window_(id_window), max_ids_(max_ids) {}
 
   void append(const bus::envelope& e, const policy& p, std::function<void(append_result)> cb) override;
-  void read(const std::string& room, std::uint64_t since, std::size_t limit,
+  void read(const std::string& room, std::uint64_t since, std::size_t limit, std::chrono::milliseconds create_ttl,
             std::function<void(read_result)> cb) override;
   const char* name() const noexcept override { return "local"; }
 

@@ -39,12 +39,19 @@ if ARGV[5] ~= '' then redis.call('SET', KEYS[3], rec, 'PX', ARGV[8]) end
 return {0, rec}
 )lua";
 
-// KEYS: meta, stream. ARGV: since, limit. Returns {epoch, head, XRANGE entries}.
+// KEYS: meta, stream. ARGV: since, limit, create_ttl_ms, epoch candidate. Returns {epoch, head,
+// XRANGE entries}. With create_ttl_ms > 0 a room without history gets its epoch (seq 0) now.
 constexpr const char* read_script = R"lua(
 local epoch = redis.call('HGET', KEYS[1], 'epoch') or ''
+if epoch == '' and tonumber(ARGV[3]) > 0 then
+  epoch = ARGV[4]
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'epoch', epoch)
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+end
 local head = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0')
 local entries = {}
-if head > tonumber(ARGV[1]) then
+if head > tonumber(ARGV[1]) and tonumber(ARGV[2]) > 0 then
   entries = redis.call('XRANGE', KEYS[2], (tonumber(ARGV[1]) + 1) .. '-0', '+', 'COUNT', ARGV[2])
 end
 return {epoch, head, entries}
@@ -295,12 +302,16 @@ void redis_history::append(const bus::envelope& e, const policy& p, std::functio
 }
 
 void redis_history::read(const std::string& room, std::uint64_t since, std::size_t limit,
-                         std::function<void(read_result)> cb) {
+                         std::chrono::milliseconds create_ttl, std::function<void(read_result)> cb) {
   const auto& pre = impl_->opts.prefix;
   impl_->reads.fetch_add(1, std::memory_order_relaxed);
   op o;
   o.script = 1;
-  o.cmd = {"EVALSHA", "", "2", pre + ":hm:" + room, pre + ":hs:" + room, std::to_string(since), std::to_string(limit)};
+  o.cmd = {"EVALSHA", "",
+           "2", pre + ":hm:" + room,
+           pre + ":hs:" + room, std::to_string(since),
+           std::to_string(limit), std::to_string(create_ttl.count()),
+           new_epoch()};
   o.done = [cb = std::move(cb), since](const redisReply* r, std::error_code ec) {
     read_result res;
     if (ec) {

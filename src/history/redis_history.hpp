@@ -32,7 +32,7 @@ class redis_history final : public history {
   void start() override;
   void stop() override;
   void append(const bus::envelope& e, const policy& p, std::function<void(append_result)> cb) override;
-  void read(const std::string& room, std::uint64_t since, std::size_t limit,
+  void read(const std::string& room, std::uint64_t since, std::size_t limit, std::chrono::milliseconds create_ttl,
             std::function<void(read_result)> cb) override;
   bool healthy() const override;
   const char* name() const noexcept override { return "redis"; }

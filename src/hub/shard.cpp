@@ -113,8 +113,9 @@ bool shard::finish_sync(member& m, std::string_view room, std::uint64_t seq, std
     if (ms.room->name != room) continue;
     room_entry& r = *ms.room;
     room_slot& slot = r.members[ms.index];
+    // The room's own last_seq is moved only by deliveries: the head this member read may still be
+    // on the bus, and other members may need it.
     if (r.epoch.empty() && !epoch.empty()) r.epoch = std::string(epoch);
-    if (!epoch.empty() && r.epoch == epoch && r.last_seq < seq && !r.filling) r.last_seq = seq;
     slot.last_seq = seq;
     slot.syncing = false;
     std::vector<held_frame> held;
@@ -207,6 +208,14 @@ void shard::restart_epoch(room_entry& r, std::string_view epoch) {
 }
 
 void shard::accept(room_entry& r, const frame_ref& f, std::uint64_t seq) {
+  if (r.last_seq == 0) {
+    // Nothing delivered in this room on this shard yet: its members' positions (from their
+    // history reads) are the baseline, so a message lost before the first one here is still seen.
+    std::uint64_t base = 0;
+    for (const auto& slot : r.members)
+      if (!slot.syncing && slot.last_seq != 0 && (base == 0 || slot.last_seq < base)) base = slot.last_seq;
+    r.last_seq = base;
+  }
   if (r.last_seq != 0 && seq <= r.last_seq) {
     counters_.duplicates_dropped.add();  // redelivered: this shard delivered it already
     return;

@@ -31,7 +31,7 @@ shard_context::shard_context(unsigned index, services& svc)
     auto* h = svc_.history;
     if (!h) return tables_.fill_done(room, false, {}, {});
     const auto limit = std::max<std::size_t>(1, svc_.router.policy_for(room).max_messages);
-    h->read(room, since, limit, [this, room](history::read_result r) {
+    h->read(room, since, limit, std::chrono::milliseconds(0), [this, room](history::read_result r) {
       std::vector<hub::held_frame> frames;
       if (!r.ec)
         for (const auto& en : r.entries) frames.push_back({en.seq, hub::make_local(hub::router::encode(room, en))});

@@ -80,7 +80,7 @@ void ws_session::join_room(const std::string& room, recovery_request recovery, b
   auto* ctx = &ctx_;
   const auto sid = id().session_id;
   const std::size_t limit = recovery.wanted ? policy.max_messages : 0;  // 0: the position only
-  store->read(room, recovery.since, limit, [ctx, sid, room, recovery, initial](history::read_result res) mutable {
+  store->read(room, recovery.since, limit, policy.ttl, [ctx, sid, room, recovery, initial](history::read_result res) mutable {
     asio::post(ctx->io(), [ctx, sid, room = std::move(room), recovery = std::move(recovery), initial, res = std::move(res)]() mutable {
       if (auto* m = ctx->tables().find(sid)) static_cast<ws_session*>(m)->on_synced(room, recovery, initial, std::move(res));
     });

@@ -24,7 +24,7 @@ append_result append_sync(roomcast::history::history& h, const bus::envelope& e,
 }
 read_result read_sync(roomcast::history::history& h, const std::string& room, std::uint64_t since, std::size_t limit) {
   read_result out;
-  h.read(room, since, limit, [&](read_result r) { out = std::move(r); });
+  h.read(room, since, limit, std::chrono::milliseconds(0), [&](read_result r) { out = std::move(r); });
   return out;
 }
 }  // namespace
@@ -94,6 +94,13 @@ TEST(local_history, ids_are_idempotent_and_epochs_change_when_lost) {
   u.id = "u1";
   EXPECT_FALSE(append_sync(h, u, policy{0, {}}).duplicate);
   EXPECT_TRUE(append_sync(h, u, policy{0, {}}).duplicate);
+
+  // A read may create a fresh room's epoch, so its first messages belong to a known epoch.
+  read_result fresh;
+  h.read("fresh", 0, 0, 10min, [&](read_result r) { fresh = std::move(r); });
+  EXPECT_FALSE(fresh.epoch.empty());
+  EXPECT_EQ(fresh.head, 0u);
+  EXPECT_EQ(append_sync(h, room_msg("fresh", "", "1"), p).epoch, fresh.epoch);
 
   h.clear();  // as if Redis were flushed
   auto after = append_sync(h, room_msg("r", "m2", "2"), p);

@@ -207,3 +207,28 @@ TEST(shard_sequence, syncing_member_gets_held_frames_after_its_recovery) {
   s.remove(b);
   EXPECT_FALSE(s.finish_sync(b, "r", 2, "e1"));
 }
+
+// A member's history read returns the head while that message may still be on the bus: the
+// room's sequence must not jump to it, or members behind it would lose the live copy.
+TEST(shard_sequence, a_join_does_not_swallow_a_message_still_on_the_bus) {
+  metrics::shard_counters c;
+  shard s(0, c);
+  std::vector<std::uint64_t> fills;
+  s.on_fill([&](const std::string&, std::uint64_t since) { fills.push_back(since); });
+  fake_member a(1, "a"), b(2, "b");
+  s.add(a);
+  s.add(b);
+  s.join(a, "r", 4, true);
+  ASSERT_TRUE(s.finish_sync(a, "r", 9, "e1"));  // a joined at head 9
+  s.join(b, "r", 4, true);
+  ASSERT_TRUE(s.finish_sync(b, "r", 10, "e1"));  // b read head 10; 10 is still on the bus
+  s.deliver_room("r", seq_frame(10), 10, "e1");
+  EXPECT_EQ(seqs_of(a), (std::vector<std::uint64_t>{10}));
+  EXPECT_TRUE(b.got.empty());
+  EXPECT_EQ(c.duplicates_dropped.get(), 0u);
+  s.deliver_room("r", seq_frame(12), 12, "e1");  // 11 lost: filled from history
+  ASSERT_EQ(fills.size(), 1u);
+  EXPECT_EQ(fills[0], 10u);
+  s.remove(a);
+  s.remove(b);
+}

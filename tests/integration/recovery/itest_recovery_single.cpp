@@ -116,14 +116,15 @@ TEST_F(recovery_single, reconnect_with_since_in_the_url_recovers_missed_messages
   EXPECT_GE(json_int(get_stats(port()), "recoveries"), 1) << json::serialize(get_stats(port()));
 }
 
-// A client that joined a room before its first message must still be able to recover:
-// some frame has to tell it the room's epoch (welcome has none then, messages carry no epoch).
+// A client that joined a room before its first message must still be able to recover: joining a
+// fresh room creates its epoch (seq 0), and welcome carries it.
 TEST_F(recovery_single, client_of_a_fresh_room_learns_the_epoch_from_its_frames) {
   const std::string room = "rf" + tok_;
   auto m = join_path(port(), recovery_path(room, "STU", "u1"));
   seq_tracker t{room};
   t.on_welcome(m.welcome, true);
-  EXPECT_TRUE(t.epoch.empty()) << "fresh room, yet welcome has an epoch: " << json::serialize(m.welcome);
+  EXPECT_FALSE(t.epoch.empty()) << "fresh room: welcome must carry the epoch: " << json::serialize(m.welcome);
+  EXPECT_EQ(t.last, 0u) << json::serialize(m.welcome);
   for (int i = 1; i <= 3; ++i) publish(room, "f-" + tok_ + "-" + std::to_string(i), i);
   for (int i = 0; i < 3; ++i) {
     auto f = m->read_text();
@@ -215,7 +216,8 @@ TEST_F(recovery_single, wrong_epoch_or_expired_history_gets_a_gap) {
   EXPECT_EQ(json_string(*g2, "reason"), "epoch") << dump(seen);
   EXPECT_EQ(json_int(*g2, "seq"), 1) << dump(seen);
 
-  // Expired: exp-* keeps history 1 s after the last message.
+  // Expired: exp-* keeps history 1 s after the last message. The reconnect finds no history, so
+  // the room starts a new epoch (created by this join) and the client is told its epoch is gone.
   const std::string exp = "exp-" + tok_;
   std::string exp_epoch;
   for (int i = 1; i <= 3; ++i) exp_epoch = publish(exp, "x-" + tok_ + "-" + std::to_string(i), i).epoch();
@@ -224,7 +226,8 @@ TEST_F(recovery_single, wrong_epoch_or_expired_history_gets_a_gap) {
   auto g3 = late->read_json();
   ASSERT_TRUE(g3.has_value());
   EXPECT_EQ(json_string(*g3, "type"), "gap") << json::serialize(*g3);
-  EXPECT_EQ(json_string(*g3, "reason"), "expired") << json::serialize(*g3);
+  EXPECT_EQ(json_string(*g3, "reason"), "epoch") << json::serialize(*g3);
+  EXPECT_NE(json_string(*g3, "epoch"), exp_epoch) << json::serialize(*g3);
   auto a = publish(exp, "x-" + tok_ + "-4", 4);
   EXPECT_EQ(a.seq(), 1u) << "expired history must restart numbering: " << json::serialize(a.body);
   EXPECT_NE(a.epoch(), exp_epoch) << "expired history must start a new epoch: " << json::serialize(a.body);
