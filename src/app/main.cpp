@@ -189,6 +189,7 @@ int main(int argc, char** argv) {
     auto* io = &s->io();
     router.add_shard({&s->tables(), [io](hub::router::task t) { asio::post(*io, std::move(t)); }});
   }
+  the_bus->on_room_bound([&router](const std::string& room) { router.room_bound(room); });
   the_bus->start([&router](const bus::envelope& e, bus::delivery_done done) { router.dispatch(e, std::move(done)); });
   the_registry->start();
   the_history->start();

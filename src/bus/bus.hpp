@@ -62,6 +62,11 @@ class bus {
 
   virtual void publish(envelope e, publish_callback done) = 0;
 
+  // Called (on the bus's thread) once a room subscription is in effect. Messages published to the
+  // room between subscribe_room() and then did not reach this node: the node catches up from
+  // history. Set before start().
+  virtual void on_room_bound(std::function<void(const std::string&)>) {}
+
   // The node gained its first / lost its last local member of a room: room messages for it should
   // start / stop arriving here.
   virtual void subscribe_room(const std::string& room) = 0;

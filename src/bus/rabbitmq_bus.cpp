@@ -140,6 +140,7 @@ struct rabbitmq_bus::impl {
   std::string queue_name;
   std::string rooms_exchange, nodes_exchange, all_exchange;
   message_handler handler;
+  std::function<void(const std::string&)> on_bound;
   std::atomic<bool> connected{false};
   std::atomic<bool> stopping{false};
   std::atomic<std::size_t> outage_count{0};
@@ -156,7 +157,8 @@ struct rabbitmq_bus::impl {
   std::size_t outage_bytes = 0;
   std::deque<in_flight> flight;     // published, waiting for confirms, in tag order
   std::set<std::string> rooms;      // rooms this node wants
-  std::set<std::string> bound;      // rooms bound on the broker now
+  std::set<std::string> bound;      // rooms bound on the broker (as far as this process knows)
+  bool first_connect = true;
   std::map<std::string, clock::time_point> unbind_at;
   dedupe_window seen{100'000};
   std::size_t uri_index = 0;
@@ -185,6 +187,8 @@ rabbitmq_bus::rabbitmq_bus(rabbitmq_options opts) : impl_(std::make_unique<impl>
 }
 
 rabbitmq_bus::~rabbitmq_bus() { stop(); }
+
+void rabbitmq_bus::on_room_bound(std::function<void(const std::string&)> f) { impl_->on_bound = std::move(f); }
 
 void rabbitmq_bus::start(message_handler on_message) {
   impl_->handler = std::move(on_message);
@@ -378,6 +382,13 @@ bool rabbitmq_bus::impl::declare_topology(std::string& err) {
   entry.value.kind = AMQP_FIELD_KIND_I32;
   entry.value.value.i32 = static_cast<int32_t>(opts.queue_expires.count());
   amqp_table_t args{1, &entry};
+  if (first_connect) {
+    // A queue left by an earlier run of this node id (a crash) carries that run's room bindings,
+    // which AMQP can't list: start from an empty queue. Its messages were for sessions that are
+    // gone; their clients recover from history.
+    amqp_queue_delete(conn, channel, bytes_of(queue_name), 0, 0);
+    if (!rpc_ok(conn, "queue.delete", err)) return false;
+  }
   amqp_queue_declare(conn, channel, bytes_of(queue_name), 0, 1, 0, 0, args);
   if (!rpc_ok(conn, "queue.declare", err)) return false;
   amqp_queue_bind(conn, channel, bytes_of(queue_name), bytes_of(nodes_exchange), bytes_of(opts.node_id),
@@ -386,9 +397,18 @@ bool rabbitmq_bus::impl::declare_topology(std::string& err) {
   amqp_queue_bind(conn, channel, bytes_of(queue_name), bytes_of(all_exchange), amqp_cstring_bytes(""),
                   amqp_empty_table);
   if (!rpc_ok(conn, "queue.bind all", err)) return false;
+  // Rooms left while the broker was away are still bound on it: unbind them, then bind the rooms
+  // wanted now (both idempotent on the broker).
+  const std::set<std::string> was_bound = std::move(bound);
   bound.clear();
+  for (const auto& r : was_bound)
+    if (!rooms.count(r)) {
+      bound.insert(r);
+      if (!bind_room(r, false, err)) return false;
+    }
   for (const auto& r : rooms)
     if (!bind_room(r, true, err)) return false;
+  first_connect = false;
 
   amqp_confirm_select(conn, channel);
   if (!rpc_ok(conn, "confirm.select", err)) return false;
@@ -405,6 +425,8 @@ bool rabbitmq_bus::impl::bind_room(const std::string& room, bool bind, std::stri
     if (!rpc_ok(conn, "queue.bind room", err)) return false;
     bound.insert(room);
     m.inc(m.binds);
+    // Messages published before this bind reached no queue of this node: let the node catch up.
+    if (on_bound) on_bound(room);
   } else {
     amqp_queue_unbind(conn, channel, bytes_of(queue_name), bytes_of(rooms_exchange), bytes_of(room),
                       amqp_empty_table);
@@ -434,7 +456,7 @@ void rabbitmq_bus::impl::disconnect(const std::string& why) {
   flight.clear();
   in_flight_count = 0;
   outage_count = outage.size();
-  bound.clear();
+  // `bound` is kept: it is what the broker still has, to be reconciled after the reconnect.
   unbind_at.clear();
 }
 

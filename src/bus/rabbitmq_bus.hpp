@@ -49,6 +49,7 @@ class rabbitmq_bus final : public bus {
   ~rabbitmq_bus() override;
 
   void start(message_handler on_message) override;
+  void on_room_bound(std::function<void(const std::string&)> f) override;
   void stop() override;
   void publish(envelope e, publish_callback done) override;
   void subscribe_room(const std::string& room) override;

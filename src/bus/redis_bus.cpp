@@ -131,6 +131,7 @@ struct redis_bus::impl {
   redis_bus_options opts;
   std::string room_prefix, node_channel, all_channel;
   message_handler handler;
+  std::function<void(const std::string&)> on_bound;  // a room's SUBSCRIBE was confirmed
   std::atomic<bool> connected{false};  // both connections up and the node's channels subscribed
   std::atomic<bool> stopping{false};
   std::atomic<std::size_t> queued_count{0};
@@ -212,6 +213,8 @@ void redis_bus::publish(envelope e, publish_callback done) {
   owner->remaining = o.msgs.size();
   impl_->post(std::move(o));
 }
+
+void redis_bus::on_room_bound(std::function<void(const std::string&)> f) { impl_->on_bound = std::move(f); }
 
 void redis_bus::subscribe_room(const std::string& room) { impl_->post({impl::op::subscribe, room}); }
 void redis_bus::unsubscribe_room(const std::string& room) { impl_->post({impl::op::unsubscribe, room}); }
@@ -606,7 +609,13 @@ push_kind redis_bus::impl::on_push(const redisReply* r) {
     on_message(str(r->element[2]));
     return push_kind::message;
   }
-  if (kind == "subscribe") return push_kind::subscribed;
+  if (kind == "subscribe") {
+    // A room channel is live from here on: the node catches up on what was published before.
+    const std::string channel(str(r->element[1]));
+    const std::string room_prefix = opts.prefix + ":room:";
+    if (on_bound && channel.rfind(room_prefix, 0) == 0) on_bound(channel.substr(room_prefix.size()));
+    return push_kind::subscribed;
+  }
   return push_kind::other;  // unsubscribe confirmations
 }
 

@@ -58,6 +58,7 @@ class redis_bus final : public bus {
   ~redis_bus() override;
 
   void start(message_handler on_message) override;
+  void on_room_bound(std::function<void(const std::string&)> f) override;
   void stop() override;
   void publish(envelope e, publish_callback done) override;
   void subscribe_room(const std::string& room) override;

@@ -134,6 +134,14 @@ void router::room_changed(const std::string& room, bool gained) {
   }
 }
 
+void router::room_bound(const std::string& room) {
+  if (!history_ || !policy_for(room).keeps()) return;
+  for (auto& s : shards_) {
+    shard* t = s.tables;
+    s.post([t, room] { t->catch_up(room); });
+  }
+}
+
 std::size_t router::node_room_count() const {
   std::lock_guard lk(rooms_mu_);
   return room_shards_.size();

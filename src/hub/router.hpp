@@ -66,6 +66,9 @@ class router {
   // has queued it (the bus acks then). Kick envelopes close the target's sessions instead.
   void dispatch(const bus::envelope& e, bus::delivery_done done);
 
+  // Any thread: the bus now delivers `room` here; shards catch up from history.
+  void room_bound(const std::string& room);
+
   // Any thread (called by shards on join/leave).
   void room_changed(const std::string& room, bool gained);
   std::size_t node_room_count() const;

@@ -208,14 +208,9 @@ void shard::restart_epoch(room_entry& r, std::string_view epoch) {
 }
 
 void shard::accept(room_entry& r, const frame_ref& f, std::uint64_t seq) {
-  if (r.last_seq == 0) {
-    // Nothing delivered in this room on this shard yet: its members' positions (from their
-    // history reads) are the baseline, so a message lost before the first one here is still seen.
-    std::uint64_t base = 0;
-    for (const auto& slot : r.members)
-      if (!slot.syncing && slot.last_seq != 0 && (base == 0 || slot.last_seq < base)) base = slot.last_seq;
-    r.last_seq = base;
-  }
+  // Nothing delivered in this room on this shard yet: its members' positions (from their history
+  // reads) are the baseline, so a message lost before the first one here is still seen.
+  if (r.last_seq == 0) r.last_seq = baseline(r);
   if (r.last_seq != 0 && seq <= r.last_seq) {
     counters_.duplicates_dropped.add();  // redelivered: this shard delivered it already
     return;
@@ -230,6 +225,23 @@ void shard::accept(room_entry& r, const frame_ref& f, std::uint64_t seq) {
   }
   r.last_seq = seq;
   fan_out(r, f, seq);
+}
+
+std::uint64_t shard::baseline(const room_entry& r) {
+  std::uint64_t base = 0;
+  for (const auto& slot : r.members)
+    if (!slot.syncing && (base == 0 || slot.last_seq < base)) base = slot.last_seq;
+  return base;
+}
+
+void shard::catch_up(std::string_view room) {
+  auto it = rooms_.find(room);
+  if (it == rooms_.end() || !fill_) return;
+  room_entry& r = *it->second;
+  if (r.filling) return;  // a fill in flight reads this stretch already
+  if (r.last_seq == 0) r.last_seq = baseline(r);
+  r.filling = true;
+  fill_(r.name, r.last_seq);
 }
 
 std::size_t shard::deliver_room(std::string_view room, const frame_ref& f, std::uint64_t seq, std::string_view epoch) {
@@ -252,6 +264,7 @@ void shard::fill_done(std::string_view room, bool ok, std::string_view epoch, st
   room_entry& r = *it->second;
   if (!r.filling) return;
   r.filling = false;
+  if (ok && r.epoch.empty()) r.epoch = std::string(epoch);
   if (ok && epoch == r.epoch) {
     for (auto& h : frames) {
       if (h.seq != r.last_seq + 1) continue;

@@ -108,6 +108,9 @@ class shard {
   // seq/epoch: the room message's place in its history (seq 0: the room keeps none).
   std::size_t deliver_room(std::string_view room, const frame_ref& f, std::uint64_t seq = 0,
                            std::string_view epoch = {});
+  // The bus now delivers this room here: read from history what was published before that, after
+  // the members' positions (a hole nobody could see yet).
+  void catch_up(std::string_view room);
   // A hole's history arrived (ok = false: it could not be read): deliver what was missing, then
   // the frames held behind the hole. Frames are the encoded message frames, ascending seq.
   void fill_done(std::string_view room, bool ok, std::string_view epoch, std::vector<held_frame> frames);
@@ -132,6 +135,7 @@ class shard {
   std::size_t fan_out(room_entry& r, const frame_ref& f, std::uint64_t seq);
   void accept(room_entry& r, const frame_ref& f, std::uint64_t seq);
   void restart_epoch(room_entry& r, std::string_view epoch);
+  static std::uint64_t baseline(const room_entry& r);
 
   unsigned index_;
   metrics::shard_counters& counters_;

@@ -53,7 +53,12 @@ TEST_F(basic_test, welcome_describes_the_session) {
   EXPECT_EQ(json_string(m.welcome, "user"), "452784");
   EXPECT_FALSE(json_string(m.welcome, "node").empty());
   EXPECT_FALSE(m.session().empty());
-  EXPECT_EQ(json::serialize(m.welcome.at("rooms")), R"([{"room":"345"}])");
+  // The URL's room with its history position: seq 0 and a fresh epoch before any message.
+  const auto& rooms = m.welcome.at("rooms").as_array();
+  ASSERT_EQ(rooms.size(), 1u) << json::serialize(m.welcome);
+  EXPECT_EQ(json_string(rooms.at(0), "room"), "345");
+  EXPECT_EQ(json_int(rooms.at(0), "seq"), 0) << json::serialize(m.welcome);
+  EXPECT_EQ(json_string(rooms.at(0), "epoch").size(), 16u) << json::serialize(m.welcome);
 
   auto other = join("345", "STU", "452785");
   EXPECT_NE(other.session(), m.session()) << "session ids must be unique";
