@@ -2,12 +2,12 @@
 #include "metrics/prometheus.hpp"
 
 #include "bus/dedupe_window.hpp"
+#include "bus/inbox.hpp"
 
 #include <amqp.h>
 #include <amqp_tcp_socket.h>
 #include <poll.h>
 #include <spdlog/spdlog.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <condition_variable>
@@ -109,10 +109,6 @@ struct rabbitmq_bus::impl {
         rooms_exchange(opts.prefix + ".rooms"),
         nodes_exchange(opts.prefix + ".nodes"),
         all_exchange(opts.prefix + ".all") {
-    wake_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  }
-  ~impl() {
-    if (wake_fd >= 0) ::close(wake_fd);
   }
 
   // ---- shared with other threads (under mu) ----
@@ -124,17 +120,8 @@ struct rabbitmq_bus::impl {
     std::uint64_t tag = 0;
     std::uint64_t generation = 0;
   };
-  std::mutex mu;
-  std::vector<op> inbox;
-
-  void post(op o) {
-    {
-      std::lock_guard lk(mu);
-      inbox.push_back(std::move(o));
-    }
-    const std::uint64_t one = 1;
-    [[maybe_unused]] auto n = ::write(wake_fd, &one, sizeof one);
-  }
+  roomcast::bus::inbox<op> box;
+  void post(op o) { box.post(std::move(o)); }
 
   rabbitmq_options opts;
   std::string queue_name;
@@ -146,7 +133,6 @@ struct rabbitmq_bus::impl {
   std::atomic<std::size_t> outage_count{0};
   std::atomic<std::size_t> in_flight_count{0};
   metrics_block m;
-  int wake_fd = -1;
   std::thread thread;
 
   // ---- bus thread only ----
@@ -198,8 +184,7 @@ void rabbitmq_bus::start(message_handler on_message) {
 void rabbitmq_bus::stop() {
   if (!impl_->thread.joinable()) return;
   impl_->stopping = true;
-  const std::uint64_t one = 1;
-  [[maybe_unused]] auto n = ::write(impl_->wake_fd, &one, sizeof one);
+  impl_->box.wake();
   impl_->thread.join();
 }
 
@@ -290,8 +275,7 @@ void rabbitmq_bus::impl::run() {
     if (w.owner) w.owner->complete(make_error(bus_errc::stopped), {});
   std::vector<op> left;
   {
-    std::lock_guard lk(mu);
-    left.swap(inbox);
+    left = box.take();
   }
   for (auto& o : left)
     if (o.owner) o.owner->complete(make_error(bus_errc::stopped), {});
@@ -305,11 +289,10 @@ void rabbitmq_bus::impl::wait_backoff(const std::string& why) {
   spdlog::warn("rabbitmq: {} (retry in {} ms)", why, ms);
   const auto until = clock::now() + std::chrono::milliseconds(ms);
   while (!stopping && clock::now() < until) {
-    pollfd p{wake_fd, POLLIN, 0};
+    pollfd p{box.fd(), POLLIN, 0};
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - clock::now()).count();
     ::poll(&p, 1, static_cast<int>(std::max<long long>(1, left)));
-    std::uint64_t v;
-    [[maybe_unused]] auto n = ::read(wake_fd, &v, sizeof v);
+    box.clear();
     drain_inbox();
   }
 }
@@ -463,8 +446,7 @@ void rabbitmq_bus::impl::disconnect(const std::string& why) {
 void rabbitmq_bus::impl::drain_inbox() {
   std::vector<op> ops;
   {
-    std::lock_guard lk(mu);
-    ops.swap(inbox);
+    ops = box.take();
   }
   for (auto& o : ops) handle_op(o);
 }
@@ -553,12 +535,11 @@ bool rabbitmq_bus::impl::send_pending(std::string& err) {
 bool rabbitmq_bus::impl::read_frames(std::string& err) {
   // Wait for the broker or the inbox; rabbitmq-c may already hold frames in its buffers.
   if (!amqp_frames_enqueued(conn) && !amqp_data_in_buffer(conn)) {
-    pollfd p[2] = {{amqp_get_sockfd(conn), POLLIN, 0}, {wake_fd, POLLIN, 0}};
+    pollfd p[2] = {{amqp_get_sockfd(conn), POLLIN, 0}, {box.fd(), POLLIN, 0}};
     const int timeout = unbind_at.empty() && flight.empty() ? 200 : 20;
     ::poll(p, 2, timeout);
     if (p[1].revents & POLLIN) {
-      std::uint64_t v;
-      [[maybe_unused]] auto n = ::read(wake_fd, &v, sizeof v);
+      box.clear();
     }
     if (!(p[0].revents & (POLLIN | POLLERR | POLLHUP))) return true;
   }

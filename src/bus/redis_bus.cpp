@@ -2,13 +2,13 @@
 #include "metrics/prometheus.hpp"
 
 #include "bus/dedupe_window.hpp"
+#include "bus/inbox.hpp"
 
 #include <hiredis/hiredis.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -100,10 +100,6 @@ struct redis_bus::impl {
         node_channel(opts.prefix + ":node:" + opts.node_id),
         all_channel(opts.prefix + ":all"),
         seen(opts.dedupe_window) {
-    wake_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  }
-  ~impl() {
-    if (wake_fd >= 0) ::close(wake_fd);
   }
 
   // ---- shared with other threads (under mu) ----
@@ -113,20 +109,8 @@ struct redis_bus::impl {
     std::vector<wire_message> msgs;
     std::shared_ptr<pending_publish> owner;
   };
-  std::mutex mu;
-  std::vector<op> inbox;
-
-  void post(op o) {
-    {
-      std::lock_guard lk(mu);
-      inbox.push_back(std::move(o));
-    }
-    wake();
-  }
-  void wake() {
-    const std::uint64_t one = 1;
-    [[maybe_unused]] auto n = ::write(wake_fd, &one, sizeof one);
-  }
+  roomcast::bus::inbox<op> box;
+  void post(op o) { box.post(std::move(o)); }
 
   redis_bus_options opts;
   std::string room_prefix, node_channel, all_channel;
@@ -136,7 +120,6 @@ struct redis_bus::impl {
   std::atomic<bool> stopping{false};
   std::atomic<std::size_t> queued_count{0};
   metrics_block m;
-  int wake_fd = -1;
   std::thread thread;
 
   // ---- bus thread only ----
@@ -186,7 +169,7 @@ void redis_bus::start(message_handler on_message) {
 void redis_bus::stop() {
   if (!impl_->thread.joinable()) return;
   impl_->stopping = true;
-  impl_->wake();
+  impl_->box.wake();
   impl_->thread.join();
 }
 
@@ -290,8 +273,7 @@ void redis_bus::impl::run() {
   queued_count = 0;
   std::vector<op> left;
   {
-    std::lock_guard lk(mu);
-    left.swap(inbox);
+    left = box.take();
   }
   for (auto& o : left)
     if (o.owner) o.owner->complete(make_error(bus_errc::stopped), {});
@@ -312,11 +294,10 @@ void redis_bus::impl::wait_backoff(const std::string& why) {
   const auto until = clock::now() + std::chrono::milliseconds(ms);
   while (!stopping && clock::now() < until) {
     // A subscriber still up (only the publisher is away) keeps delivering meanwhile.
-    pollfd p[2] = {{wake_fd, POLLIN, 0}, {sub ? sub->fd : -1, POLLIN, 0}};
+    pollfd p[2] = {{box.fd(), POLLIN, 0}, {sub ? sub->fd : -1, POLLIN, 0}};
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - clock::now()).count();
     ::poll(p, 2, static_cast<int>(std::max<long long>(1, left)));
-    std::uint64_t v;
-    [[maybe_unused]] auto n = ::read(wake_fd, &v, sizeof v);
+    box.clear();
     drain_inbox();
     if (sub && (p[1].revents & (POLLIN | POLLERR | POLLHUP))) read_subscriber();
   }
@@ -444,8 +425,7 @@ bool redis_bus::impl::send_command(redisContext* c, const std::vector<std::strin
 void redis_bus::impl::drain_inbox() {
   std::vector<op> ops;
   {
-    std::lock_guard lk(mu);
-    ops.swap(inbox);
+    ops = box.take();
   }
   for (auto& o : ops) handle_op(o);
 }
@@ -561,14 +541,13 @@ void redis_bus::impl::wait_and_read() {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(first - clock::now()).count();
     timeout = static_cast<int>(std::clamp<long long>(left + 1, 0, 200));
   }
-  pollfd p[3] = {{sub->fd, POLLIN, 0}, {pub->fd, POLLIN, 0}, {wake_fd, POLLIN, 0}};
+  pollfd p[3] = {{sub->fd, POLLIN, 0}, {pub->fd, POLLIN, 0}, {box.fd(), POLLIN, 0}};
   if (::poll(p, 3, timeout) < 0) {
     if (errno != EINTR) spdlog::warn("redis bus: poll: {}", std::strerror(errno));
     return;
   }
   if (p[2].revents & POLLIN) {
-    std::uint64_t v;
-    [[maybe_unused]] auto n = ::read(wake_fd, &v, sizeof v);
+    box.clear();
   }
   if (p[1].revents & (POLLIN | POLLERR | POLLHUP)) {
     // Nothing is outstanding on the publisher here, so Redis has nothing to say on it but EOF.
