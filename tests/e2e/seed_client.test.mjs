@@ -110,6 +110,11 @@ try {
   await check('open again after close works (the seed\'s openWebSocket)', async () => {
     await page.click('text=打开WebSocket连接');
     await waitLine((l) => l.includes('已经重新打开了'), 'the reopen text');
+    // The new socket is in the room once its welcome arrived (the reopen text is written before).
+    for (let i = 0; i < 200; ++i) {
+      if ((await lines()).filter((l) => l.includes('"type":"welcome"')).length >= 2) break;
+      await new Promise((r) => setTimeout(r, 25));
+    }
     await publish(port, { room: '345', data: { text: 'second time' } });
     await waitLine((l) => l.includes('second time'), 'a message on the new socket');
   });
