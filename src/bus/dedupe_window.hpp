@@ -1,5 +1,7 @@
 #pragma once
 // The last N message ids seen, to drop redeliveries. Sans-io, single thread.
+// Each id is stored once (in the deque); the set indexes it by string_view, so a lookup allocates
+// nothing. A deque never moves its elements on push_back/pop_front, so the views stay valid.
 #include <cstddef>
 #include <deque>
 #include <string>
@@ -11,14 +13,22 @@ namespace roomcast::bus {
 class dedupe_window {
  public:
   explicit dedupe_window(std::size_t capacity) : capacity_(capacity == 0 ? 1 : capacity) {}
+  dedupe_window(const dedupe_window&) = delete;
+  dedupe_window& operator=(const dedupe_window&) = delete;
+  dedupe_window(dedupe_window&& o) noexcept : capacity_(o.capacity_) { swap(o); }
+  dedupe_window& operator=(dedupe_window&& o) noexcept {
+    capacity_ = o.capacity_;
+    swap(o);
+    return *this;
+  }
 
   // True when id is new (and remembers it); false for an id among the last `capacity` seen.
   bool insert(std::string_view id) {
-    if (set_.count(std::string(id))) return false;
+    if (set_.count(id)) return false;
     order_.emplace_back(id);
-    set_.insert(order_.back());
+    set_.insert(std::string_view(order_.back()));
     if (order_.size() > capacity_) {
-      set_.erase(order_.front());
+      set_.erase(std::string_view(order_.front()));
       order_.pop_front();
     }
     return true;
@@ -26,9 +36,15 @@ class dedupe_window {
   std::size_t size() const noexcept { return order_.size(); }
 
  private:
+  // Swapping deques keeps element addresses (and the views in the swapped sets) valid.
+  void swap(dedupe_window& o) noexcept {
+    order_.swap(o.order_);
+    set_.swap(o.set_);
+  }
+
   std::size_t capacity_;
   std::deque<std::string> order_;
-  std::unordered_set<std::string> set_;
+  std::unordered_set<std::string_view> set_;
 };
 
 }  // namespace roomcast::bus

@@ -67,3 +67,14 @@ TEST(local_bus, hands_messages_back_and_completes) {
   EXPECT_TRUE(done);
   EXPECT_TRUE(b.healthy());
 }
+
+TEST(dedupe_window, long_and_short_ids_survive_eviction_and_moves) {
+  dedupe_window w(100);
+  auto id = [](int i) { return (i % 2 ? std::string("s") : std::string(40, 'x')) + std::to_string(i); };
+  for (int i = 0; i < 10'000; ++i) ASSERT_TRUE(w.insert(id(i)));
+  dedupe_window moved(1);
+  moved = std::move(w);  // the views into the deque must stay valid
+  for (int i = 9'900; i < 10'000; ++i) EXPECT_FALSE(moved.insert(id(i))) << i;
+  EXPECT_TRUE(moved.insert(id(9'899)));  // evicted long ago
+  EXPECT_EQ(moved.size(), 100u);
+}
