@@ -53,9 +53,8 @@ std::unique_ptr<bus::bus> make_bus(const config::config& cfg) {
     }
     case config::bus_kind::redis: {
       bus::redis_bus_options o;
-      const auto colon = cfg.redis_address.rfind(':');
-      o.host = cfg.redis_address.substr(0, colon);
-      o.port = static_cast<std::uint16_t>(std::stoi(cfg.redis_address.substr(colon + 1)));
+      o.host = cfg.redis_host;
+      o.port = cfg.redis_port;
       o.node_id = cfg.node_id;
       o.prefix = cfg.rabbitmq_prefix;
       o.timeout = cfg.redis_timeout;
@@ -127,9 +126,8 @@ int main(int argc, char** argv) {
   history::rules history_rules;
   history_rules.parse(cfg.history, route_error);  // validated by config
   std::unique_ptr<history::history> the_history;
-  const auto colon = cfg.redis_address.rfind(':');
-  const std::string redis_host = cfg.redis_address.substr(0, colon);
-  const auto redis_port = static_cast<std::uint16_t>(std::stoi(cfg.redis_address.substr(colon + 1)));
+  const std::string& redis_host = cfg.redis_host;
+  const std::uint16_t redis_port = cfg.redis_port;
   if (cfg.history_store == config::history_kind::redis) {
     history::redis_history_options o;
     o.host = redis_host;

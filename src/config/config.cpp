@@ -345,6 +345,8 @@ const std::vector<key_def>& keys() {
            return false;
          }
          c.redis_address = std::string(v);
+         c.redis_host = std::string(v.substr(0, colon));
+         c.redis_port = port;
          return true;
        }},
       {"registry_heartbeat", "\"2s\"", "how often this node refreshes its liveness key and reaps dead nodes",

@@ -77,6 +77,8 @@ struct config {
   // Cluster: registry
   registry_kind registry = registry_kind::local;
   std::string redis_address = "127.0.0.1:6379";
+  std::string redis_host = "127.0.0.1";  // redis_address, split once here
+  std::uint16_t redis_port = 6379;
   millis registry_heartbeat{2'000};
   millis registry_node_ttl{6'000};          // a node silent this long is reaped by the others
   millis redis_timeout{2'000};
