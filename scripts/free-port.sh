@@ -4,8 +4,10 @@
 set -euo pipefail
 pair="${1:-}"
 in_use() { ss -Htln "sport = :$1" | grep -q .; }
+# Ports below the kernel's ephemeral range (32768+ here), so an outgoing connection of another test
+# can't take the port between this pick and the server's bind. --pair: p + 20000 stays below too.
 for _ in $(seq 1 200); do
-  p=$(( (RANDOM % 20000) + 21000 ))
+  if [ "$pair" = "--pair" ]; then p=$(( (RANDOM % 2700) + 10000 )); else p=$(( (RANDOM % 12000) + 20000 )); fi
   in_use "$p" && continue
   if [ "$pair" = "--pair" ] && in_use $((p + 20000)); then continue; fi
   echo "$p"; exit 0
