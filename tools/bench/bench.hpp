@@ -51,6 +51,7 @@ struct config {
   double connect_timeout = 10;
   double grace = 3;         // after the last publish, time for deliveries to arrive
   int api_conns = 4;
+  int api_batch = 1;  // messages per POST /api/publish (> 1: a JSON array body)
   std::uint64_t seed = 42;
   std::int64_t t0 = 0;      // run start (CLOCK_MONOTONIC ns), shared by all processes
 };

@@ -77,6 +77,8 @@ const char* usage =
     "  --payload B           padding bytes in each message's data   --grace S   wait for deliveries after publishing (3)\n"
     "  --path-template T     default /demo/websocket/{room}/STU/{user}/{token}/pc  ({role} {platform} also replaced)\n"
     "  --token T  --role R  --platform P  --api-key K  --api-conns N (4)\n"
+    "  --api-batch N (1: one message per request; N > 1: messages due on a busy connection wait and\n"
+    "               go out together, up to N per request, as a JSON array body)\n"
     "  --sources A,B,…       source addresses (127.0.0.x)           --workers W (each < 19000 sockets)\n"
     "  --server-pid P[,P…]   sample CPU/RSS from /proc              --json FILE  --plot FILE.svg\n"
     "  --connect-timeout S (10)  --timeout S (hard cap, 120)  --seed N\n";
@@ -139,6 +141,7 @@ config parse_args(int argc, char** argv) {
     else if (a == "--connect-timeout") c.connect_timeout = std::atof(v.c_str());
     else if (a == "--grace") c.grace = std::atof(v.c_str());
     else if (a == "--api-conns") c.api_conns = std::max(1, std::atoi(v.c_str()));
+    else if (a == "--api-batch") c.api_batch = std::max(1, std::atoi(v.c_str()));
     else if (a == "--seed") c.seed = std::strtoull(v.c_str(), nullptr, 10);
     else die("unknown flag " + a + "\n" + usage);
   }
@@ -198,7 +201,9 @@ struct api_conn {
   bool busy = false;
   std::string in, out;
   std::int64_t sent_ns = 0;
-  std::uint32_t target = 0;
+  std::vector<std::uint32_t> targets;          // in the request in flight
+  std::string pending;                         // batch mode: items waiting for the connection
+  std::vector<std::uint32_t> pending_targets;
 };
 
 struct parent {
@@ -330,15 +335,52 @@ struct parent {
     static const std::string pad = padding();
     std::string body = cfg.m == mode::user ? R"({"user":"u)" : R"({"room":"r)";
     body += std::to_string(target) + R"(","data":{"t":)" + std::to_string(now) + R"(,"s":)" + std::to_string(s) + pad + "}}";
+    ++published_sent;
+    if (cfg.api_batch == 1) {
+      a.targets.assign(1, target);
+      send_request(a, body);
+      return;
+    }
+    a.pending += a.pending.empty() ? "[" : ",";
+    a.pending += body;
+    a.pending_targets.push_back(target);
+    if (!a.busy) flush_batch(a);
+  }
+
+  void flush_batch(api_conn& a) {
+    if (a.pending_targets.empty() || a.busy) return;
+    // Up to api_batch items go now; the rest stay pending for the next answer.
+    std::size_t take = std::min<std::size_t>(std::size_t(cfg.api_batch), a.pending_targets.size());
+    std::string body;
+    if (take == a.pending_targets.size()) {
+      body = std::move(a.pending);
+      body += "]";
+      a.pending.clear();
+      a.targets = std::move(a.pending_targets);
+      a.pending_targets.clear();
+    } else {
+      // The end of item `take`: items are the bench's own objects (no braces inside strings).
+      std::size_t pos = 1, depth = 0, items = 0;
+      for (; pos < a.pending.size() && items < take; ++pos) {
+        if (a.pending[pos] == '{') ++depth;
+        else if (a.pending[pos] == '}' && --depth == 0) ++items;
+      }
+      body = a.pending.substr(0, pos) + "]";
+      a.pending = "[" + a.pending.substr(pos + 1);
+      a.targets.assign(a.pending_targets.begin(), a.pending_targets.begin() + std::ptrdiff_t(take));
+      a.pending_targets.erase(a.pending_targets.begin(), a.pending_targets.begin() + std::ptrdiff_t(take));
+    }
+    send_request(a, body);
+  }
+
+  void send_request(api_conn& a, const std::string& body) {
     std::string req = "POST /api/publish HTTP/1.1\r\nHost: " + cfg.api.text() +
                       "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
     if (!cfg.api_key.empty()) req += "X-API-Key: " + cfg.api_key + "\r\n";
     req += "\r\n" + body;
     a.busy = true;
-    a.target = target;
-    a.sent_ns = now;
-    ++published_sent;
-    // blocking-ish write: the request is small and the socket buffer empty
+    a.sent_ns = now_ns();
+    // blocking-ish write: the socket buffer is empty (one request in flight per connection)
     std::size_t off = 0;
     for (int tries = 0; off < req.size() && tries < 1000; ++tries) {
       const ssize_t n = ::send(a.fd, req.data() + off, req.size() - off, MSG_NOSIGNAL);
@@ -383,10 +425,13 @@ struct parent {
       }
       if (a.in.size() < he + 4 + cl) return;
       const int status = a.in.size() > 12 ? std::atoi(a.in.substr(9, 3).c_str()) : 0;
-      publish_status[status]++;
-      if (status == 200) published_ok[a.target]++;
+      publish_status[status] += a.targets.size();
+      if (status == 200 || status == 202)
+        for (auto t : a.targets) published_ok[t]++;
       a.in.erase(0, he + 4 + cl);
       a.busy = false;
+      a.targets.clear();
+      flush_batch(a);
     }
   }
 
@@ -433,7 +478,8 @@ struct parent {
           have_target = true;
         }
         api_conn& a = api[target % api.size()];
-        if (a.busy) return 1;
+        // Backlog bound: one request in flight, and in batch mode up to 4 batches waiting.
+        if (cfg.api_batch == 1 ? a.busy : a.pending_targets.size() >= std::size_t(cfg.api_batch) * 4) return 1;
         publish_one(a, target, due);
         have_target = false;
         ++k;
@@ -445,7 +491,7 @@ struct parent {
     // wait for outstanding responses, then for the deliveries
     loop([&] {
       for (auto& a : api)
-        if (a.busy && a.fd >= 0) return false;
+        if ((a.busy || !a.pending_targets.empty()) && a.fd >= 0) return false;
       return true;
     }, now_ns() + std::int64_t(5'000'000'000));
     pub_end = now_ns();
