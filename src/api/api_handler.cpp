@@ -152,93 +152,178 @@ void handler::handle(request req, respond_fn done) {
   done(error(404, "not_found", "no such API endpoint"));
 }
 
-void handler::publish(const request& req, respond_fn done) {
-  json::error_code ec;
-  const json::value v = json::parse(req.body, ec);
-  if (ec || !v.is_object()) return done(error(400, "bad_json", "body must be a JSON object"));
-  const auto& o = v.get_object();
+std::optional<std::string> handler::parse_publish(const json::object& o, std::string_view raw, unsigned shard,
+                                                  bus::envelope& e) {
   const auto* room = o.if_contains("room");
   const auto* user = o.if_contains("user");
   const auto* all = o.if_contains("all");
   const int targets = (room != nullptr) + (user != nullptr) + (all != nullptr);
-  if (targets != 1) return done(error(400, "bad_request", "give exactly one of \"room\", \"user\", \"all\""));
-  bus::envelope e;
+  if (targets != 1) return "give exactly one of \"room\", \"user\", \"all\"";
   if (room) {
-    if (!valid_name(room)) return done(error(400, "bad_request", "\"room\" must be a non-empty string (at most 256 bytes)"));
+    if (!valid_name(room)) return "\"room\" must be a non-empty string (at most 256 bytes)";
     e.kind = protocol::target_kind::room;
     e.target = std::string(room->get_string());
   } else if (user) {
-    if (!valid_name(user)) return done(error(400, "bad_request", "\"user\" must be a non-empty string (at most 256 bytes)"));
+    if (!valid_name(user)) return "\"user\" must be a non-empty string (at most 256 bytes)";
     e.kind = protocol::target_kind::user;
     e.target = std::string(user->get_string());
   } else {
-    if (!all->is_bool() || !all->get_bool()) return done(error(400, "bad_request", "\"all\" must be true"));
+    if (!all->is_bool() || !all->get_bool()) return "\"all\" must be true";
     e.kind = protocol::target_kind::all;
   }
-  const auto raw = protocol::find_raw_member(req.body, "data");
-  if (!o.contains("data") || !raw) return done(error(400, "bad_request", "\"data\" is required"));
+  const auto data = protocol::find_raw_member(raw, "data");
+  if (!o.contains("data") || !data) return "\"data\" is required";
   if (const auto* id = o.if_contains("id")) {
-    if (!valid_name(id, 128)) return done(error(400, "bad_request", "\"id\" must be a non-empty string (at most 128 bytes)"));
+    if (!valid_name(id, 128)) return "\"id\" must be a non-empty string (at most 128 bytes)";
     e.id = std::string(id->get_string());
   } else {
-    e.id = router_.make_id(req.shard);
+    e.id = router_.make_id(shard);
   }
   if (const auto* from = o.if_contains("from")) {
-    if (!valid_name(from)) return done(error(400, "bad_request", "\"from\" must be a non-empty string (at most 256 bytes)"));
+    if (!valid_name(from)) return "\"from\" must be a non-empty string (at most 256 bytes)";
     e.from = std::string(from->get_string());
   } else {
     e.from = "api";
   }
+  e.data = std::string(*data);
+  e.origin = router_.node_id();
+  return std::nullopt;
+}
+
+// One POST /api/publish: a single message (an object) or a batch (an array of them). Every message
+// is checked before any is published, so a 400 publishes nothing. The batch is published in array
+// order (user messages after the registry said where their users are), and its messages are
+// pipelined through the history store and the bus together: one request, one round trip.
+void handler::publish(const request& req, respond_fn done) {
+  json::error_code ec;
+  const json::value v = json::parse(req.body, ec);
+  if (ec || (!v.is_object() && !v.is_array()))
+    return done(error(400, "bad_json", "body must be a JSON object (one message) or an array of them"));
+  const bool single = v.is_object();
+  std::vector<bus::envelope> batch;
+  if (single) {
+    batch.resize(1);
+    if (auto why = parse_publish(v.get_object(), req.body, req.shard, batch[0]))
+      return done(error(400, "bad_request", *why));
+  } else {
+    const auto& arr = v.get_array();
+    if (arr.empty() || arr.size() > cfg_.api_publish_batch_max)
+      return done(error(400, "bad_request",
+                        "a batch holds 1 to " + std::to_string(cfg_.api_publish_batch_max) +
+                            " messages (api_publish_batch_max)"));
+    const auto raws = protocol::split_raw_array(req.body);
+    if (!raws || raws->size() != arr.size()) return done(error(400, "bad_json", "cannot split the array"));
+    batch.resize(arr.size());
+    for (std::size_t i = 0; i < arr.size(); ++i) {
+      if (!arr[i].is_object())
+        return done(error(400, "bad_request", "[" + std::to_string(i) + "]: a message must be a JSON object"));
+      if (auto why = parse_publish(arr[i].get_object(), (*raws)[i], req.shard, batch[i]))
+        return done(error(400, "bad_request", "[" + std::to_string(i) + "]: " + *why));
+    }
+  }
+  const auto n = batch.size();
   if (!publish_buckets_[req.shard].try_take(cfg_.api_publish_rate, std::max(1.0, cfg_.api_publish_rate),
-                                             std::chrono::steady_clock::now())) {
+                                             std::chrono::steady_clock::now(), static_cast<float>(n))) {
     auto r = error(429, "rate_limited", "over api_publish_rate");
     r.headers.emplace_back("Retry-After", "1");
     return done(std::move(r));
   }
-  e.data = std::string(*raw);
-  e.origin = router_.node_id();
-  std::string answer = "{\"ok\":true,\"id\":";
-  append_json_string(answer, e.id);
-  counters_[req.shard]->publishes_api.add();
-  if (e.kind != protocol::target_kind::user) return send(std::move(e), std::move(done), std::move(answer));
+  counters_[req.shard]->publishes_api.add(n);
+
+  auto st = std::make_shared<publish_batch>();
+  st->single = single;
+  st->envelopes = std::move(batch);
+  st->outcomes.resize(n);
+  st->done = std::move(done);
   // A user message goes only to the nodes holding the user's sessions (all nodes when unknown).
-  auto shared = std::make_shared<bus::envelope>(std::move(e));
-  registry_.user_sessions(shared->target, [this, shared, done = std::move(done), answer = std::move(answer)](
-                                              std::optional<std::vector<registry::registry::session_location>> where) mutable {
-    if (where) {
-      std::set<std::string> nodes;
-      for (auto& s : *where) nodes.insert(s.node);
-      if (nodes.empty()) nodes.insert(router_.node_id());  // offline: nothing to deliver, keep it cheap
-      shared->nodes.assign(nodes.begin(), nodes.end());
-    }
-    send(std::move(*shared), std::move(done), std::move(answer));
-  });
+  // Every distinct user is looked up first; then the whole batch is published in order.
+  std::map<std::string, std::vector<std::size_t>> users;
+  for (std::size_t i = 0; i < n; ++i)
+    if (st->envelopes[i].kind == protocol::target_kind::user) users[st->envelopes[i].target].push_back(i);
+  if (users.empty()) return publish_in_order(st);
+  st->lookups_left = users.size();
+  for (auto& [user, where_used] : users) {
+    registry_.user_sessions(user, [this, st, idx = std::move(where_used)](
+                                      std::optional<std::vector<registry::registry::session_location>> where) {
+      if (where) {
+        std::set<std::string> nodes;
+        for (auto& s : *where) nodes.insert(s.node);
+        if (nodes.empty()) nodes.insert(router_.node_id());  // offline: nothing to deliver, keep it cheap
+        for (auto i : idx) st->envelopes[i].nodes.assign(nodes.begin(), nodes.end());
+      }
+      if (st->lookups_left.fetch_sub(1, std::memory_order_acq_rel) == 1) publish_in_order(st);
+    });
+  }
 }
 
-void handler::send(bus::envelope e, respond_fn done, std::string answer) {
-  (void)answer;
-  const std::string id = e.id;
-  router_.publish(std::move(e), [done = std::move(done), id](hub::router::publish_outcome o) mutable {
-    if (o.ec) {
-      auto resp = error(503, "unavailable",
-                        std::string(o.from_history ? "history store" : "bus") + " did not accept the message: " + o.ec.message());
-      resp.headers.emplace_back("Retry-After", "1");
-      return done(std::move(resp));
+void handler::publish_in_order(const std::shared_ptr<publish_batch>& st) {
+  st->left = st->envelopes.size();
+  for (std::size_t i = 0; i < st->envelopes.size(); ++i) {
+    st->outcomes[i].id = st->envelopes[i].id;
+    router_.publish(std::move(st->envelopes[i]), [st, i](hub::router::publish_outcome o) {
+      st->outcomes[i].result = std::move(o);
+      if (st->left.fetch_sub(1, std::memory_order_acq_rel) == 1) finish(*st);
+    });
+  }
+}
+
+namespace {
+
+// The answer for one message: {"ok":true,"id":…,"seq":…} or {"ok":false,"id":…,"error":{…}}.
+void append_outcome(std::string& b, const std::string& id, const hub::router::publish_outcome& o) {
+  b += o.ec ? "{\"ok\":false,\"id\":" : "{\"ok\":true,\"id\":";
+  append_json_string(b, id);
+  if (o.ec) {
+    b += ",\"error\":{\"code\":\"unavailable\",\"message\":";
+    append_json_string(b, std::string(o.from_history ? "history store" : "bus") +
+                              " did not accept the message: " + o.ec.message());
+    b += "}}";
+    return;
+  }
+  if (o.seq != 0) {
+    b += ",\"seq\":" + std::to_string(o.seq) + ",\"epoch\":";
+    append_json_string(b, o.epoch);
+  }
+  if (o.duplicate) b += ",\"duplicate\":true";
+  if (o.unsequenced) b += ",\"unsequenced\":true";
+  if (o.queued) b += ",\"queued\":true";
+  b += "}";
+}
+
+}  // namespace
+
+void handler::finish(publish_batch& st) {
+  std::size_t failed = 0, queued = 0;
+  for (const auto& oc : st.outcomes) {
+    failed += oc.result.ec ? 1 : 0;
+    queued += oc.result.queued ? 1 : 0;
+  }
+  const std::size_t n = st.outcomes.size();
+  if (st.single && failed) {
+    const auto& o = st.outcomes[0].result;
+    auto resp = error(503, "unavailable",
+                      std::string(o.from_history ? "history store" : "bus") + " did not accept the message: " + o.ec.message());
+    resp.headers.emplace_back("Retry-After", "1");
+    return st.done(std::move(resp));
+  }
+  response resp;
+  if (st.single) {
+    append_outcome(resp.body, st.outcomes[0].id, st.outcomes[0].result);
+  } else {
+    resp.body = "{\"ok\":";
+    resp.body += failed ? "false" : "true";
+    resp.body += ",\"count\":" + std::to_string(n) + ",\"failed\":" + std::to_string(failed) +
+                 ",\"queued\":" + std::to_string(queued) + ",\"results\":[";
+    for (std::size_t i = 0; i < n; ++i) {
+      if (i) resp.body += ',';
+      append_outcome(resp.body, st.outcomes[i].id, st.outcomes[i].result);
     }
-    std::string b = "{\"ok\":true,\"id\":";
-    append_json_string(b, id);
-    if (o.seq != 0) {
-      b += ",\"seq\":" + std::to_string(o.seq) + ",\"epoch\":";
-      append_json_string(b, o.epoch);
-    }
-    if (o.duplicate) b += ",\"duplicate\":true";
-    if (o.unsequenced) b += ",\"unsequenced\":true";
-    if (o.queued) b += ",\"queued\":true";
-    b += "}";
-    response resp = ok_json(std::move(b));
-    if (o.queued) resp.status = 202;
-    done(std::move(resp));
-  });
+    resp.body += "]}";
+  }
+  // All accepted: 200 (202 when some wait in the outage buffer); none: 503; some: 207.
+  resp.status = failed == 0 ? (queued ? 202 : 200) : failed == n ? 503 : 207;
+  if (failed) resp.headers.emplace_back("Retry-After", "1");
+  st.done(std::move(resp));
 }
 
 void handler::history(const request& req, std::string room, respond_fn done) {

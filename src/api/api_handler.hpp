@@ -7,8 +7,12 @@
 #include "metrics/counters.hpp"
 #include "registry/registry.hpp"
 
+#include <boost/json/fwd.hpp>
+
 #include <atomic>
 #include <functional>
+#include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -56,9 +60,27 @@ class handler {
   static response error(unsigned status, std::string_view code, std::string_view message);
 
  private:
+  // The messages of one POST /api/publish and their outcomes, filled in as they complete.
+  struct publish_batch {
+    bool single = true;  // the body was one object: answer with one object
+    std::vector<bus::envelope> envelopes;
+    struct outcome {
+      std::string id;
+      hub::router::publish_outcome result;
+    };
+    std::vector<outcome> outcomes;
+    std::atomic<std::size_t> lookups_left{0};
+    std::atomic<std::size_t> left{0};
+    respond_fn done;
+  };
+
+  // Fills e from one publish object (raw: its text, for `data`); returns why it is refused.
+  std::optional<std::string> parse_publish(const boost::json::object& o, std::string_view raw, unsigned shard,
+                                           bus::envelope& e);
   void publish(const request& req, respond_fn done);
+  void publish_in_order(const std::shared_ptr<publish_batch>& st);
+  static void finish(publish_batch& st);
   void disconnect(const request& req, respond_fn done);
-  void send(bus::envelope e, respond_fn done, std::string answer);
   void history(const request& req, std::string room, respond_fn done);
   response stats() const;
 

@@ -12,8 +12,8 @@ class token_bucket {
 
   token_bucket() = default;
 
-  // Takes one token if available.
-  bool try_take(double rate_per_s, double burst, clock::time_point now) noexcept {
+  // Takes n tokens if available (all or none).
+  bool try_take(double rate_per_s, double burst, clock::time_point now, float n = 1.0f) noexcept {
     if (rate_per_s <= 0) return true;  // unlimited
     const auto now_ms = static_cast<std::uint32_t>(
         std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count());
@@ -25,8 +25,8 @@ class token_bucket {
       tokens_ = static_cast<float>(std::min(burst, tokens_ + elapsed * rate_per_s / 1000.0));
     }
     last_ms_ = now_ms;
-    if (tokens_ < 1.0f) return false;
-    tokens_ -= 1.0f;
+    if (tokens_ < n) return false;
+    tokens_ -= n;
     return true;
   }
 

@@ -110,6 +110,20 @@ std::optional<std::string_view> find_raw_member(std::string_view s, std::string_
   return std::nullopt;
 }
 
+std::optional<std::vector<std::string_view>> split_raw_array(std::string_view s) {
+  std::size_t i = skip_ws(s, 0);
+  if (i >= s.size() || s[i] != '[') return std::nullopt;
+  std::vector<std::string_view> out;
+  i = skip_ws(s, i + 1);
+  while (i < s.size() && s[i] != ']') {
+    const std::size_t end = skip_value(s, i);
+    out.push_back(s.substr(i, end - i));
+    i = skip_ws(s, end);
+    if (i < s.size() && s[i] == ',') i = skip_ws(s, i + 1);
+  }
+  return out;
+}
+
 bool decode_client_frame(std::string_view text, client_frame& out, decode_error& err) {
   const std::size_t first = skip_ws(text, 0);
   if (first >= text.size() || text[first] != '{') {

@@ -16,6 +16,10 @@ void append_json_string(std::string& out, std::string_view s);
 // Returns nullopt when the member is absent.
 std::optional<std::string_view> find_raw_member(std::string_view json_object, std::string_view key);
 
+// Splits a JSON array that is already known to be valid into the raw text of its elements.
+// Returns nullopt when the text is not an array.
+std::optional<std::vector<std::string_view>> split_raw_array(std::string_view json_array);
+
 // Error codes carried by `error` frames and API errors.
 namespace error_code {
 inline constexpr std::string_view bad_json = "bad_json";

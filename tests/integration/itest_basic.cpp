@@ -135,6 +135,45 @@ TEST_F(basic_test, data_is_passed_byte_for_byte) {
   EXPECT_EQ(frame.at("data"), parse_json(raw_data));
 }
 
+TEST_F(basic_test, batch_publish_delivers_in_array_order_with_one_answer_each) {
+  auto a = join("345", "STU", "u1");
+  auto b = join("346", "STU", "u2");
+  const std::string raw = R"({"k": [1, 2]})";
+  auto res = http_post_json(port(), "/api/publish",
+                            R"([{"room":"345","data":1},{"user":"u2","data":"for u2","id":"b-2"},)"
+                            R"({"room":"345","data":)" + raw + R"(},{"all":true,"data":3},{"room":"345","data":4}])");
+  ASSERT_EQ(res.status, 200u) << res.body;
+  const auto v = res.json();
+  EXPECT_TRUE(json_bool(v, "ok")) << res.body;
+  EXPECT_EQ(v.at("count").as_int64(), 5);
+  EXPECT_EQ(v.at("failed").as_int64(), 0);
+  const auto& results = v.at("results").as_array();
+  ASSERT_EQ(results.size(), 5u);
+  EXPECT_EQ(json_string(results[1], "id"), "b-2");
+  // Room messages are numbered in array order.
+  EXPECT_EQ(results[2].at("seq").as_int64(), results[0].at("seq").as_int64() + 1);
+  EXPECT_EQ(results[4].at("seq").as_int64(), results[2].at("seq").as_int64() + 1);
+
+  for (int i : {0, 2, 3, 4}) {
+    auto text = a->read_text();
+    ASSERT_TRUE(text.has_value()) << "message " << i;
+    auto f = parse_json(*text);
+    EXPECT_EQ(json_string(f, "id"), json_string(results[static_cast<std::size_t>(i)], "id")) << *text;
+    if (i == 2) {
+      EXPECT_NE(text->find(raw), std::string::npos) << "data byte for byte: " << *text;
+    }
+  }
+  for (int i : {1, 3}) {
+    auto f = next_message(b);
+    EXPECT_EQ(json_string(f, "id"), json_string(results[static_cast<std::size_t>(i)], "id"));
+  }
+  // A repeated id in a later batch is a duplicate with its first answer.
+  auto again = http_post_json(port(), "/api/publish", R"([{"user":"u2","data":"again","id":"b-2"}])");
+  ASSERT_EQ(again.status, 200u) << again.body;
+  EXPECT_TRUE(json_bool(again.json().at("results").as_array()[0], "duplicate")) << again.body;
+  expect_marker_next(b, publish_marker(R"("user":"u2")"));
+}
+
 TEST_F(basic_test, teacher_plain_text_reaches_the_room) {
   auto teacher = join("345", "THE", "t1");
   auto student = join("345", "STU", "s1");

@@ -161,6 +161,40 @@ TEST_F(api_test, bad_json_body_is_400) {
   expect_json_error(http_post_json(port(), "/api/disconnect", R"({"user":"u1","code":1000})", "k"), 400);
 }
 
+TEST_F(api_test, bad_batch_is_400_and_publishes_nothing) {
+  auto m = join(port(), "345", "STU", "u1");
+  expect_json_error(http_post_json(port(), "/api/publish", "[]", "k"), 400);                          // empty
+  expect_json_error(http_post_json(port(), "/api/publish", R"([{"room":"345","data":1},2])", "k"), 400);  // not an object
+  // One bad message refuses the whole batch: the good one before it is not delivered either.
+  auto bad = http_post_json(port(), "/api/publish", R"([{"room":"345","data":{"first":1}},{"room":"345"}])", "k");
+  expect_json_error(bad, 400);
+  EXPECT_NE(bad.body.find("[1]"), std::string::npos) << "the error names the bad element: " << bad.body;
+  auto ok = http_post_json(port(), "/api/publish", R"({"room":"345","data":{"marker":1}})", "k");
+  ASSERT_EQ(ok.status, 200u) << ok.body;
+  auto frame = m->read_json();
+  ASSERT_TRUE(frame.has_value());
+  EXPECT_EQ(json_string(*frame, "id"), json_string(ok.json(), "id")) << "something of the refused batch arrived";
+}
+
+TEST(api_batch, batch_over_api_publish_batch_max_is_400) {
+  auto node = start_node({"--api-publish-batch-max", "3"});
+  const std::string three = R"([{"room":"r","data":1},{"room":"r","data":2},{"room":"r","data":3}])";
+  EXPECT_EQ(http_post_json(node->port(), "/api/publish", three).status, 200u);
+  expect_json_error(http_post_json(node->port(), "/api/publish",
+                                   R"([{"room":"r","data":1},{"room":"r","data":2},{"room":"r","data":3},{"room":"r","data":4}])"),
+                    400);
+}
+
+TEST(api_batch, batch_counts_against_api_publish_rate) {
+  auto node = start_node({"--api-publish-rate", "5"});  // burst 5 per shard
+  std::string six = "[";
+  for (int i = 0; i < 6; ++i) six += std::string(i ? "," : "") + R"({"room":"r","data":)" + std::to_string(i) + "}";
+  six += "]";
+  auto r = http_post_json(node->port(), "/api/publish", six);
+  EXPECT_EQ(r.status, 429u) << r.body;
+  EXPECT_FALSE(r.header("retry-after").empty());
+}
+
 // --- WebSocket frame errors ----------------------------------------------------------
 
 class frame_test : public ::testing::Test {

@@ -55,6 +55,19 @@ TEST(codec, find_raw_member_skips_nested_and_strings) {
   EXPECT_FALSE(find_raw_member(R"({"x":1})", "data"));
 }
 
+TEST(codec, split_raw_array_keeps_each_element_byte_for_byte) {
+  auto parts = split_raw_array(R"( [ {"a":"],}"} ,[1, [2]],"x\"]",  -1.5e3 ,null] )");
+  ASSERT_TRUE(parts);
+  ASSERT_EQ(parts->size(), 5u);
+  EXPECT_EQ((*parts)[0], R"({"a":"],}"})");
+  EXPECT_EQ((*parts)[1], "[1, [2]]");
+  EXPECT_EQ((*parts)[2], R"("x\"]")");
+  EXPECT_EQ((*parts)[3], "-1.5e3");
+  EXPECT_EQ((*parts)[4], "null");
+  EXPECT_EQ(split_raw_array("[]").value().size(), 0u);
+  EXPECT_FALSE(split_raw_array(R"({"a":1})"));
+}
+
 TEST(codec, server_frames_are_valid_json) {
   std::string m;
   append_message(m, {target_kind::room, "345", "id-1", "u\"1", R"({"x":1})"});
