@@ -117,18 +117,69 @@ bool shard::finish_sync(member& m, std::string_view room, std::uint64_t seq, std
     // on the bus, and other members may need it.
     if (r.epoch.empty() && !epoch.empty()) r.epoch = std::string(epoch);
     slot.last_seq = seq;
-    slot.syncing = false;
-    std::vector<held_frame> held;
-    held.swap(slot.held);
-    for (auto& h : held) {
-      if (h.seq != 0 && h.seq <= slot.last_seq) continue;  // already sent from history
-      if (h.seq != 0) slot.last_seq = h.seq;
-      m.deliver(h.frame);
-      counters_.messages_out.add();
+    release_held(r, slot, true);
+    if (r.catch_up_pending && !all_syncing(r)) {
+      r.catch_up_pending = false;
+      catch_up(r.name);
     }
     return true;
   }
   return false;
+}
+
+void shard::release_held(room_entry& r, room_slot& slot, bool may_fill) {
+  std::vector<held_frame> held;
+  held.swap(slot.held);
+  for (std::size_t i = 0; i < held.size(); ++i) {
+    auto& h = held[i];
+    if (h.seq != 0 && h.seq <= slot.last_seq) continue;  // already sent from history
+    if (h.seq != 0 && slot.last_seq != 0 && h.seq > slot.last_seq + 1) {
+      if (may_fill && member_fill_) {
+        // The room passed a message before this member's position was known: read it for this
+        // member; the rest stays held behind it.
+        slot.held.assign(std::make_move_iterator(held.begin() + static_cast<std::ptrdiff_t>(i)),
+                         std::make_move_iterator(held.end()));
+        slot.syncing = true;
+        counters_.gap_fills.add();
+        member_fill_(slot.m->id().session_id, r.name, slot.last_seq);
+        return;
+      }
+      counters_.gaps_unfilled.add();
+      slot.m->deliver(make_local(
+          protocol::make_frame(protocol::ws_opcode::text, protocol::encode_gap(r.name, "lost", h.seq - 1, r.epoch))));
+    }
+    if (h.seq != 0) slot.last_seq = h.seq;
+    slot.m->deliver(h.frame);
+    counters_.messages_out.add();
+  }
+  slot.syncing = false;
+}
+
+void shard::member_fill_done(std::uint64_t session_id, std::string_view room, bool ok, std::string_view epoch,
+                             std::vector<held_frame> frames) {
+  member* m = find(session_id);
+  if (!m) return;
+  for (auto& ms : m->rooms_) {
+    if (ms.room->name != room) continue;
+    room_entry& r = *ms.room;
+    room_slot& slot = r.members[ms.index];
+    if (!slot.syncing) return;
+    if (ok && epoch == r.epoch) {
+      for (auto& h : frames) {
+        if (h.seq <= slot.last_seq) continue;
+        if (h.seq > slot.last_seq + 1) {  // history lost part of it: say so, then go on
+          counters_.gaps_unfilled.add();
+          m->deliver(make_local(protocol::make_frame(protocol::ws_opcode::text,
+                                                     protocol::encode_gap(r.name, "lost", h.seq - 1, r.epoch))));
+        }
+        slot.last_seq = h.seq;
+        m->deliver(h.frame);
+        counters_.messages_out.add();
+      }
+    }
+    release_held(r, slot, false);
+    return;
+  }
 }
 
 bool shard::leave(member& m, std::string_view room) {
@@ -181,6 +232,15 @@ std::size_t shard::fan_out(room_entry& r, const frame_ref& f, std::uint64_t seq)
     }
     if (seq != 0) {
       if (seq <= slot.last_seq) continue;  // it got this one from its recovery already
+      if (slot.last_seq != 0 && seq > slot.last_seq + 1 && member_fill_) {
+        // This member's position is behind the room's (it was read before a message the room had
+        // passed): hold and read its own hole. Rare; never true for a member that was in sync.
+        slot.syncing = true;
+        slot.held.push_back({seq, f});
+        counters_.gap_fills.add();
+        member_fill_(slot.m->id().session_id, r.name, slot.last_seq);
+        continue;
+      }
       slot.last_seq = seq;
     }
     slot.m->deliver(f);
@@ -234,11 +294,19 @@ std::uint64_t shard::baseline(const room_entry& r) {
   return base;
 }
 
+bool shard::all_syncing(const room_entry& r) {
+  return std::all_of(r.members.begin(), r.members.end(), [](const room_slot& s) { return s.syncing; });
+}
+
 void shard::catch_up(std::string_view room) {
   auto it = rooms_.find(room);
   if (it == rooms_.end() || !fill_) return;
   room_entry& r = *it->second;
   if (r.filling) return;  // a fill in flight reads this stretch already
+  if (r.last_seq == 0 && all_syncing(r)) {
+    r.catch_up_pending = true;  // no member's position is known yet: finish_sync runs it
+    return;
+  }
   if (r.last_seq == 0) r.last_seq = baseline(r);
   r.filling = true;
   fill_(r.name, r.last_seq);
@@ -283,6 +351,9 @@ void shard::fill_done(std::string_view room, bool ok, std::string_view epoch, st
       auto gap = make_local(protocol::make_frame(protocol::ws_opcode::text,
                                                  protocol::encode_gap(r.name, "lost", h.seq - 1, r.epoch)));
       fan_out(r, gap, 0);
+      // Members were told: their own sequence resumes after the hole, without reading it again.
+      for (auto& slot : r.members)
+        if (!slot.syncing && slot.last_seq < h.seq - 1) slot.last_seq = h.seq - 1;
     }
     r.last_seq = h.seq;
     fan_out(r, h.frame, h.seq);

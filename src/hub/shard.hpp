@@ -35,6 +35,9 @@ struct room_entry {
   std::string epoch;
   bool filling = false;
   std::vector<held_frame> held;  // frames after a hole, while it is being filled
+  // The bus became live while every member was still reading its position: catch up once one is
+  // known (reading from 0 would find a trimmed history and announce a gap nobody has).
+  bool catch_up_pending = false;
 };
 
 struct user_entry {
@@ -80,6 +83,9 @@ class shard {
   // Asks for the room's history after `since`; the answer comes back through fill_done() on this
   // shard's thread.
   using fill_fn = std::function<void(const std::string& room, std::uint64_t since)>;
+  // The same for one member whose own sequence has a hole (its position was read before a message
+  // the room had already passed); the answer comes back through member_fill_done().
+  using member_fill_fn = std::function<void(std::uint64_t session_id, const std::string& room, std::uint64_t since)>;
 
   shard(unsigned index, metrics::shard_counters& counters) : index_(index), counters_(counters) {}
   shard(const shard&) = delete;
@@ -89,6 +95,7 @@ class shard {
   void on_room_change(room_change_fn f) { room_change_ = std::move(f); }
   void set_listener(membership_listener* l) noexcept { listener_ = l; }
   void on_fill(fill_fn f) { fill_ = std::move(f); }
+  void on_member_fill(member_fill_fn f) { member_fill_ = std::move(f); }
 
   void add(member& m);
   // Removes m from every index. Called exactly once per added member, on every way out.
@@ -114,6 +121,9 @@ class shard {
   // A hole's history arrived (ok = false: it could not be read): deliver what was missing, then
   // the frames held behind the hole. Frames are the encoded message frames, ascending seq.
   void fill_done(std::string_view room, bool ok, std::string_view epoch, std::vector<held_frame> frames);
+  // One member's hole arrived: deliver what it lacks in order, then what was held for it.
+  void member_fill_done(std::uint64_t session_id, std::string_view room, bool ok, std::string_view epoch,
+                        std::vector<held_frame> frames);
   std::size_t deliver_user(std::string_view user, const frame_ref& f);
   std::size_t deliver_all(const frame_ref& f);
 
@@ -136,12 +146,17 @@ class shard {
   void accept(room_entry& r, const frame_ref& f, std::uint64_t seq);
   void restart_epoch(room_entry& r, std::string_view epoch);
   static std::uint64_t baseline(const room_entry& r);
+  static bool all_syncing(const room_entry& r);
+  // Delivers the slot's held frames in order; stops at a hole and asks for a member fill (unless
+  // `may_fill` is false: then the hole is announced). Ends the slot's syncing when all went out.
+  void release_held(room_entry& r, room_slot& slot, bool may_fill);
 
   unsigned index_;
   metrics::shard_counters& counters_;
   room_change_fn room_change_;
   membership_listener* listener_ = nullptr;
   fill_fn fill_;
+  member_fill_fn member_fill_;
   std::vector<member*> all_;
   std::unordered_map<std::uint64_t, member*> by_session_;
   std::unordered_map<std::string, std::unique_ptr<room_entry>, string_hash, std::equal_to<>> rooms_;

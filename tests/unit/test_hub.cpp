@@ -232,3 +232,84 @@ TEST(shard_sequence, a_join_does_not_swallow_a_message_still_on_the_bus) {
   s.remove(a);
   s.remove(b);
 }
+
+// A join storm: the bus became live while the only member was still reading its position. The
+// catch-up waits for that position instead of reading from 0 (a trimmed history would announce a
+// gap nobody has).
+TEST(shard_sequence, catch_up_waits_for_a_known_position) {
+  metrics::shard_counters c;
+  shard s(0, c);
+  std::vector<std::uint64_t> fills;
+  s.on_fill([&](const std::string&, std::uint64_t since) { fills.push_back(since); });
+  fake_member a(1, "a");
+  s.add(a);
+  s.join(a, "r", 4, true);
+  s.catch_up("r");
+  EXPECT_TRUE(fills.empty());
+  ASSERT_TRUE(s.finish_sync(a, "r", 2005, "e1"));
+  ASSERT_EQ(fills.size(), 1u);
+  EXPECT_EQ(fills[0], 2005u);
+  s.fill_done("r", true, "e1", {{2006, seq_frame(2006)}});
+  EXPECT_EQ(seqs_of(a), (std::vector<std::uint64_t>{2006}));
+  EXPECT_EQ(c.gaps_unfilled.get(), 0u);
+  s.remove(a);
+}
+
+// The member read head 5; 6 went by on the bus before the room was bound here, and 7 arrived live
+// while it was reading: it must get 6 (read for it alone) before 7.
+TEST(shard_sequence, hole_between_a_members_position_and_held_frames_is_read_for_it) {
+  metrics::shard_counters c;
+  shard s(0, c);
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> member_fills;
+  s.on_fill([](const std::string&, std::uint64_t) {});
+  s.on_member_fill([&](std::uint64_t sid, const std::string&, std::uint64_t since) { member_fills.emplace_back(sid, since); });
+  fake_member a(1, "a");
+  s.add(a);
+  s.join(a, "r", 4, true);
+  s.deliver_room("r", seq_frame(7), 7, "e1");
+  ASSERT_TRUE(s.finish_sync(a, "r", 5, "e1"));
+  ASSERT_EQ(member_fills.size(), 1u);
+  EXPECT_EQ(member_fills[0], (std::pair<std::uint64_t, std::uint64_t>{1, 5}));
+  EXPECT_TRUE(a.got.empty());
+  s.deliver_room("r", seq_frame(8), 8, "e1");  // still held behind the hole
+  s.member_fill_done(1, "r", true, "e1", {{6, seq_frame(6)}, {7, seq_frame(7)}});
+  EXPECT_EQ(seqs_of(a), (std::vector<std::uint64_t>{6, 7, 8}));
+  s.deliver_room("r", seq_frame(9), 9, "e1");
+  EXPECT_EQ(seqs_of(a), (std::vector<std::uint64_t>{6, 7, 8, 9}));
+  EXPECT_EQ(c.gaps_unfilled.get(), 0u);
+  s.remove(a);
+}
+
+// b's position was read before 4 and 5, which the room had already delivered: the next live
+// message shows b's hole, which is read for b alone; a is not held up.
+TEST(shard_sequence, member_behind_the_room_is_filled_alone) {
+  metrics::shard_counters c;
+  shard s(0, c);
+  std::vector<std::uint64_t> member_fills;
+  s.on_fill([](const std::string&, std::uint64_t) {});
+  s.on_member_fill([&](std::uint64_t sid, const std::string&, std::uint64_t since) {
+    EXPECT_EQ(sid, 2u);
+    member_fills.push_back(since);
+  });
+  fake_member a(1, "a"), b(2, "b");
+  s.add(a);
+  s.add(b);
+  s.join(a, "r", 4, true);
+  ASSERT_TRUE(s.finish_sync(a, "r", 3, "e1"));
+  s.deliver_room("r", seq_frame(4), 4, "e1");
+  s.deliver_room("r", seq_frame(5), 5, "e1");
+  s.join(b, "r", 4, true);
+  ASSERT_TRUE(s.finish_sync(b, "r", 3, "e1"));  // a stale read
+  s.deliver_room("r", seq_frame(6), 6, "e1");
+  EXPECT_EQ(seqs_of(a), (std::vector<std::uint64_t>{4, 5, 6}));
+  ASSERT_EQ(member_fills.size(), 1u);
+  EXPECT_EQ(member_fills[0], 3u);
+  // History lost 4: b is told, then gets the rest.
+  s.member_fill_done(2, "r", true, "e1", {{5, seq_frame(5)}, {6, seq_frame(6)}});
+  ASSERT_FALSE(b.got.empty());
+  EXPECT_NE(b.got[0].find("\"gap\""), std::string::npos) << b.got[0];
+  EXPECT_EQ(seqs_of(b), (std::vector<std::uint64_t>{0, 5, 6}));
+  EXPECT_EQ(c.gaps_unfilled.get(), 1u);
+  s.remove(a);
+  s.remove(b);
+}
