@@ -22,6 +22,8 @@
 #   --duration S      publish time of S3/S4 (default 20)
 #   --workers W       bench worker processes (default 2)
 #   --nchan-workers N nginx worker_processes per Nchan node (default 2)
+#   --grace S         S3/S4: wait S seconds after the last publish for deliveries (roomcast-bench default 3)
+#   --connect-timeout S  roomcast-bench --connect-timeout (default 10: a join still unanswered then counts as failed)
 #
 # Ports (fixed): limit 19410; roomcast 19420/19421 + Redis 19425; socketio 19430/19431 + Redis 19435;
 # nchan 19440/19441 + Redis 19445. Everything is bounded: roomcast-bench has --timeout, every wait
@@ -29,7 +31,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-BENCH= LIMIT= ROOMCAST= OUT= SCALE=1 DURATION=20 WORKERS=2 NCHAN_WORKERS=2
+BENCH= LIMIT= ROOMCAST= OUT= SCALE=1 DURATION=20 WORKERS=2 NCHAN_WORKERS=2 GRACE=3 CONNECT_TIMEOUT=10
 SOURCES=127.0.0.1,127.0.0.2,127.0.0.3,127.0.0.4
 SYSTEM= SCENARIOS=()
 while (($#)); do
@@ -42,7 +44,9 @@ while (($#)); do
     --duration) DURATION=$2; shift 2 ;;
     --workers) WORKERS=$2; shift 2 ;;
     --nchan-workers) NCHAN_WORKERS=$2; shift 2 ;;
-    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+    --grace) GRACE=$2; shift 2 ;;
+    --connect-timeout) CONNECT_TIMEOUT=$2; shift 2 ;;
+    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
     limit|roomcast|socketio|nchan) SYSTEM=$1; shift ;;
     S[1-4]) SCENARIOS+=("$1"); shift ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
@@ -155,10 +159,11 @@ bench() {  # mode, then flags
   {
     echo "# system: $SYSTEM  scenario: $CURRENT  date: $(date -u +%FT%TZ)  load before: $(cat /proc/loadavg)"
     echo "# servers: $SERVER_PIDS"
-    echo "+ roomcast-bench $mode --flavor $FLAVOR --server-pid <servers> --workers $WORKERS --sources $SOURCES $*"
+    echo "+ roomcast-bench $mode --flavor $FLAVOR --server-pid <servers> --workers $WORKERS --sources $SOURCES $* --connect-timeout $CONNECT_TIMEOUT"
   } | tee "$OUT/$CURRENT.txt"
-  echo "$CURRENT: roomcast-bench $mode --flavor $FLAVOR --workers $WORKERS --sources $SOURCES $*" >>"$OUT/commands.txt"
+  echo "$CURRENT: roomcast-bench $mode --flavor $FLAVOR --workers $WORKERS --sources $SOURCES $* --connect-timeout $CONNECT_TIMEOUT" >>"$OUT/commands.txt"
   "$BENCH" "$mode" --flavor "$FLAVOR" --server-pid "$SERVER_PIDS" --workers "$WORKERS" --sources "$SOURCES" "$@" \
+    --connect-timeout "$CONNECT_TIMEOUT" \
     | tee -a "$OUT/$CURRENT.txt"
   [[ -n $rpid ]] && rcpu1=$(proc_cpu "$rpid")
   {
@@ -174,7 +179,7 @@ TARGETS=$TARGET_A
 S1() {  # surge: 15,000 joins into node A (1,000 connects in flight)
   CURRENT=S1; echo "=== S1 $SYSTEM: surge $(n 15000) joins into one node ==="
   start_system
-  bench surge --target "$TARGET_A" --connections "$(n 15000)" --concurrency 1000 --rooms 100 --hold 5 --timeout 120 \
+  bench surge --target "$TARGET_A" --connections "$(n 15000)" --concurrency 1000 --rooms 100 --hold 5 --timeout $((CONNECT_TIMEOUT + 110)) \
     --json "$OUT/S1.json"
   stop_system
 }
@@ -182,7 +187,7 @@ S2() {  # memory per idle connection: 15,000 into node A at 3,000/s, held 10 s
   CURRENT=S2; echo "=== S2 $SYSTEM: $(n 15000) idle connections into one node ==="
   start_system
   bench hold --target "$TARGET_A" --connections "$(n 15000)" --rate 3000 --concurrency 2000 --rooms 100 --duration 10 \
-    --timeout 120 --json "$OUT/S2.json"
+    --timeout $((CONNECT_TIMEOUT + 110)) --json "$OUT/S2.json"
   stop_system
 }
 S3() {  # fan-out: 10 rooms x 1,000 members over both nodes, 20 then 5 msgs/s per room, published via node A
@@ -190,7 +195,7 @@ S3() {  # fan-out: 10 rooms x 1,000 members over both nodes, 20 then 5 msgs/s pe
     CURRENT=S3-$rate; echo "=== S3 $SYSTEM: 10 rooms x $(n 1000) members, $rate msgs/s per room ==="
     start_system
     bench fanout --target "$TARGETS" --target-spread members --api "$TARGET_A" --rooms 10 --members "$(n 1000)" \
-      --rate "$rate" --duration "$DURATION" --timeout $((DURATION + 90)) --json "$OUT/S3-$rate.json" --plot "$OUT/S3-$rate.svg"
+      --rate "$rate" --duration "$DURATION" --grace "$GRACE" --timeout $((DURATION + GRACE + 90)) --json "$OUT/S3-$rate.json" --plot "$OUT/S3-$rate.svg"
     stop_system
   done
 }
@@ -198,7 +203,7 @@ S4() {  # 10,000 subscribers in one room over both nodes, 5 msgs/s, published vi
   CURRENT=S4; echo "=== S4 $SYSTEM: $(n 10000) subscribers in 1 room, 5 msgs/s ==="
   start_system
   bench fanout --target "$TARGETS" --target-spread members --api "$TARGET_A" --rooms 1 --members "$(n 10000)" --rate 5 \
-    --duration "$DURATION" --timeout $((DURATION + 90)) --json "$OUT/S4.json" --plot "$OUT/S4.svg"
+    --duration "$DURATION" --grace "$GRACE" --timeout $((DURATION + GRACE + 90)) --json "$OUT/S4.json" --plot "$OUT/S4.svg"
   stop_system
 }
 
@@ -213,7 +218,7 @@ S4() {  # 10,000 subscribers in one room over both nodes, 5 msgs/s, published vi
     nchan) echo "nodes: tools/bench/nchan/nchan.sh start DIR $PA|$PB 127.0.0.1:$RP $NCHAN_WORKERS  ($(nginx -v 2>&1), $(dpkg-query -W -f='libnginx-mod-nchan ${Version}' libnginx-mod-nchan 2>/dev/null))" ;;
   esac
   [[ -n $RP ]] && echo "redis: scripts/redis.sh start DIR $RP  ($(redis-server --version | awk '{print $3}'))"
-  echo "bench: $BENCH  scale: $SCALE  duration: $DURATION  workers: $WORKERS"
+  echo "bench: $BENCH  scale: $SCALE  duration: $DURATION  workers: $WORKERS  grace: $GRACE  connect-timeout: $CONNECT_TIMEOUT"
 } >"$OUT/setup.txt"
 for s in "${SCENARIOS[@]}"; do "$s"; done
 echo "results in $OUT"
