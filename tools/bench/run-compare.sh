@@ -213,7 +213,7 @@ S4() {  # 10,000 subscribers in one room over both nodes, 5 msgs/s, published vi
   case $SYSTEM in
     limit) echo "node: $LIMIT --port $PA --threads 2 --max-seconds 600" ;;
     roomcast) echo "nodes: $ROOMCAST --port $PA|$PB --node-id a|b --threads 2 --log-level warn --web-root \"\" --bus redis --redis-address 127.0.0.1:$RP"
-              echo "roomcast commit: $(git rev-parse --short HEAD 2>/dev/null)  binary: $(stat -c %y "$ROOMCAST")" ;;
+              echo "worktree HEAD: $(git rev-parse --short HEAD 2>/dev/null)  roomcast binary built: $(stat -c %y "$ROOMCAST")" ;;
     socketio) echo "nodes: node tools/bench/socketio/server.js --port $PA|$PB --redis 127.0.0.1:$RP  (node $(node --version))" ;;
     nchan) echo "nodes: tools/bench/nchan/nchan.sh start DIR $PA|$PB 127.0.0.1:$RP $NCHAN_WORKERS  ($(nginx -v 2>&1), $(dpkg-query -W -f='libnginx-mod-nchan ${Version}' libnginx-mod-nchan 2>/dev/null))" ;;
   esac
