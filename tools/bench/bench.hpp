@@ -22,12 +22,24 @@ struct endpoint {
 
 enum class mode { surge, hold, fanout, churn, slow, user };
 
+// Which server the bench talks to: the WebSocket path, the handshake/keepalive after the upgrade,
+// and the publish request differ (tools/bench/socketio, tools/bench/nchan).
+//   roomcast: roomcast or limit-server; frames are JSON objects; POST /api/publish {"room","data"}
+//   socketio: Engine.IO v4 over WebSocket: client sends "40" after the upgrade, is open on "40{…}",
+//             answers the server's ping "2" with "3", messages arrive as 42["message",{data}];
+//             POST /api/publish {"room","data"} to tools/bench/socketio/server.js
+//   nchan:    nginx + Nchan websocket subscriber; a frame is the published body; POST /pub/<room>
+enum class flavor { roomcast, socketio, nchan };
+
 struct config {
   mode m = mode::surge;
   std::string mode_name;
   std::vector<endpoint> targets;
   endpoint api;
+  flavor fl = flavor::roomcast;
+  std::string flavor_name = "roomcast";
   std::string path_template = "/demo/websocket/{room}/STU/{user}/{token}/pc";
+  bool spread_members = false;  // --target-spread members: target = (i / rooms) % targets (each room on every target)
   std::string token = "x";
   std::string role = "STU", platform = "pc";
   std::string api_key;

@@ -103,7 +103,7 @@ void results::parse_line(const std::string& line) {
 // ---- worker ---------------------------------------------------------------------------------
 namespace {
 
-enum class st : std::uint8_t { connecting, handshake, open, slow, closing };
+enum class st : std::uint8_t { connecting, handshake, open, slow, closing, sio_connect };
 
 struct cconn {
   int fd = -1;
@@ -146,6 +146,11 @@ struct worker {
   bool is_slow_idx(long i) const {
     if (cfg.m != mode::slow) return false;
     return std::floor(double(i + 1) * cfg.slow_share) > std::floor(double(i) * cfg.slow_share);
+  }
+  const endpoint& endpoint_of(long i) const {
+    if (cfg.spread_members)
+      return cfg.targets[std::size_t(i / std::max(1L, cfg.rooms)) % cfg.targets.size()];
+    return cfg.targets[std::size_t(i) % cfg.targets.size()];
   }
   std::uint32_t target_of(long i) const {
     if (cfg.m == mode::user) return std::uint32_t(i);
@@ -233,7 +238,7 @@ struct worker {
         return;
       }
     }
-    const auto& tgt = cfg.targets[std::size_t(i) % cfg.targets.size()];
+    const auto& tgt = endpoint_of(i);
     c->fd = fd;
     if (by_fd.size() <= std::size_t(fd)) by_fd.resize(std::size_t(fd) + 1024);
     cconn* cp = c.get();
@@ -262,7 +267,7 @@ struct worker {
                                   : "errno_" + std::to_string(err));
       return;
     }
-    const auto& tgt = cfg.targets[std::size_t(c->idx) % cfg.targets.size()];
+    const auto& tgt = endpoint_of(c->idx);
     std::string req = "GET " + path_for(c->idx) + " HTTP/1.1\r\nHost: " + tgt.text() +
                       "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + ws_key +
                       "\r\nSec-WebSocket-Version: 13\r\n\r\n";
@@ -314,10 +319,26 @@ struct worker {
     }
     const std::int64_t now = now_ns();
     pending.erase(c->fd);
+    c->in.erase(0, he + 4);
+    if (cfg.fl == flavor::socketio) {
+      // Engine.IO v4: the server sends its open packet "0{…}"; we connect to namespace "/" right
+      // away ("40") and count the connection open when the server's "40{…}" (connected, room
+      // joined) arrives. Slow clients never read, so they are counted open now.
+      write_or_queue(c, client_frame(1, "40"));
+      if (!c->slow) {
+        c->state = st::sio_connect;
+        return on_frames(c);
+      }
+    }
+    return mark_open(c, now);
+  }
+
+  // The connection is usable (WebSocket upgraded; Socket.IO: namespace connected).
+  bool mark_open(cconn* c, std::int64_t now) {
+    pending.erase(c->fd);
     r.add("opened");
     r.h["handshake"].add((now - c->t_start) / 1000);
     r.set_max("last_open_ns", now - cfg.t0);
-    c->in.erase(0, he + 4);
     if (is_churn()) return churn_close(c);
     if (c->slow) {
       r.add("slow_opened");
@@ -328,6 +349,32 @@ struct worker {
     r.targets[c->target].open++;
     c->state = st::open;
     return on_frames(c);
+  }
+
+  // Socket.IO text frame (Engine.IO packet type first). Returns false if c was dropped.
+  bool on_sio_packet(cconn* c, std::string_view p, std::int64_t now) {
+    if (p.size() == 1 && p[0] == '2') {  // ping -> pong
+      r.add("pings");
+      write_or_queue(c, client_frame(1, "3"));
+      return true;
+    }
+    if (p.size() >= 2 && p[0] == '4' && p[1] == '2') {  // event 42["message",{…}]
+      if (c->state == st::open) on_message(c, p, now);
+      else r.add("other_frames");
+      return true;
+    }
+    if (p.size() >= 2 && p[0] == '4' && p[1] == '4') {  // connect_error
+      fail(c, "sio_connect_error");
+      return false;
+    }
+    if (p.size() >= 1 && p[0] == '1') {  // close
+      r.add(c->state == st::open ? "close.sio_close" : "fail.sio_close");
+      if (c->state == st::open && !stop) r.set_max("last_close_ns", now - cfg.t0);
+      drop(c);
+      return false;
+    }
+    if (p.empty() || p[0] != '0') r.add("other_frames");  // "0{…}" open packet: nothing to do
+    return true;
   }
 
   bool churn_close(cconn* c) {
@@ -398,6 +445,14 @@ struct worker {
       pos += f.header + f.len;
       if (f.opcode == 1 || f.opcode == 0) {
         if (!f.fin || f.opcode == 0) r.add("fragments");
+        if (cfg.fl == flavor::socketio && !count_only) {
+          if (c->state == st::sio_connect && p.size() >= 2 && p[0] == '4' && p[1] == '0') {
+            c->in.erase(0, pos);  // namespace connected; mark_open() parses the rest of the buffer
+            return mark_open(c, now);
+          }
+          if (!on_sio_packet(c, p, now)) return false;
+          continue;
+        }
         if (count_only) {
           std::int64_t t = 0;
           if (find_int(p, "\"t\":", t)) {

@@ -75,7 +75,12 @@ const char* usage =
     "  --rooms R --members M fanout/slow (members per room)        --users U   user mode\n"
     "  --cycles N            churn                                  --slow-share F (0.1)  --slow-rcvbuf B (4096)\n"
     "  --payload B           padding bytes in each message's data   --grace S   wait for deliveries after publishing (3)\n"
-    "  --path-template T     default /demo/websocket/{room}/STU/{user}/{token}/pc  ({role} {platform} also replaced)\n"
+    "  --flavor F            roomcast (default; also limit-server) | socketio (Engine.IO v4 over WebSocket,\n"
+    "                        tools/bench/socketio) | nchan (nginx + Nchan, tools/bench/nchan): URL, handshake and publish request\n"
+    "  --path-template T     default /demo/websocket/{room}/STU/{user}/{token}/pc  ({role} {platform} also replaced);\n"
+    "                        socketio: /socket.io/?EIO=4&transport=websocket&room={room}; nchan: /sub/{room}\n"
+    "  --target-spread S     index (default: connection i -> target i % T) | members (i -> (i / rooms) % T:\n"
+    "                        every room's members spread over all targets)\n"
     "  --token T  --role R  --platform P  --api-key K  --api-conns N (4)\n"
     "  --api-batch N (1: one message per request; N > 1: messages due on a busy connection wait and\n"
     "               go out together, up to N per request, as a JSON array body)\n"
@@ -98,6 +103,7 @@ config parse_args(int argc, char** argv) {
   if (it == modes.end()) die("unknown mode '" + c.mode_name + "'\n" + usage);
   c.m = it->second;
   std::string api;
+  bool path_given = false;
   for (int i = 2; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "-h" || a == "--help") {
@@ -109,7 +115,19 @@ config parse_args(int argc, char** argv) {
     if (a == "--target") {
       for (auto& t : split(v, ',')) c.targets.push_back(parse_endpoint(t));
     } else if (a == "--api") api = v;
-    else if (a == "--path-template") c.path_template = v;
+    else if (a == "--path-template") {
+      c.path_template = v;
+      path_given = true;
+    } else if (a == "--flavor") {
+      c.flavor_name = v;
+      if (v == "roomcast") c.fl = flavor::roomcast;
+      else if (v == "socketio") c.fl = flavor::socketio;
+      else if (v == "nchan") c.fl = flavor::nchan;
+      else die("unknown flavor '" + v + "' (roomcast | socketio | nchan)");
+    } else if (a == "--target-spread") {
+      if (v == "members") c.spread_members = true;
+      else if (v != "index") die("--target-spread: index | members");
+    }
     else if (a == "--token") c.token = v;
     else if (a == "--role") c.role = v;
     else if (a == "--platform") c.platform = v;
@@ -146,6 +164,10 @@ config parse_args(int argc, char** argv) {
     else die("unknown flag " + a + "\n" + usage);
   }
   if (c.targets.empty()) die("--target is required");
+  if (!path_given && c.fl == flavor::socketio) c.path_template = "/socket.io/?EIO=4&transport=websocket&room={room}";
+  if (!path_given && c.fl == flavor::nchan) c.path_template = "/sub/{room}";
+  if (c.fl == flavor::nchan && c.api_batch > 1) die("--api-batch > 1 is not supported with --flavor nchan");
+  if (c.fl == flavor::nchan && c.m == mode::user) die("user mode is not supported with --flavor nchan");
   c.api = api.empty() ? c.targets.front() : parse_endpoint(api);
   if (c.m == mode::fanout || c.m == mode::slow) c.connections = c.rooms * c.members;
   if (c.m == mode::user) c.connections = c.users;
@@ -333,6 +355,13 @@ struct parent {
     const std::int64_t now = now_ns();
     publish_lag_max_us = std::max<std::uint64_t>(publish_lag_max_us, std::uint64_t(std::max<std::int64_t>(0, now - scheduled) / 1000));
     static const std::string pad = padding();
+    if (cfg.fl == flavor::nchan) {  // POST /pub/<room>, the data object is the body
+      ++published_sent;
+      a.targets.assign(1, target);
+      send_request(a, R"({"t":)" + std::to_string(now) + R"(,"s":)" + std::to_string(s) + pad + "}",
+                   "/pub/r" + std::to_string(target));
+      return;
+    }
     std::string body = cfg.m == mode::user ? R"({"user":"u)" : R"({"room":"r)";
     body += std::to_string(target) + R"(","data":{"t":)" + std::to_string(now) + R"(,"s":)" + std::to_string(s) + pad + "}}";
     ++published_sent;
@@ -373,8 +402,8 @@ struct parent {
     send_request(a, body);
   }
 
-  void send_request(api_conn& a, const std::string& body) {
-    std::string req = "POST /api/publish HTTP/1.1\r\nHost: " + cfg.api.text() +
+  void send_request(api_conn& a, const std::string& body, const std::string& path = "/api/publish") {
+    std::string req = "POST " + path + " HTTP/1.1\r\nHost: " + cfg.api.text() +
                       "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
     if (!cfg.api_key.empty()) req += "X-API-Key: " + cfg.api_key + "\r\n";
     req += "\r\n" + body;
@@ -426,7 +455,7 @@ struct parent {
       if (a.in.size() < he + 4 + cl) return;
       const int status = a.in.size() > 12 ? std::atoi(a.in.substr(9, 3).c_str()) : 0;
       publish_status[status] += a.targets.size();
-      if (status == 200 || status == 202)
+      if (status == 200 || status == 202 || (status == 201 && cfg.fl == flavor::nchan))
         for (auto t : a.targets) published_ok[t]++;
       a.in.erase(0, he + 4 + cl);
       a.busy = false;
@@ -559,6 +588,7 @@ struct parent {
     const auto& c = agg.cnt;
     auto g = [&](const std::string& k) { return agg.get(k); };
     put_raw("mode", '"' + cfg.mode_name + '"', cfg.mode_name);
+    if (cfg.fl != flavor::roomcast) put_raw("flavor", '"' + cfg.flavor_name + '"', cfg.flavor_name);
     std::string tg;
     for (auto& t : cfg.targets) tg += (tg.empty() ? "" : ",") + t.text();
     put_raw("targets", '"' + tg + '"', tg);
