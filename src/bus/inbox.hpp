@@ -23,11 +23,14 @@ class inbox {
 
   // Any thread.
   void post(Op o) {
+    bool was_empty;
     {
       std::lock_guard lk(mu_);
+      was_empty = ops_.empty();
       ops_.push_back(std::move(o));
     }
-    wake();
+    // Non-empty means a wake is already pending (take() empties it): one syscall per batch.
+    if (was_empty) wake();
   }
   void wake() noexcept {
     const std::uint64_t one = 1;
