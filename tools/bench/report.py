@@ -74,6 +74,13 @@ class Result:
                 parts = line.split(None, 2)
                 if len(parts) == 3:
                     self.load.setdefault(parts[0], {})[parts[1]] = " ".join(parts[2].split()[:3])
+        self.sched: dict[str, tuple[float, float]] = {}
+        p = folder / "schedstat.txt"
+        if p.exists():
+            for line in p.read_text().splitlines():
+                f = line.split()
+                if len(f) == 5:
+                    self.sched[f[0]] = (float(f[2]), float(f[4]))
         p = folder / "commands.txt"
         self.commands = p.read_text() if p.exists() else ""
         # server flags per run id, from the "# <id> — server: …" lines of commands.txt
@@ -235,6 +242,16 @@ class Doc:
                     parts.append(f"{r.label} {run}: {ld.get('before', '?')} → {ld.get('after', '?')}")
         if parts:
             self.w("Load average (1/5/15 min) before → after: " + "; ".join(parts) + ".")
+            self.w()
+        parts = []
+        for r in self.results:
+            for run in runs:
+                if run in r.sched:
+                    cpu, wait = r.sched[run]
+                    parts.append(f"{r.label} {run}: {cpu:.2f} s on a CPU, {wait:.2f} s waiting for one")
+        if parts:
+            self.w("Server threads during the bench (`/proc/<pid>/task/*/schedstat`; the wait is time the server "
+                   "was ready to run while other processes had the cores): " + "; ".join(parts) + ".")
             self.w()
 
     def plots(self, runs):

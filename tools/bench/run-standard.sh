@@ -3,8 +3,9 @@
 # so that CPU and RSS are the scenario's own), runs roomcast-bench against it with --server-pid,
 # writes $OUT/<scenario>.json (+ .svg for the latency scenarios) and stops the server.
 # Also in $OUT: commands.txt (every bench command), loadavg.txt (/proc/loadavg before and after each
-# scenario), run.txt (server command, git commit, start/end time), machine.txt (nproc, CPU, RAM,
-# kernel, Debian version); tools/bench/report.py turns the folders into docs/benchmarks.md.
+# scenario), schedstat.txt (the server threads' time on a CPU and waiting for one, per scenario),
+# run.txt (server command, git commit, start/end time), machine.txt (nproc, CPU, RAM, kernel,
+# Debian version); tools/bench/report.py turns the folders into docs/benchmarks.md.
 #
 # Scenarios (run ids): S1, S2, S3-20 and S3-5, S4, S5, S6 and S6-base (the same without slow
 # consumers: the reference for S6's p99), S7 (roomcast only), S8 (1,000 msgs/s: p99) and S8-max
@@ -107,6 +108,18 @@ trap 'exit 143' TERM INT  # so that the EXIT trap stops the server when `timeout
 # Workers for N sockets: at least --workers, and at most 9,000 sockets each.
 workers_for() { local w=$(( ($1 + 8999) / 9000 )); ((w < WORKERS)) && w=$WORKERS; echo "$w"; }
 
+# Sum over the server's threads of /proc/<pid>/task/*/schedstat: "on-cpu-ns runqueue-wait-ns".
+# The wait is the time the server was ready to run but another process had the cores: on a shared
+# machine it tells how much of a latency figure is the machine's rather than the server's.
+schedstat() {
+  local t a=0 b=0 x y
+  for t in /proc/"$SERVER_PID"/task/*/schedstat; do
+    read -r x y _ <"$t" 2>/dev/null || continue
+    a=$((a + x)); b=$((b + y))
+  done
+  echo "$a $b"
+}
+
 bench() {  # connections, mode, then flags
   local conns=$1 mode=$2; shift 2
   local w; w=$(workers_for "$conns")
@@ -116,8 +129,12 @@ bench() {  # connections, mode, then flags
     echo "${cmd[*]/#$BENCH/roomcast-bench}"
   } >>"$OUT/commands.txt"
   echo "$CURRENT before $(cat /proc/loadavg)" >>"$OUT/loadavg.txt"
+  local s0; s0=$(schedstat)
   "${cmd[@]}" | tee "$OUT/$CURRENT.txt"
   echo "$CURRENT after $(cat /proc/loadavg)" >>"$OUT/loadavg.txt"
+  local s1; s1=$(schedstat)
+  echo "$CURRENT ${s0% *} ${s0#* } ${s1% *} ${s1#* }" | awk '{ printf "%s server_on_cpu_s %.2f server_runqueue_wait_s %.2f\n", $1, ($4-$2)/1e9, ($5-$3)/1e9 }' \
+    >>"$OUT/schedstat.txt"
 }
 
 run() {  # scenario name, then its function
@@ -214,6 +231,7 @@ S8() {  # 15,000 users, messages to random single users: 1,000 msgs/s (latency),
 if ((!APPEND)) || [[ ! -f $OUT/run.txt ]]; then
   : >"$OUT/commands.txt"
   : >"$OUT/loadavg.txt"
+  : >"$OUT/schedstat.txt"
   : >"$OUT/run.txt"
   echo "started=$(date -u +%Y-%m-%dT%H:%M:%SZ)" >>"$OUT/run.txt"
 fi
