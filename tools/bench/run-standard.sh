@@ -21,8 +21,8 @@
 #   --scale F        multiply connection counts and cycles by F (e.g. 0.1 for a quick run; default 1)
 #   --duration S     publish time of the message scenarios (default 20)
 #   --workers W      bench worker processes (default 2; raised per scenario so that no worker
-#                    holds more than 9,000 sockets: ulimit -n is 20,000 here and each socket may
-#                    be counted twice while it closes)
+#                    holds more than 9,000 sockets: ulimit -n is 20,000 here and roomcast-bench
+#                    refuses 19,000 or more per worker — matters for --scale > 1)
 #   --sources LIST   client source addresses (default 127.0.0.1,127.0.0.2,127.0.0.3,127.0.0.4)
 #   --s7-limit N     S7: max connections the server admits (default 5000; roomcast's --max-connections)
 #   --append         add to $OUT's commands.txt/loadavg.txt/run.txt instead of starting them afresh
