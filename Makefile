@@ -36,14 +36,27 @@ cluster: build
 cluster-stop:
 	./scripts/cluster.sh stop
 
-# Standard scenarios S1-S8 against the limit baseline and roomcast (not tests; minutes each).
-# Results: build/bench-results/{limit,roomcast}/ (JSON, text, SVG); docs/benchmarks.md records them.
-# BENCH_ARGS="--scale 0.1 S1 S3" for a quick run.
-BENCH_ARGS ?= all
+# Standard scenarios S1-S8 against the limit baseline and roomcast (not tests; ~25 min at full size).
+# One scenario at a time, limit then roomcast, so that each pair is measured back to back; every
+# step is capped by `timeout` and stops its own server. Results: build/bench-results/{limit,roomcast}/
+# (JSON, text, SVG, commands.txt, loadavg.txt); then tools/bench/report.py rewrites the generated part
+# of docs/benchmarks.md and copies the plots to docs/bench/.
+#   make bench BENCH_SCENARIOS="S1 S3" BENCH_FLAGS="--scale 0.1"     a quick partial run
+BENCH_SCENARIOS ?= S1 S2 S3 S4 S5 S6 S7 S8
+BENCH_FLAGS ?=
+BENCH_LIMIT_PORT ?= 18400
+BENCH_ROOMCAST_PORT ?= 18300
+BENCH_STEP_TIMEOUT ?= 900
+BENCH_RESULTS ?= build/bench-results
 bench: build
-	./tools/bench/run-standard.sh --server "build/release/tools/bench/limit-server --port {port} --threads 2 --max-seconds 900" \
-	    --out build/bench-results/limit --port 18400 $(BENCH_ARGS)
-	./tools/bench/run-standard.sh --out build/bench-results/roomcast --port 18300 $(BENCH_ARGS)
+	rm -rf $(BENCH_RESULTS)/limit $(BENCH_RESULTS)/roomcast
+	set -e; for s in $(BENCH_SCENARIOS); do \
+	  timeout $(BENCH_STEP_TIMEOUT) ./tools/bench/run-standard.sh --append $(BENCH_FLAGS) --out $(BENCH_RESULTS)/limit \
+	    --port $(BENCH_LIMIT_PORT) --server "build/release/tools/bench/limit-server --port {port} --threads 2 --max-seconds $(BENCH_STEP_TIMEOUT)" $$s; \
+	  timeout $(BENCH_STEP_TIMEOUT) ./tools/bench/run-standard.sh --append $(BENCH_FLAGS) --out $(BENCH_RESULTS)/roomcast \
+	    --port $(BENCH_ROOMCAST_PORT) $$s; \
+	done
+	python3 tools/bench/report.py --results $(BENCH_RESULTS)
 
 clean:
 	rm -rf build
