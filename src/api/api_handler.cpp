@@ -176,6 +176,7 @@ std::optional<std::string> handler::parse_publish(const json::object& o, std::st
   if (const auto* id = o.if_contains("id")) {
     if (!valid_name(id, 128)) return "\"id\" must be a non-empty string (at most 128 bytes)";
     e.id = std::string(id->get_string());
+    e.claim_id = true;
   } else {
     e.id = router_.make_id(shard);
   }
@@ -240,7 +241,8 @@ void handler::publish(const request& req, respond_fn done) {
   std::map<std::string, std::vector<std::size_t>> users;
   for (std::size_t i = 0; i < n; ++i)
     if (st->envelopes[i].kind == protocol::target_kind::user) users[st->envelopes[i].target].push_back(i);
-  if (users.empty()) return publish_in_order(st);
+  // One node (local bus): the user's sessions can only be here; no lookup.
+  if (users.empty() || !router_.bus().reaches_other_nodes()) return publish_in_order(st);
   st->lookups_left = users.size();
   for (auto& [user, where_used] : users) {
     registry_.user_sessions(user, [this, st, idx = std::move(where_used)](

@@ -26,6 +26,9 @@ struct envelope {
   protocol::target_kind kind = protocol::target_kind::room;
   std::string target;  // room or user (or session id for a session kick); empty for all
   std::string id;      // idempotency key, unique per message
+  // The publisher chose `id` (API or client `id`): the history remembers it for the idempotency
+  // window. A generated id can't come again, so it is not stored. Not carried on the wire.
+  bool claim_id = false;
   std::string from;    // publisher: a user id, or "api"
   std::string data;
   std::string origin;  // node id that published it
@@ -75,6 +78,8 @@ class bus {
   // False while the bus can't deliver (broker unreachable): /readyz reports it.
   virtual bool healthy() const = 0;
   virtual const char* name() const noexcept = 0;
+  // False for a bus that only loops back into this node (`local`): nothing to route between nodes.
+  virtual bool reaches_other_nodes() const noexcept { return true; }
 
   // Prometheus lines for the bus's own counters (roomcast_bus_*); may be empty.
   virtual void append_metrics(std::string&) const {}

@@ -13,6 +13,7 @@ class local_bus final : public bus {
   void unsubscribe_room(const std::string&) override {}
   bool healthy() const override { return true; }
   const char* name() const noexcept override { return "local"; }
+  bool reaches_other_nodes() const noexcept override { return false; }
 
  private:
   message_handler handler_;

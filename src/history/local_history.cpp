@@ -8,10 +8,18 @@ void local_history::expire(clock::time_point now) {
     if (it != ids_.end() && it->second.expires == id_order_.front().first) ids_.erase(it);
     id_order_.pop_front();
   }
+  // One entry per room: when it comes due and the room was written since, it moves to the new
+  // expiry (so the index doesn't grow with the publish rate).
   while (!room_expiry_.empty() && room_expiry_.begin()->first <= now) {
-    auto it = rooms_.find(room_expiry_.begin()->second);
-    if (it != rooms_.end() && it->second.expires <= now) rooms_.erase(it);
-    room_expiry_.erase(room_expiry_.begin());
+    auto node = room_expiry_.extract(room_expiry_.begin());
+    auto it = rooms_.find(node.mapped());
+    if (it == rooms_.end()) continue;
+    if (it->second.expires <= now) {
+      rooms_.erase(it);
+    } else {
+      node.key() = it->second.expires;
+      room_expiry_.insert(std::move(node));
+    }
   }
 }
 
@@ -21,7 +29,7 @@ void local_history::append(const bus::envelope& e, const policy& p, std::functio
     std::lock_guard lk(mu_);
     const auto now = clock::now();
     expire(now);
-    if (!e.id.empty()) {
+    if (e.claim_id) {
       if (auto it = ids_.find(e.id); it != ids_.end()) {
         r.duplicate = true;
         r.seq = it->second.seq;
@@ -31,15 +39,17 @@ void local_history::append(const bus::envelope& e, const policy& p, std::functio
     if (!r.duplicate) {
       if (p.keeps() && e.kind == protocol::target_kind::room) {
         auto& log = rooms_[e.target];
-        if (log.epoch.empty()) log.epoch = new_epoch();  // new, or expired: a new epoch
+        if (log.epoch.empty()) {  // new, or expired: a new epoch (and the room's one expiry entry)
+          log.epoch = new_epoch();
+          room_expiry_.emplace(now + p.ttl, e.target);
+        }
         r.seq = ++log.seq;
         r.epoch = log.epoch;
         log.entries.push_back({r.seq, e.id, e.from, e.data});
         while (log.entries.size() > p.max_messages) log.entries.pop_front();
         log.expires = now + p.ttl;
-        room_expiry_.emplace(log.expires, e.target);
       }
-      if (!e.id.empty()) {
+      if (e.claim_id) {
         const auto exp = now + id_window_;
         ids_[e.id] = {r.seq, r.epoch, exp};
         id_order_.emplace_back(exp, e.id);

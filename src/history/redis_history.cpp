@@ -14,10 +14,10 @@ namespace {
 
 using clock = std::chrono::steady_clock;
 
-// KEYS: meta, stream, id key. ARGV: keep, maxlen, ttl_ms, epoch candidate, id, from, data, id_window_ms.
-// Returns {duplicate (0/1), "<seq>|<epoch>"}.
+// KEYS: meta, stream, id key. ARGV: keep, maxlen, ttl_ms, epoch candidate, id, from, data, id_window_ms,
+// claim (1: the publisher chose the id: check and remember it). Returns {duplicate (0/1), "<seq>|<epoch>"}.
 constexpr const char* append_script = R"lua(
-if ARGV[5] ~= '' then
+if ARGV[9] == '1' then
   local prev = redis.call('GET', KEYS[3])
   if prev then return {1, prev} end
 end
@@ -35,7 +35,7 @@ if ARGV[1] == '1' then
   redis.call('PEXPIRE', KEYS[2], ARGV[3])
 end
 local rec = seq .. '|' .. epoch
-if ARGV[5] ~= '' then redis.call('SET', KEYS[3], rec, 'PX', ARGV[8]) end
+if ARGV[9] == '1' then redis.call('SET', KEYS[3], rec, 'PX', ARGV[8]) end
 return {0, rec}
 )lua";
 
@@ -261,7 +261,7 @@ bool redis_history::healthy() const { return impl_->connected.load(std::memory_o
 void redis_history::append(const bus::envelope& e, const policy& p, std::function<void(append_result)> cb) {
   const auto& pre = impl_->opts.prefix;
   const bool keep = p.keeps() && e.kind == protocol::target_kind::room;
-  if (!keep && e.id.empty()) return cb({});  // nothing to claim, nothing to store
+  if (!keep && !e.claim_id) return cb({});  // nothing to claim, nothing to store
   impl_->appends.fetch_add(1, std::memory_order_relaxed);
   op o;
   o.script = 0;
@@ -278,7 +278,8 @@ void redis_history::append(const bus::envelope& e, const policy& p, std::functio
            e.id,
            e.from,
            e.data,
-           std::to_string(impl_->opts.id_window.count())};
+           std::to_string(impl_->opts.id_window.count()),
+           e.claim_id ? "1" : "0"};
   auto* dups = &impl_->duplicates;
   o.done = [cb = std::move(cb), dups](const redisReply* r, std::error_code ec) {
     append_result res;

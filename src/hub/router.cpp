@@ -82,7 +82,7 @@ void router::publish(bus::envelope e, std::function<void(publish_outcome)> done)
       cb(std::move(o));
     });
   };
-  if (!history_ || (!p.keeps() && e.id.empty())) return to_bus(std::move(e), std::move(done));
+  if (!history_ || (!p.keeps() && !e.claim_id)) return to_bus(std::move(e), std::move(done));
   auto shared = std::make_shared<bus::envelope>(std::move(e));
   history_->append(*shared, p, [this, shared, to_bus, done = std::move(done)](history::append_result r) mutable {
     if (r.ec && !reject_when_down_) {

@@ -1,5 +1,7 @@
 #include "transport/ws_session.hpp"
 
+#include <sys/socket.h>
+
 #include "hub/router.hpp"
 #include "transport/shard_context.hpp"
 
@@ -7,6 +9,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <array>
 
 namespace roomcast::transport {
@@ -301,6 +304,7 @@ void ws_session::publish(std::string room, std::string id, std::string data) {
   e.target = std::move(room);
   const bool want_ack = !id.empty();
   e.id = want_ack ? std::move(id) : router.make_id(ctx_.index());
+  e.claim_id = want_ack;
   e.from = this->id().user;
   e.data = std::move(data);
   e.origin = router.node_id();
@@ -436,6 +440,21 @@ void ws_session::drain() {
   begin_close(protocol::close_code::service_restart, "server restart", metrics::close_reason::drain, false);
 }
 
+namespace {
+// net.core.wmem_max: the most SO_SNDBUF can ask for without CAP_NET_ADMIN. Read once.
+int wmem_max() {
+  static const int v = [] {
+    int n = 212992;  // the kernel's default
+    if (FILE* f = std::fopen("/proc/sys/net/core/wmem_max", "r")) {
+      if (std::fscanf(f, "%d", &n) != 1) n = 212992;
+      std::fclose(f);
+    }
+    return n;
+  }();
+  return v;
+}
+}  // namespace
+
 void ws_session::begin_close(std::uint16_t code, std::string_view reason, metrics::close_reason why,
                              bool drop_queue) {
   if (state_ != state::open) return;
@@ -453,6 +472,21 @@ void ws_session::begin_close(std::uint16_t code, std::string_view reason, metric
   }
   deadline_ = ctx_.now() + ctx_.svc().cfg.pong_timeout;
   enqueue(hub::make_local(protocol::make_close_frame(code, reason)));
+  if (drop_queue) {
+    // A slow consumer's kernel send buffer is full, so the close frame would never get in and the
+    // client would see only EOF. Double the buffer once so the frame lands behind what the client
+    // has yet to read: when it reads, it learns why (4008). SO_SNDBUF is capped at
+    // net.core.wmem_max; a bigger (autotuned) buffer grows only with SO_SNDBUFFORCE
+    // (CAP_NET_ADMIN), else the client sees EOF. send_buffer_bytes keeps it under the cap.
+    const int fd = socket_.native_handle();
+    int cur = 0;
+    socklen_t len = sizeof cur;
+    if (::getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &cur, &len) == 0) {
+      const int want = cur;  // the kernel doubles what is set; queued bytes count with their overhead
+      if (::setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &want, sizeof want) != 0 && want <= wmem_max())
+        ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &want, sizeof want);
+    }
+  }
 }
 
 void ws_session::tick(clock::time_point now) {

@@ -62,6 +62,30 @@ TEST(lifecycle, slow_consumer_is_closed_while_others_keep_up) {
   EXPECT_EQ(json_int(get_json(port, "/api/rooms/345"), "online"), 1);
   EXPECT_TRUE(fast->is_open());
   expect_pong(fast);
+
+  // When the slow client finally reads, the last frame behind its backlog says why: 4008.
+  const std::string bytes = slow.read_to_end(10s);
+  std::size_t pos = 0;
+  int last_opcode = -1;
+  unsigned close_code = 0;
+  while (pos + 2 <= bytes.size()) {
+    const auto b0 = static_cast<unsigned char>(bytes[pos]), b1 = static_cast<unsigned char>(bytes[pos + 1]);
+    std::size_t len = b1 & 0x7f, head = 2;
+    if (len == 126 && pos + 4 <= bytes.size()) {
+      len = (static_cast<unsigned char>(bytes[pos + 2]) << 8) | static_cast<unsigned char>(bytes[pos + 3]);
+      head = 4;
+    } else if (len == 127) {
+      break;  // no 64-bit lengths in this test
+    }
+    if (pos + head + len > bytes.size()) break;
+    last_opcode = b0 & 0x0f;
+    if (last_opcode == 8 && len >= 2)
+      close_code = (static_cast<unsigned char>(bytes[pos + head]) << 8) | static_cast<unsigned char>(bytes[pos + head + 1]);
+    pos += head + len;
+  }
+  EXPECT_EQ(pos, bytes.size()) << "a frame was cut off in the " << bytes.size() << " bytes read";
+  EXPECT_EQ(last_opcode, 8) << "the stream must end with a close frame";
+  EXPECT_EQ(close_code, 4008u);
 }
 
 TEST(lifecycle, ping_timeout_drops_a_mute_peer) {

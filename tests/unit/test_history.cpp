@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <thread>
+
 using namespace roomcast;
 using namespace roomcast::history;
 using namespace std::chrono_literals;
@@ -12,6 +14,7 @@ bus::envelope room_msg(std::string room, std::string id, std::string data) {
   bus::envelope e;
   e.kind = protocol::target_kind::room;
   e.target = std::move(room);
+  e.claim_id = !id.empty();
   e.id = std::move(id);
   e.from = "api";
   e.data = std::move(data);
@@ -92,6 +95,7 @@ TEST(local_history, ids_are_idempotent_and_epochs_change_when_lost) {
   u.kind = protocol::target_kind::user;
   u.target = "alice";
   u.id = "u1";
+  u.claim_id = true;
   EXPECT_FALSE(append_sync(h, u, policy{0, {}}).duplicate);
   EXPECT_TRUE(append_sync(h, u, policy{0, {}}).duplicate);
 
@@ -106,4 +110,27 @@ TEST(local_history, ids_are_idempotent_and_epochs_change_when_lost) {
   auto after = append_sync(h, room_msg("r", "m2", "2"), p);
   EXPECT_EQ(after.seq, 1u);
   EXPECT_NE(after.epoch, first.epoch);
+}
+
+TEST(local_history, generated_ids_are_not_remembered) {
+  local_history h(5min);
+  const policy p{300, 10min};
+  auto e = room_msg("r", "gen-1", "1");
+  e.claim_id = false;  // the node made the id up: it can't come again
+  EXPECT_FALSE(append_sync(h, e, p).duplicate);
+  auto second = append_sync(h, e, p);
+  EXPECT_FALSE(second.duplicate);
+  EXPECT_EQ(second.seq, 2u);
+}
+
+TEST(local_history, a_room_written_again_outlives_its_first_expiry) {
+  local_history h(5min);
+  const policy p{300, 150ms};
+  append_sync(h, room_msg("r", "", "1"), p);
+  std::this_thread::sleep_for(90ms);
+  append_sync(h, room_msg("r", "", "2"), p);  // expires now 150 ms after this
+  std::this_thread::sleep_for(90ms);           // past the first expiry
+  EXPECT_EQ(read_sync(h, "r", 0, 10).head, 2u);
+  std::this_thread::sleep_for(120ms);          // past the second
+  EXPECT_EQ(read_sync(h, "r", 0, 10).head, 0u);
 }

@@ -270,6 +270,25 @@ bool raw_ws_client::peer_closed() {
   }
 }
 
+std::string raw_ws_client::read_to_end(std::chrono::milliseconds timeout) {
+  std::string out;
+  if (fd_ < 0) return out;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  char buf[65536];
+  while (std::chrono::steady_clock::now() < deadline) {
+    pollfd p{fd_, POLLIN, 0};
+    if (::poll(&p, 1, 100) <= 0) continue;
+    const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+    if (n > 0) {
+      out.append(buf, static_cast<std::size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    break;  // EOF or reset
+  }
+  return out;
+}
+
 void raw_ws_client::close() {
   if (fd_ >= 0) ::close(fd_);
   fd_ = -1;

@@ -109,6 +109,8 @@ class raw_ws_client {
   // Drains whatever is readable without blocking; true once the peer closed or reset.
   // (Reading defeats "never reads", so call it only when checking the end state.)
   bool peer_closed();
+  // Reads until the peer closes (or `timeout`): every byte the server sent.
+  std::string read_to_end(std::chrono::milliseconds timeout = 10s);
   void close();
   int fd() const { return fd_; }
 
