@@ -258,7 +258,8 @@ std::size_t shard::deliver_room(std::string_view room, const frame_ref& f, std::
   return r.members.size();
 }
 
-void shard::fill_done(std::string_view room, bool ok, std::string_view epoch, std::vector<held_frame> frames) {
+void shard::fill_done(std::string_view room, bool ok, std::string_view epoch, std::vector<held_frame> frames,
+                      std::uint64_t head) {
   auto it = rooms_.find(room);
   if (it == rooms_.end()) return;
   room_entry& r = *it->second;
@@ -275,8 +276,20 @@ void shard::fill_done(std::string_view room, bool ok, std::string_view epoch, st
   std::vector<held_frame> held;
   held.swap(r.held);
   std::sort(held.begin(), held.end(), [](const auto& a, const auto& b) { return a.seq < b.seq; });
-  for (auto& h : held) {
+  for (std::size_t i = 0; i < held.size(); ++i) {
+    auto& h = held[i];
     if (h.seq <= r.last_seq) continue;
+    if (h.seq > r.last_seq + 1 && ok && head <= r.last_seq && fill_) {
+      // A hole after the history's head when it was read: those seqs were numbered after the
+      // read (another node's publishes still on their way here), not lost. Read again; the next
+      // read's head is at least h.seq, so this repeats at most once per hole.
+      r.held.assign(std::make_move_iterator(held.begin() + static_cast<std::ptrdiff_t>(i)),
+                    std::make_move_iterator(held.end()));
+      r.filling = true;
+      counters_.gap_fills.add();
+      fill_(r.name, r.last_seq);
+      return;
+    }
     if (h.seq > r.last_seq + 1) {
       // History doesn't have the hole either (trimmed or lost): say so instead of hiding it.
       counters_.gaps_unfilled.add();

@@ -35,9 +35,8 @@ shard_context::shard_context(unsigned index, services& svc)
       std::vector<hub::held_frame> frames;
       if (!r.ec)
         for (const auto& en : r.entries) frames.push_back({en.seq, hub::make_local(hub::router::encode(room, en))});
-      asio::post(io_, [this, room, ok = !r.ec, epoch = std::move(r.epoch), frames = std::move(frames)]() mutable {
-        tables_.fill_done(room, ok, epoch, std::move(frames));
-      });
+      asio::post(io_, [this, room, ok = !r.ec, epoch = std::move(r.epoch), frames = std::move(frames),
+                       head = r.head]() mutable { tables_.fill_done(room, ok, epoch, std::move(frames), head); });
     });
   });
 }
