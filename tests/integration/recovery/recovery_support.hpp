@@ -571,9 +571,9 @@ class client_pool {
   // Successful upgrades: how many, their mean and longest time from connect() to the 101 (ms).
   std::string upgrade_summary() {
     return inspect([&](auto&) {
-      char b[160];
-      std::snprintf(b, sizeof b, "%d upgrades, %.0f ms on average, %.0f ms at most", upgrades_,
-                    upgrades_ ? upgrade_ms_total_ / upgrades_ : 0.0, upgrade_ms_max_);
+      char b[200];
+      std::snprintf(b, sizeof b, "%d upgrades, %.0f ms on average, %.0f ms at most (longest loop round %.0f ms)",
+                    upgrades_, upgrades_ ? upgrade_ms_total_ / upgrades_ : 0.0, upgrade_ms_max_, round_ms_max_);
       return std::string(b);
     });
   }
@@ -624,7 +624,9 @@ class client_pool {
     epoll_event ev{};
     ev.events = want;
     ev.data.u64 = (static_cast<std::uint64_t>(c.gen) << 32) | c.index;
-    ::epoll_ctl(ep_, c.events ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, c.ws.fd(), &ev);
+    if (::epoll_ctl(ep_, c.events ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, c.ws.fd(), &ev) != 0)
+      note(c, std::string("epoll_ctl ") + (c.events ? "MOD" : "ADD") + " fd " + std::to_string(c.ws.fd()) + ": " +
+                  std::strerror(errno));
     c.events = want;
   }
 
@@ -685,6 +687,14 @@ class client_pool {
     for (int spins = 0; waiting_.load() > 0 && spins < 100000; ++spins) std::this_thread::yield();
     std::lock_guard lk(mu_);
     const auto now = std::chrono::steady_clock::now();
+    struct round_timer {
+      client_pool& p;
+      std::chrono::steady_clock::time_point t0;
+      ~round_timer() {
+        const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+        p.round_ms_max_ = std::max(p.round_ms_max_, ms);
+      }
+    } timer{*this, now};
     for (int i = 0; i < n; ++i) {
       const auto idx = static_cast<std::uint32_t>(evs[i].data.u64 & 0xffffffffu);
       const auto gen = static_cast<std::uint32_t>(evs[i].data.u64 >> 32);
@@ -696,9 +706,10 @@ class client_pool {
     for (auto& cp : clients_) {
       auto& c = *cp;
       if (in_flight(c.ws.state()) && now >= c.attempt_deadline) {
+        const std::string where = c.ws.state() == lite_ws::phase::connecting ? "TCP connect" : "upgrade";
         c.ws.drop();
         --in_flight_;
-        attempt_failed(c, now, "no 101 within " + std::to_string(attempt_timeout.count()) + " ms");
+        attempt_failed(c, now, "no 101 within " + std::to_string(attempt_timeout.count()) + " ms (in " + where + ")");
       }
     }
     for (auto& cp : clients_) {
@@ -735,7 +746,7 @@ class client_pool {
   std::vector<std::string> frames_;
   std::size_t in_flight_ = 0;
   int upgrades_ = 0;
-  double upgrade_ms_total_ = 0, upgrade_ms_max_ = 0;
+  double upgrade_ms_total_ = 0, upgrade_ms_max_ = 0, round_ms_max_ = 0;
   bool strict_ = false;
   std::string failure_;
   std::minstd_rand jitter_{std::random_device{}()};
