@@ -156,7 +156,7 @@ void shard::release_held(room_entry& r, room_slot& slot, bool may_fill) {
 }
 
 void shard::member_fill_done(std::uint64_t session_id, std::string_view room, bool ok, std::string_view epoch,
-                             std::vector<held_frame> frames) {
+                             std::vector<held_frame> frames, std::uint64_t head) {
   member* m = find(session_id);
   if (!m) return;
   for (auto& ms : m->rooms_) {
@@ -177,7 +177,9 @@ void shard::member_fill_done(std::uint64_t session_id, std::string_view room, bo
         counters_.messages_out.add();
       }
     }
-    release_held(r, slot, false);
+    // A hole beyond the history's head when it was read holds seqs numbered after the read (still
+    // on their way), not lost ones: read again. The next read's head is newer, so at most once.
+    release_held(r, slot, ok && head <= slot.last_seq);
     return;
   }
 }
@@ -326,7 +328,8 @@ std::size_t shard::deliver_room(std::string_view room, const frame_ref& f, std::
   return r.members.size();
 }
 
-void shard::fill_done(std::string_view room, bool ok, std::string_view epoch, std::vector<held_frame> frames) {
+void shard::fill_done(std::string_view room, bool ok, std::string_view epoch, std::vector<held_frame> frames,
+                      std::uint64_t head) {
   auto it = rooms_.find(room);
   if (it == rooms_.end()) return;
   room_entry& r = *it->second;
@@ -343,8 +346,20 @@ void shard::fill_done(std::string_view room, bool ok, std::string_view epoch, st
   std::vector<held_frame> held;
   held.swap(r.held);
   std::sort(held.begin(), held.end(), [](const auto& a, const auto& b) { return a.seq < b.seq; });
-  for (auto& h : held) {
+  for (std::size_t i = 0; i < held.size(); ++i) {
+    auto& h = held[i];
     if (h.seq <= r.last_seq) continue;
+    if (h.seq > r.last_seq + 1 && ok && head <= r.last_seq && fill_) {
+      // A hole after the history's head when it was read: those seqs were numbered after the
+      // read (another node's publishes still on their way here), not lost. Read again; the next
+      // read's head is at least h.seq, so this repeats at most once per hole.
+      r.held.assign(std::make_move_iterator(held.begin() + static_cast<std::ptrdiff_t>(i)),
+                    std::make_move_iterator(held.end()));
+      r.filling = true;
+      counters_.gap_fills.add();
+      fill_(r.name, r.last_seq);
+      return;
+    }
     if (h.seq > r.last_seq + 1) {
       // History doesn't have the hole either (trimmed or lost): say so instead of hiding it.
       counters_.gaps_unfilled.add();

@@ -165,6 +165,38 @@ TEST(shard_sequence, drops_duplicates_and_fills_holes_from_history) {
   s.remove(a);
 }
 
+// Found by the kill -9 test with several publishers per room: a hole seen while a fill is in
+// flight may lie past the head that fill read (numbered later, on its way through the bus). It is
+// read again, not announced as lost.
+TEST(shard_sequence, hole_numbered_after_the_fill_read_is_read_again_not_lost) {
+  metrics::shard_counters c;
+  shard s(0, c);
+  std::vector<std::uint64_t> fills;
+  s.on_fill([&](const std::string&, std::uint64_t since) { fills.push_back(since); });
+  fake_member a(1, "a");
+  s.add(a);
+  s.join(a, "r", 4);
+  s.deliver_room("r", seq_frame(1), 1, "e1");
+  s.deliver_room("r", seq_frame(3), 3, "e1");  // 2 not here yet: fill after 1
+  ASSERT_EQ(fills, (std::vector<std::uint64_t>{1}));
+  s.deliver_room("r", seq_frame(6), 6, "e1");  // 4 and 5 numbered after that read
+  s.fill_done("r", true, "e1", {{2, seq_frame(2)}, {3, seq_frame(3)}}, 3);
+  EXPECT_EQ(seqs_of(a), (std::vector<std::uint64_t>{1, 2, 3}));
+  ASSERT_EQ(fills, (std::vector<std::uint64_t>{1, 3})) << "the hole 4..5 must be read again";
+  EXPECT_EQ(c.gaps_unfilled.get(), 0u);
+  s.deliver_room("r", seq_frame(4), 4, "e1");  // the live copy arrives meanwhile: held
+  s.fill_done("r", true, "e1", {{4, seq_frame(4)}, {5, seq_frame(5)}, {6, seq_frame(6)}}, 6);
+  EXPECT_EQ(seqs_of(a), (std::vector<std::uint64_t>{1, 2, 3, 4, 5, 6}));
+  EXPECT_EQ(c.gaps_unfilled.get(), 0u);
+  // A hole the history should have had (its head is past it) is still announced.
+  s.deliver_room("r", seq_frame(9), 9, "e1");
+  ASSERT_EQ(fills.size(), 3u);
+  s.fill_done("r", true, "e1", {{8, seq_frame(8)}, {9, seq_frame(9)}}, 9);
+  EXPECT_EQ(c.gaps_unfilled.get(), 1u);
+  EXPECT_EQ(seqs_of(a), (std::vector<std::uint64_t>{1, 2, 3, 4, 5, 6, 0, 9}));
+  s.remove(a);
+}
+
 TEST(shard_sequence, unfillable_hole_is_announced_and_new_epoch_resets) {
   metrics::shard_counters c;
   shard s(0, c);
@@ -312,4 +344,27 @@ TEST(shard_sequence, member_behind_the_room_is_filled_alone) {
   EXPECT_EQ(c.gaps_unfilled.get(), 1u);
   s.remove(a);
   s.remove(b);
+}
+
+// A member's hole read may come back before later seqs were even numbered (head 6 < held 8): that
+// is not a loss; it reads again instead of announcing a gap.
+TEST(shard_sequence, member_fill_reads_again_when_the_hole_is_past_the_history_head) {
+  metrics::shard_counters c;
+  shard s(0, c);
+  std::vector<std::uint64_t> member_fills;
+  s.on_fill([](const std::string&, std::uint64_t) {});
+  s.on_member_fill([&](std::uint64_t, const std::string&, std::uint64_t since) { member_fills.push_back(since); });
+  fake_member a(1, "a");
+  s.add(a);
+  s.join(a, "r", 4, true);
+  s.deliver_room("r", seq_frame(8), 8, "e1");
+  ASSERT_TRUE(s.finish_sync(a, "r", 5, "e1"));
+  ASSERT_EQ(member_fills, (std::vector<std::uint64_t>{5}));
+  s.member_fill_done(1, "r", true, "e1", {{6, seq_frame(6)}}, /*head=*/6);
+  EXPECT_EQ(member_fills, (std::vector<std::uint64_t>{5, 6}));
+  EXPECT_EQ(c.gaps_unfilled.get(), 0u);
+  s.member_fill_done(1, "r", true, "e1", {{7, seq_frame(7)}, {8, seq_frame(8)}}, /*head=*/8);
+  EXPECT_EQ(seqs_of(a), (std::vector<std::uint64_t>{6, 7, 8}));
+  EXPECT_EQ(c.gaps_unfilled.get(), 0u);
+  s.remove(a);
 }

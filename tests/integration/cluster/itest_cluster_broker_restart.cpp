@@ -1,7 +1,9 @@
 // The broker's app is stopped for a few seconds and started again while a backend publishes 500
 // room messages at a steady pace: no publish is refused (200, or 202 queued into the outage
-// buffer), and every client of the room, on either node, ends with all 500 messages in order,
-// exactly once (unconfirmed publishes are re-sent and redeliveries dropped by id).
+// buffer), and every client of the room, on either node, ends with every seq of the room from its
+// welcome's to the head (500 more) exactly once, in order, each carrying the message published
+// with that seq, and no gap frame (unconfirmed publishes are re-sent and redeliveries dropped by
+// id; a hole a node sees is filled from the history).
 //
 // This test runs a broker of its own (it stops it), not the run's shared one.
 
@@ -38,10 +40,15 @@ std::string stats_summary(std::uint16_t port) {
   }
 }
 
-// Reads a client's frames on its own thread, keeping the `n` of every room message.
+// Reads a client's frames on its own thread, keeping the seq and the `n` of every room message.
 class room_reader {
  public:
   room_reader(member m, std::string room) : m_(std::move(m)), room_(std::move(room)) {
+    for (const auto& r : string_rooms()) {
+      if (json_string(r, "room") != room_) continue;
+      welcome_seq_ = json_int(r, "seq", -1);
+      epoch_ = json_string(r, "epoch");
+    }
     thread_ = std::thread([this] { run(); });
   }
   ~room_reader() {
@@ -55,6 +62,12 @@ class room_reader {
     std::lock_guard lk(mu_);
     return ns_;
   }
+  std::vector<std::int64_t> seqs() const {
+    std::lock_guard lk(mu_);
+    return seqs_;
+  }
+  std::int64_t welcome_seq() const { return welcome_seq_; }  // the room's seq in the welcome (-1: none)
+  const std::string& welcome_epoch() const { return epoch_; }
   std::size_t count() const {
     std::lock_guard lk(mu_);
     return ns_.size();
@@ -88,17 +101,26 @@ class room_reader {
       std::lock_guard lk(mu_);
       if (json_string(*f, "type") == "message" && json_string(*f, "room") == room_) {
         ns_.push_back(json_int(*f, "data.n"));
+        seqs_.push_back(json_int(*f, "seq", -1));  // -1: a message without seq (never expected here)
       } else {
         problems_ += "unexpected frame " + json::serialize(*f) + "; ";
       }
     }
   }
 
+  json::array string_rooms() const {
+    const auto* rooms = json_find(m_.welcome, "rooms");
+    return rooms && rooms->is_array() ? rooms->get_array() : json::array{};
+  }
+
   member m_;
   std::string room_;
+  std::int64_t welcome_seq_ = -1;
+  std::string epoch_;
   std::atomic<bool> stop_{false};
   mutable std::mutex mu_;
   std::vector<std::int64_t> ns_;
+  std::vector<std::int64_t> seqs_;
   std::string problems_;
   std::thread thread_;
 };
@@ -132,6 +154,35 @@ std::string sequence_problems(const std::vector<std::int64_t>& got) {
   return out;
 }
 
+// What is wrong with a client's seqs (empty when nothing is): they must be exactly
+// start+1 .. start+total, each once, in order, and the message with seq s must be the one the
+// backend published (n = s - start - 1: it publishes one after another, so the room numbers its
+// messages in the order of n).
+std::string seq_problems(std::int64_t start, const std::vector<std::int64_t>& seqs, const std::vector<std::int64_t>& ns) {
+  if (start < 0) return "the welcome carried no seq for the room";
+  std::string out;
+  int shown = 0;
+  std::map<std::int64_t, int> count;
+  for (auto s : seqs) ++count[s];
+  for (std::int64_t s = start + 1; s <= start + total_messages; ++s)
+    if (count[s] != 1 && shown++ < 20) out += "seq " + std::to_string(s) + " x" + std::to_string(count[s]) + "; ";
+  for (auto& [s, k] : count)
+    if ((s <= start || s > start + total_messages) && shown++ < 25) out += "unexpected seq " + std::to_string(s) + "; ";
+  for (std::size_t i = 0; i < seqs.size() && shown < 30; ++i) {
+    if (i > 0 && seqs[i] <= seqs[i - 1]) {
+      out += "out of order at #" + std::to_string(i) + " (" + std::to_string(seqs[i - 1]) + " then " +
+             std::to_string(seqs[i]) + "); ";
+      ++shown;
+    }
+    if (i < ns.size() && ns[i] != seqs[i] - start - 1) {
+      out += "seq " + std::to_string(seqs[i]) + " carried n " + std::to_string(ns[i]) + "; ";
+      ++shown;
+    }
+  }
+  if (!out.empty()) out = "seqs (welcome at " + std::to_string(start) + "): " + out;
+  return out;
+}
+
 TEST(cluster_broker_restart, nothing_is_lost_or_duplicated_across_a_broker_restart) {
   private_rabbitmq broker;
   redis_server redis;
@@ -157,6 +208,11 @@ TEST(cluster_broker_restart, nothing_is_lost_or_duplicated_across_a_broker_resta
   for (int i = 0; i < 2 * clients_per_node; ++i) {
     const auto port = nodes[static_cast<std::size_t>(i % 2)].port();
     readers.push_back(std::make_unique<room_reader>(itest::join(port, room, "STU", "c" + std::to_string(i)), room));
+  }
+  for (auto& r : readers) {
+    EXPECT_FALSE(r->welcome_epoch().empty()) << r->user() << ": no epoch for " << room << " in the welcome";
+    EXPECT_EQ(r->welcome_epoch(), readers.front()->welcome_epoch()) << r->user();
+    EXPECT_EQ(r->welcome_seq(), 0) << r->user() << ": the room is new";
   }
   ASSERT_TRUE(wait_room_binds(p0, 1)) << "br0 never bound " << room;
   ASSERT_TRUE(wait_room_binds(p1, 1)) << "br1 never bound " << room;
@@ -240,6 +296,7 @@ TEST(cluster_broker_restart, nothing_is_lost_or_duplicated_across_a_broker_resta
   for (auto& r : readers) {
     auto got = r->received();
     auto why = sequence_problems(got);
+    why += seq_problems(r->welcome_seq(), r->seqs(), got);
     if (got.size() != static_cast<std::size_t>(total_messages) && why.empty()) why = "wrong count";
     EXPECT_TRUE(why.empty()) << r->user() << " on " << r->node() << " got " << got.size() << " messages: " << why
                              << "; " << r->problems() << "\n"

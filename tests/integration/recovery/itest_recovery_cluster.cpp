@@ -1,10 +1,12 @@
 // History and recovery across a cluster: RabbitMQ bus (the run's shared broker, a unique
 // --rabbitmq-prefix per test), Redis history store and registry (a redis-server per test).
 //   - the same publish id sent to two nodes is delivered once with one seq;
-//   - kill -9 of one of three nodes behind nginx while 150 clients in 10 rooms receive 20 msgs/s per
-//     room: dropped clients reconnect through nginx with since/epoch and nobody misses or repeats a seq;
+//   - kill -9 of one of three nodes behind nginx while 1,000 clients in 10 rooms receive 20 msgs/s
+//     per room (200 msgs/s): dropped clients reconnect through nginx with since/epoch and nobody
+//     misses or repeats a seq;
 //   - FLUSHALL mid-stream: a new epoch, connected clients get a gap frame, a reconnecting client too;
-//   - redis restarted (persistent) mid-stream with history_unavailable = reject: every seq once.
+//   - redis restarted (persistent) mid-stream with history_unavailable = reject, 400 clients in 4
+//     rooms on two nodes: every seq once.
 
 #include <gtest/gtest.h>
 
@@ -125,7 +127,9 @@ class recovery_cluster : public ::testing::Test {
         }
       }
     }
-    std::cout << "[ INFO     ] " << what << ": " << pub.total_accepted() << " messages accepted, "
+    std::cout << "[ INFO     ] " << what << ": " << pool_->upgrade_summary() << "; connections ended:";
+    for (auto& [why, n] : pool_->drop_reasons()) std::cout << " [" << why << "] x" << n;
+    std::cout << "\n[ INFO     ] " << what << ": " << pub.total_accepted() << " messages accepted, "
               << pub.stats.retries << " publish retries, " << pub.stats.duplicates << " duplicates answered, "
               << reconnected << " clients reconnected, " << recoveries << " recovered frames, " << bad
               << " bad clients\n";
@@ -194,7 +198,7 @@ TEST_F(recovery_cluster, kill9_behind_nginx_clients_recover_every_seq) {
   nginx_ = std::make_unique<cluster::nginx_server>(ports);
 
   const std::string tok = random_token(5);
-  constexpr int room_count = 10, per_room = 15;
+  constexpr int room_count = 10, per_room = 100;
   constexpr double rate = 20;  // messages/s per room
   std::vector<std::string> rooms;
   for (int r = 0; r < room_count; ++r) rooms.push_back("ck" + tok + "r" + std::to_string(r));
@@ -216,16 +220,39 @@ TEST_F(recovery_cluster, kill9_behind_nginx_clients_recover_every_seq) {
   for (auto& [n, k] : per_node) std::cout << " " << n << "=" << k;
   std::cout << "; killing " << victim << "\n";
 
+  // 20 msgs/s per room, 200/s in all, through nginx: four publisher threads per room, each on its
+  // own kept-alive connection at 5/s (a publish waits for the broker's confirm: one connection per
+  // room can't keep up on a loaded machine).
   stream_publisher pub(nginx_->port(), rooms, rate, "k" + tok);
-  pub.start(5);  // sequential HTTP through nginx: one thread can't do 40 publishes/s on a loaded debug build
+  pub.start_per_room(4);
   std::this_thread::sleep_for(2500ms);
+  const auto killed_at = std::chrono::steady_clock::now();
   for (auto& n : nodes_)
     if (n.id == victim) {
       n.proc->signal(SIGKILL);
       ASSERT_TRUE(n.proc->wait_exit(5s).has_value()) << victim << " survived SIGKILL";
     }
-  std::this_thread::sleep_for(4000ms);
+  // Time until every client of the victim is connected to a survivor again and welcomed.
+  std::optional<double> all_back_s;
+  poll_until(
+      [&] {
+        const bool back = pool_->inspect([&](auto& cs) {
+          return std::all_of(cs.begin(), cs.end(), [&](const auto& c) {
+            return c->ws.is_open() && c->welcomed && c->nodes.back() != victim;
+          });
+        });
+        if (back)
+          all_back_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - killed_at).count();
+        return back;
+      },
+      4000ms, 50ms);
+  std::this_thread::sleep_until(killed_at + 4000ms);
   pub.stop();
+  std::cout << "[ INFO     ] publisher: " << pub.total_accepted() << " accepted in " << pub.run_seconds() << " s = "
+            << pub.achieved_rate() << " msgs/s (target " << rate * room_count << "), " << pub.skipped_ticks()
+            << " ticks skipped, publish took " << pub.mean_publish_ms() << " ms on average, "
+            << pub.slowest_publish_ms() << " ms at most; victim's clients back in "
+            << (all_back_s ? std::to_string(*all_back_s) + " s" : std::string("> 4 s")) << "\n";
   // A hole is found when a later seq arrives: one last message per room closes any hole left by a
   // publish the dead node had numbered but not yet handed to the bus.
   pub.publish_once_each();
@@ -381,13 +408,13 @@ TEST_F(recovery_cluster, redis_restart_mid_stream_loses_nothing) {
   const std::string tok = random_token(5);
   std::vector<std::string> rooms;
   for (int r = 0; r < 4; ++r) rooms.push_back("cr" + tok + "r" + std::to_string(r));
-  for (int i = 0; i < 24; ++i)
+  for (int i = 0; i < 400; ++i)  // 100 per room, half on each node
     pool_->add(nodes_[i % 2].port(), rooms[(i / 2) % 4], "u" + tok + "-" + std::to_string(i));
   connect_pool(rooms, nodes_[0].port());
   if (HasFatalFailure()) return;
 
   stream_publisher pub(nodes_[0].port(), rooms, 20, "r" + tok);
-  pub.start(2);
+  pub.start(4);  // one thread (and connection) per room
   std::this_thread::sleep_for(1500ms);
   auto stop = redis.stop();
   ASSERT_EQ(stop.status, 0) << stop.output;
@@ -397,6 +424,8 @@ TEST_F(recovery_cluster, redis_restart_mid_stream_loses_nothing) {
   ASSERT_EQ(start.status, 0) << start.output;
   std::this_thread::sleep_for(3000ms);
   pub.stop();
+  std::cout << "[ INFO     ] publisher: " << pub.total_accepted() << " accepted in " << pub.run_seconds() << " s = "
+            << pub.achieved_rate() << " msgs/s (target " << 20 * rooms.size() << ")\n";
   pub.publish_once_each();
   EXPECT_TRUE(pub.given_up().empty()) << pub.given_up().front();
   EXPECT_GT(pub.stats.retries.load(), before_restart) << "no publish was refused while redis was down";
