@@ -3,7 +3,7 @@ SHELL := /bin/bash
 JOBS ?= 2
 ARGS ?=
 
-.PHONY: deps build run test dev-build clean tsan cluster cluster-stop bench
+.PHONY: deps build run test dev-build clean tsan cluster cluster-stop bench bench-deps
 
 deps:
 	@./scripts/install-deps.sh
@@ -36,7 +36,8 @@ cluster: build
 cluster-stop:
 	./scripts/cluster.sh stop
 
-# Standard scenarios S1-S8 against the limit baseline and roomcast (not tests; ~25 min at full size).
+# Standard scenarios S1-S8 against the limit baseline and roomcast, then S1-S4 against Socket.IO 4
+# and Nchan (not tests; ~40 min at full size; BENCH_COMPARE= skips the comparison).
 # One scenario at a time, limit then roomcast, so that each pair is measured back to back; every
 # step is capped by `timeout` and stops its own server. Results: build/bench-results/{limit,roomcast}/
 # (JSON, text, SVG, commands.txt, loadavg.txt); then tools/bench/report.py rewrites the generated part
@@ -48,15 +49,27 @@ BENCH_LIMIT_PORT ?= 18400
 BENCH_ROOMCAST_PORT ?= 18300
 BENCH_STEP_TIMEOUT ?= 900
 BENCH_RESULTS ?= build/bench-results
-bench: build
-	rm -rf $(BENCH_RESULTS)/limit $(BENCH_RESULTS)/roomcast
+# Systems to compare with (tools/bench/run-compare.sh: S1-S4, two nodes each with Redis); empty = skip.
+BENCH_COMPARE ?= socketio nchan
+BENCH_COMPARE_FLAGS ?=
+bench: build $(if $(BENCH_COMPARE),bench-deps)
+	rm -rf $(BENCH_RESULTS)/limit $(BENCH_RESULTS)/roomcast $(BENCH_RESULTS)/compare
 	set -e; for s in $(BENCH_SCENARIOS); do \
 	  timeout $(BENCH_STEP_TIMEOUT) ./tools/bench/run-standard.sh --append $(BENCH_FLAGS) --out $(BENCH_RESULTS)/limit \
 	    --port $(BENCH_LIMIT_PORT) --server "build/release/tools/bench/limit-server --port {port} --threads 2 --max-seconds $(BENCH_STEP_TIMEOUT)" $$s; \
 	  timeout $(BENCH_STEP_TIMEOUT) ./tools/bench/run-standard.sh --append $(BENCH_FLAGS) --out $(BENCH_RESULTS)/roomcast \
 	    --port $(BENCH_ROOMCAST_PORT) $$s; \
 	done
-	python3 tools/bench/report.py --results $(BENCH_RESULTS)
+	set -e; for sys in $(BENCH_COMPARE); do \
+	  timeout 1800 ./tools/bench/run-compare.sh $(BENCH_COMPARE_FLAGS) --out $(BENCH_RESULTS)/compare/$$sys $$sys; \
+	done
+	python3 tools/bench/report.py --results $(BENCH_RESULTS) limit=$(BENCH_RESULTS)/limit roomcast=$(BENCH_RESULTS)/roomcast \
+	  $(foreach s,$(BENCH_COMPARE),$(s)=$(BENCH_RESULTS)/compare/$(s))
+
+# What the Socket.IO and Nchan comparison needs (not needed by build, run or test).
+bench-deps:
+	./scripts/install-deps.sh deploy/packages-bench.txt
+	cd tools/bench/socketio && npm ci --no-audit --no-fund
 
 clean:
 	rm -rf build
