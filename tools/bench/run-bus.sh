@@ -2,10 +2,15 @@
 # Cluster-bus throughput and latency (issues "cluster" and "no message lost"): publishes through
 # node A's HTTP API in batches, members on node B, one private Redis and one private RabbitMQ.
 #
-#   tools/bench/run-bus.sh [--out DIR] [--duration S] [--batch N] [--conns C] [STEP …]
+#   tools/bench/run-bus.sh [--out DIR] [--duration S] [--batch N] [--conns C] [--transient] [STEP …]
+#
+# --transient: RabbitMQ messages not persisted (roomcast --rabbitmq-persistent false, amqp_bare
+# --persistent 0); the broker then confirms without waiting for its disk.
 #
 # Steps (default: all, in this order):
-#   bare        amqp_bare: the broker's own confirmed ceiling (persistent, window 1000) — the reference
+#   bare        amqp_bare: the broker's own confirmed ceiling (window 1000) — the reference
+#   bare-5k     amqp_bare paced at 5,000 msgs/s: the broker's own latency
+#   bare-10k    amqp_bare paced at 10,000 msgs/s
 #   rabbit-max  roomcast, --bus rabbitmq, history off, asked 30k msgs/s: the rate it sustains
 #   rabbit-5k   same, paced at 5,000 msgs/s       (latency)
 #   rabbit-10k  same, paced at 10,000 msgs/s      (latency)
@@ -13,6 +18,7 @@
 #   redis-10k   same, paced at 10,000 msgs/s      (latency)
 #   local-5k    one node, --bus local, history on (Redis store), 5,000 msgs/s: latency without a bus
 #   local-10k   same at 10,000 msgs/s
+#   plain-5k, plain-10k   one node, --bus local, history off: the reference for the rabbitmq runs
 # "Added by the bus" = p99 of the bus run minus p99 of the local run at the same rate.
 #
 # Every run: 100 rooms × 1 member on node B (1 on the single node for local), roomcast-bench fanout
@@ -27,18 +33,20 @@ DURATION=10
 BATCH=100
 CONNS=16
 STEPS=()
+PERSIST=1
 while (($#)); do
   case $1 in
     --out) OUT=$2; shift 2 ;;
     --duration) DURATION=$2; shift 2 ;;
     --batch) BATCH=$2; shift 2 ;;
     --conns) CONNS=$2; shift 2 ;;
+    --transient) PERSIST=0; shift ;;
     -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
-    bare|rabbit-max|rabbit-5k|rabbit-10k|redis-max|redis-10k|local-5k|local-10k) STEPS+=("$1"); shift ;;
+    bare|bare-5k|bare-10k|rabbit-max|rabbit-5k|rabbit-10k|redis-max|redis-10k|local-5k|local-10k|plain-5k|plain-10k) STEPS+=("$1"); shift ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
-((${#STEPS[@]})) || STEPS=(bare rabbit-max rabbit-5k rabbit-10k redis-max redis-10k local-5k local-10k)
+((${#STEPS[@]})) || STEPS=(bare bare-5k bare-10k rabbit-max rabbit-5k rabbit-10k redis-max redis-10k local-5k local-10k plain-5k plain-10k)
 
 BIN=build/release/roomcast
 BENCH=build/release/tools/bench/roomcast-bench
@@ -63,7 +71,7 @@ scripts/redis.sh start "$WORK/redis" "$REDIS_PORT" >/dev/null
 
 {
   echo "# $(date -u +%FT%TZ) commit $(git rev-parse --short HEAD) $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
-  echo "# duration ${DURATION}s, --api-batch $BATCH, --api-conns $CONNS"
+  echo "# duration ${DURATION}s, --api-batch $BATCH, --api-conns $CONNS, persistent $PERSIST"
 } | tee "$OUT/summary.txt"
 
 node() {  # name port extra-args…
@@ -98,18 +106,24 @@ fanout() {  # target api rate-per-room extra…
     "$(g loss)" "$(g duplicates)" "$(g reordered)" "$(g latency_p50_us)" "$(g latency_p99_us)" "$(g server_cpu_s_publish)" | tee -a "$OUT/summary.txt"
 }
 
-rabbit() { node a "$PA" --bus rabbitmq --rabbitmq-uris "$URI" --rabbitmq-prefix "b$CURRENT" --history "* 0 0s"
-           node b "$PB" --bus rabbitmq --rabbitmq-uris "$URI" --rabbitmq-prefix "b$CURRENT" --history "* 0 0s"; }
+RP=(--rabbitmq-persistent true); ((PERSIST)) || RP=(--rabbitmq-persistent false)
+rabbit() { node a "$PA" --bus rabbitmq --rabbitmq-uris "$URI" --rabbitmq-prefix "b$CURRENT" --history "* 0 0s" "${RP[@]}"
+           node b "$PB" --bus rabbitmq --rabbitmq-uris "$URI" --rabbitmq-prefix "b$CURRENT" --history "* 0 0s" "${RP[@]}"; }
+bare() {  # step name, extra amqp_bare flags
+  local load; load=$(cut -d' ' -f1-3 /proc/loadavg)
+  echo "+ amqp_bare --uri $URI --seconds $DURATION --size 200 --persistent $PERSIST --confirm window --window 1000 ${*:2}" >>"$OUT/summary.txt"
+  timeout $((DURATION + 60)) "$BARE" --uri "$URI" --seconds "$DURATION" --size 200 --persistent "$PERSIST" --confirm window \
+    --window 1000 "${@:2}" >"$OUT/$1.txt" 2>&1
+  printf '%-11s load %-15s %s | %s\n' "$1" "$load" "$(grep -o 'end-to-end [0-9]* msgs/s' "$OUT/$1.txt")" \
+    "$(grep -o 'p50 [0-9]* us, p99 [0-9]* us' "$OUT/$1.txt")" | tee -a "$OUT/summary.txt"
+}
 redisbus() { node a "$PA" --bus redis; node b "$PB" --bus redis; }
 
 for CURRENT in "${STEPS[@]}"; do
   case $CURRENT in
-    bare)
-      load=$(cut -d' ' -f1-3 /proc/loadavg)
-      echo "+ amqp_bare --uri $URI --seconds $DURATION --size 200 --persistent 1 --confirm window --window 1000" >>"$OUT/summary.txt"
-      timeout $((DURATION + 60)) "$BARE" --uri "$URI" --seconds "$DURATION" --size 200 --persistent 1 --confirm window \
-        --window 1000 >"$OUT/bare.txt" 2>&1
-      printf '%-11s load %-15s %s\n' bare "$load" "$(grep -o 'end-to-end [0-9]* msgs/s' "$OUT/bare.txt")" | tee -a "$OUT/summary.txt" ;;
+    bare) bare bare ;;
+    bare-5k) bare bare-5k --rate 5000 --messages $((5000 * DURATION)) ;;
+    bare-10k) bare bare-10k --rate 10000 --messages $((10000 * DURATION)) ;;
     rabbit-max) rabbit; fanout "127.0.0.1:$PB" "127.0.0.1:$PA" 300; stop_nodes ;;
     rabbit-5k) rabbit; fanout "127.0.0.1:$PB" "127.0.0.1:$PA" 50; stop_nodes ;;
     rabbit-10k) rabbit; fanout "127.0.0.1:$PB" "127.0.0.1:$PA" 100; stop_nodes ;;
@@ -117,6 +131,8 @@ for CURRENT in "${STEPS[@]}"; do
     redis-10k) redisbus; fanout "127.0.0.1:$PB" "127.0.0.1:$PA" 100; stop_nodes ;;
     local-5k) node a "$PA" --bus local --history-store redis; fanout "127.0.0.1:$PA" "127.0.0.1:$PA" 50; stop_nodes ;;
     local-10k) node a "$PA" --bus local --history-store redis; fanout "127.0.0.1:$PA" "127.0.0.1:$PA" 100; stop_nodes ;;
+    plain-5k) node a "$PA" --bus local --history "* 0 0s"; fanout "127.0.0.1:$PA" "127.0.0.1:$PA" 50; stop_nodes ;;
+    plain-10k) node a "$PA" --bus local --history "* 0 0s"; fanout "127.0.0.1:$PA" "127.0.0.1:$PA" 100; stop_nodes ;;
   esac
 done
 echo "results in $OUT"
