@@ -194,6 +194,13 @@ shared_frame make_frame(ws_opcode op, std::string_view payload) {
   return f;
 }
 
+shared_frame make_raw(std::string_view bytes) {
+  auto f = std::make_shared<encoded_frame>();
+  f->payload_buffer().append(bytes);
+  f->finish_raw();
+  return f;
+}
+
 shared_frame make_close_frame(std::uint16_t code, std::string_view reason) {
   std::string p;
   p.push_back(static_cast<char>(code >> 8));

@@ -95,6 +95,7 @@ class encoded_frame {
   encoded_frame() { buf_.resize(max_header); }
   std::string& payload_buffer() noexcept { return buf_; }  // append payload bytes after construction
   void finish(ws_opcode op) noexcept;                       // writes the header; call once
+  void finish_raw() noexcept { offset_ = max_header; }      // no header: the bytes go out as they are
   std::string_view bytes() const noexcept { return {buf_.data() + offset_, buf_.size() - offset_}; }
   std::string_view payload() const noexcept {
     return {buf_.data() + max_header, buf_.size() - max_header};
@@ -110,6 +111,8 @@ using shared_frame = std::shared_ptr<const encoded_frame>;
 // Convenience: a whole frame for a payload (welcome, error, pong, ...).
 shared_frame make_frame(ws_opcode op, std::string_view payload);
 shared_frame make_close_frame(std::uint16_t code, std::string_view reason);
+// Bytes that are not a frame (the HTTP 101 response), queued like one so they share its write.
+shared_frame make_raw(std::string_view bytes);
 
 // Sec-WebSocket-Accept for a Sec-WebSocket-Key (SHA-1 + base64, RFC 6455 4.2.2).
 std::string websocket_accept_key(std::string_view client_key);

@@ -244,20 +244,16 @@ asio::awaitable<void> run_http(shard_context& ctx, asio::ip::tcp::socket socket)
         co_await http::async_write(stream, res, use_tuple);
         co_return;
       }
-      http::response<http::empty_body> res{http::status::switching_protocols, req.version()};
-      res.set(http::field::server, "roomcast");
-      res.set(http::field::upgrade, "websocket");
-      res.set(http::field::connection, "Upgrade");
-      res.set(http::field::sec_websocket_accept, protocol::websocket_accept_key(req[http::field::sec_websocket_key]));
-      auto [wec, wn] = co_await http::async_write(stream, res, use_tuple);
-      if (wec) {
-        svc.state.ws_sessions.fetch_sub(1, std::memory_order_relaxed);
-        co_return;
-      }
+      // The 101 is not written here: the session sends it in one write with its welcome.
+      std::string handshake = "HTTP/1.1 101 Switching Protocols\r\nServer: roomcast\r\nUpgrade: websocket\r\n"
+                              "Connection: Upgrade\r\nSec-WebSocket-Accept: ";
+      handshake += protocol::websocket_accept_key(req[http::field::sec_websocket_key]);
+      handshake += "\r\n\r\n";
       // Bytes the client sent right after its request belong to the WebSocket stream.
       std::string initial(static_cast<const char*>(buffer.data().data()), buffer.size());
       stream.expires_never();
-      ctx.adopt(stream.release_socket(), std::move(d.id), std::move(d.room), std::move(d.recovery), std::move(initial));
+      ctx.adopt(stream.release_socket(), std::move(d.id), std::move(d.room), std::move(d.recovery), std::move(initial),
+                std::move(handshake));
       co_return;
     }
 

@@ -79,6 +79,10 @@ void shard_context::do_accept() {
     if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
     if (!ec) {
       refresh_now();
+      // User-level non-blocking from the start: one ioctl per connection (the WebSocket session
+      // writes with non-blocking write_some; Asio's async ops would set it again otherwise).
+      error_code nb;
+      socket.non_blocking(true, nb);
       start_http_session(*this, std::move(socket));
     } else if (ec == asio::error::no_descriptors) {
       // Out of file descriptors: back off briefly instead of spinning on accept.
@@ -97,10 +101,10 @@ void shard_context::stop_accepting() {
 }
 
 void shard_context::adopt(asio::ip::tcp::socket socket, hub::identity id, std::string url_room,
-                          recovery_request recovery, std::string initial_bytes) {
+                          recovery_request recovery, std::string initial_bytes, std::string handshake) {
   auto* s = new ws_session(*this, std::move(socket), std::move(id), std::move(url_room));
   sessions_->push_back(*s);
-  s->start(std::move(recovery), std::move(initial_bytes));
+  s->start(std::move(recovery), std::move(initial_bytes), std::move(handshake));
 }
 
 void shard_context::destroy(ws_session* s) {

@@ -66,7 +66,7 @@ class shard_context {
 
   // Takes an upgraded socket; the session lives on this shard until it is destroyed.
   void adopt(boost::asio::ip::tcp::socket socket, hub::identity id, std::string url_room,
-             recovery_request recovery, std::string initial_bytes);
+             recovery_request recovery, std::string initial_bytes, std::string handshake);
   void destroy(ws_session* s);  // only from a posted handler, when the session has no pending op
 
   // Sessions ask for a flush; one posted handler writes all of them (coalesces a burst).

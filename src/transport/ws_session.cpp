@@ -50,10 +50,16 @@ ws_session::ws_session(shard_context& ctx, asio::ip::tcp::socket socket, hub::id
 
 ws_session::~ws_session() = default;
 
-void ws_session::start(recovery_request recovery, std::string initial_bytes) {
+void ws_session::start(recovery_request recovery, std::string initial_bytes, std::string handshake) {
   error_code ec;
-  socket_.non_blocking(true, ec);
+  if (!socket_.non_blocking()) socket_.non_blocking(true, ec);  // set at accept: no syscall
   socket_.set_option(asio::ip::tcp::no_delay(true), ec);
+  if (!handshake.empty()) {
+    // The 101 waits in the queue like a frame and leaves in one write with the welcome.
+    handshake_ = hub::make_local(protocol::make_raw(handshake));
+    queued_bytes_ += handshake_->bytes().size();
+    queue_.push_back(handshake_);
+  }
   if (const auto sb = ctx_.svc().cfg.send_buffer_bytes; sb > 0)
     socket_.set_option(asio::socket_base::send_buffer_size(static_cast<int>(sb)), ec);
   ctx_.tables().add(*this);
@@ -100,7 +106,8 @@ void ws_session::on_synced(const std::string& room, const recovery_request& reco
     auto w = hub::make_local(protocol::make_frame(
         ws_opcode::text, protocol::encode_welcome({ctx_.svc().router.node_id(), sid, id().user, &rooms})));
     queued_bytes_ += w->bytes().size();
-    queue_.insert(queue_.begin() + head_, std::move(w));
+    queue_.insert(queue_.begin() + static_cast<std::ptrdiff_t>(head_ + (handshake_first() ? 1 : 0)), std::move(w));
+    handshake_.reset();
     welcomed_ = true;
     if (!queue_.empty() && !flush_scheduled_ && !write_waiting_) {
       flush_scheduled_ = true;
@@ -466,7 +473,8 @@ void ws_session::begin_close(std::uint16_t code, std::string_view reason, metric
   reason_counted_ = true;
   if (drop_queue) {
     // Keep a partly written frame: cutting it would corrupt the stream before the close frame.
-    const std::size_t keep = head_ < queue_.size() && head_offset_ > 0 ? 1 : 0;
+    // Nor the 101 if it hasn't gone yet.
+    const std::size_t keep = head_ < queue_.size() && (head_offset_ > 0 || handshake_first()) ? 1 : 0;
     for (std::size_t i = head_ + keep; i < queue_.size(); ++i) queued_bytes_ -= queue_[i]->bytes().size();
     queue_.resize(head_ + keep);
   }

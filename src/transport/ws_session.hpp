@@ -35,7 +35,8 @@ class ws_session final : public hub::member,
 
   // Joins the URL room, sends welcome (after the room's history position is known, and what the
   // client missed when it asked to recover), processes bytes that came with the upgrade, reads.
-  void start(recovery_request recovery, std::string initial_bytes);
+  // handshake: the HTTP 101 response, sent in the same write as the welcome.
+  void start(recovery_request recovery, std::string initial_bytes, std::string handshake);
 
   void deliver(const hub::frame_ref& f) override;
   void kick(std::uint16_t code, std::string_view reason) override;
@@ -50,6 +51,10 @@ class ws_session final : public hub::member,
   enum class state : std::uint8_t { open, closing, closed };
 
   // Open, or closing by our side and waiting for the peer's close reply.
+  // The 101 is still at the head of the queue (not written, or only in part).
+  bool handshake_first() const noexcept {
+    return handshake_ && head_ < queue_.size() && queue_[head_] == handshake_;
+  }
   bool wants_read() const noexcept { return state_ == state::open || (state_ == state::closing && !close_after_flush_); }
   void arm_read();
   void on_readable(const boost::system::error_code& ec);
@@ -93,6 +98,7 @@ class ws_session final : public hub::member,
   bool read_waiting_ = false;
   bool reason_counted_ = false;  // begin_close counted the reason already
   bool welcomed_ = false;        // nothing is written before welcome (it waits for the history read)
+  hub::frame_ref handshake_;     // the queued 101 until the welcome is queued behind it
 };
 
 }  // namespace roomcast::transport
