@@ -271,14 +271,18 @@ void handler::publish_in_order(const std::shared_ptr<publish_batch>& st) {
 
 namespace {
 
+// Why a message was not accepted, for its error answer.
+std::string refusal(const hub::router::publish_outcome& o) {
+  return std::string(o.from_history ? "history store" : "bus") + " did not accept the message: " + o.ec.message();
+}
+
 // The answer for one message: {"ok":true,"id":…,"seq":…} or {"ok":false,"id":…,"error":{…}}.
 void append_outcome(std::string& b, const std::string& id, const hub::router::publish_outcome& o) {
   b += o.ec ? "{\"ok\":false,\"id\":" : "{\"ok\":true,\"id\":";
   append_json_string(b, id);
   if (o.ec) {
     b += ",\"error\":{\"code\":\"unavailable\",\"message\":";
-    append_json_string(b, std::string(o.from_history ? "history store" : "bus") +
-                              " did not accept the message: " + o.ec.message());
+    append_json_string(b, refusal(o));
     b += "}}";
     return;
   }
@@ -303,8 +307,7 @@ void handler::finish(publish_batch& st) {
   const std::size_t n = st.outcomes.size();
   if (st.single && failed) {
     const auto& o = st.outcomes[0].result;
-    auto resp = error(503, "unavailable",
-                      std::string(o.from_history ? "history store" : "bus") + " did not accept the message: " + o.ec.message());
+    auto resp = error(503, "unavailable", refusal(o));
     resp.headers.emplace_back("Retry-After", "1");
     return st.done(std::move(resp));
   }

@@ -144,9 +144,7 @@ void shard::release_held(room_entry& r, room_slot& slot, bool may_fill) {
         member_fill_(slot.m->id().session_id, r.name, slot.last_seq);
         return;
       }
-      counters_.gaps_unfilled.add();
-      slot.m->deliver(make_local(
-          protocol::make_frame(protocol::ws_opcode::text, protocol::encode_gap(r.name, "lost", h.seq - 1, r.epoch))));
+      slot.m->deliver(lost_before(r, h.seq));
     }
     if (h.seq != 0) slot.last_seq = h.seq;
     slot.m->deliver(h.frame);
@@ -168,9 +166,7 @@ void shard::member_fill_done(std::uint64_t session_id, std::string_view room, bo
       for (auto& h : frames) {
         if (h.seq <= slot.last_seq) continue;
         if (h.seq > slot.last_seq + 1) {  // history lost part of it: say so, then go on
-          counters_.gaps_unfilled.add();
-          m->deliver(make_local(protocol::make_frame(protocol::ws_opcode::text,
-                                                     protocol::encode_gap(r.name, "lost", h.seq - 1, r.epoch))));
+          m->deliver(lost_before(r, h.seq));
         }
         slot.last_seq = h.seq;
         m->deliver(h.frame);
@@ -296,6 +292,12 @@ std::uint64_t shard::baseline(const room_entry& r) {
   return base;
 }
 
+frame_ref shard::lost_before(const room_entry& r, std::uint64_t seq) {
+  counters_.gaps_unfilled.add();
+  return make_local(
+      protocol::make_frame(protocol::ws_opcode::text, protocol::encode_gap(r.name, "lost", seq - 1, r.epoch)));
+}
+
 bool shard::all_syncing(const room_entry& r) {
   return std::all_of(r.members.begin(), r.members.end(), [](const room_slot& s) { return s.syncing; });
 }
@@ -362,10 +364,7 @@ void shard::fill_done(std::string_view room, bool ok, std::string_view epoch, st
     }
     if (h.seq > r.last_seq + 1) {
       // History doesn't have the hole either (trimmed or lost): say so instead of hiding it.
-      counters_.gaps_unfilled.add();
-      auto gap = make_local(protocol::make_frame(protocol::ws_opcode::text,
-                                                 protocol::encode_gap(r.name, "lost", h.seq - 1, r.epoch)));
-      fan_out(r, gap, 0);
+      fan_out(r, lost_before(r, h.seq), 0);
       // Members were told: their own sequence resumes after the hole, without reading it again.
       for (auto& slot : r.members)
         if (!slot.syncing && slot.last_seq < h.seq - 1) slot.last_seq = h.seq - 1;

@@ -149,6 +149,8 @@ class shard {
   void restart_epoch(room_entry& r, std::string_view epoch);
   static std::uint64_t baseline(const room_entry& r);
   static bool all_syncing(const room_entry& r);
+  // A `gap` frame saying the messages before `seq` can't be delivered (counted as unfilled).
+  frame_ref lost_before(const room_entry& r, std::uint64_t seq);
   // Delivers the slot's held frames in order; stops at a hole and asks for a member fill (unless
   // `may_fill` is false: then the hole is announced). Ends the slot's syncing when all went out.
   void release_held(room_entry& r, room_slot& slot, bool may_fill);

@@ -1079,14 +1079,9 @@ class stream_publisher {
     return n;
   }
 
-  void publish(http_keepalive& conn, const std::string& room) {
-    std::uint64_t n;
-    {
-      std::lock_guard lk(mu_);
-      n = ++counter_[room];
-    }
-    const std::string id = tag_ + "-" + room + "-" + std::to_string(n);
-    const std::string body = room_body(room, id, "{\"n\":" + std::to_string(n) + "}");
+  // Sends body until it is accepted (or 20 s pass); keeps the attempts of a request that needed
+  // more than one. Returns the last answer and the time all attempts took, in ms.
+  std::pair<publish_answer, double> send_retrying(http_keepalive& conn, const std::string& body, const std::string& what) {
     std::vector<std::string> trail;
     const auto t0 = std::chrono::steady_clock::now();
     auto a = publish_retrying_with(
@@ -1096,24 +1091,41 @@ class stream_publisher {
         },
         stats, 20s, &trail);
     const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-    std::lock_guard lk(mu_);
     if (!trail.empty()) {
-      std::string t = id + ":";
+      std::string t = what + ":";
       for (auto& x : trail) t += " [" + x + "]";
+      std::lock_guard lk(mu_);
       retried_.push_back(t);
     }
+    return {std::move(a), ms};
+  }
+
+  // One accepted message's answer ({"seq":…,"epoch":…}): the room's highest seq per epoch. Holds mu_.
+  static void record_locked(room_state& st, const json::value& answer) {
+    ++st.accepted;
+    const auto seq = static_cast<std::uint64_t>(std::max<std::int64_t>(0, json_int(answer, "seq", 0)));
+    if (seq == 0) return;
+    const auto e = json_string(answer, "epoch");
+    if (std::find(st.epochs.begin(), st.epochs.end(), e) == st.epochs.end()) st.epochs.push_back(e);
+    st.max_seq[e] = std::max(st.max_seq[e], seq);
+  }
+
+  void publish(http_keepalive& conn, const std::string& room) {
+    std::uint64_t n;
+    {
+      std::lock_guard lk(mu_);
+      n = ++counter_[room];
+    }
+    const std::string id = tag_ + "-" + room + "-" + std::to_string(n);
+    const auto [a, ms] = send_retrying(conn, room_body(room, id, "{\"n\":" + std::to_string(n) + "}"), id);
+    std::lock_guard lk(mu_);
     if (a.status != 200) {
       given_up_.push_back(id + ": " + (a.status ? json::serialize(a.body) : a.error));
       return;
     }
     slowest_ms_ = std::max(slowest_ms_, ms);
     total_ms_ += ms;
-    auto& st = rooms_state_[room];
-    ++st.accepted;
-    if (a.seq() == 0) return;
-    const auto e = a.epoch();
-    if (std::find(st.epochs.begin(), st.epochs.end(), e) == st.epochs.end()) st.epochs.push_back(e);
-    st.max_seq[e] = std::max(st.max_seq[e], a.seq());
+    record_locked(rooms_state_[room], a.body);
   }
 
   // Publishes `count` messages of `room` in one batch (retried whole, with the same ids, until
@@ -1131,22 +1143,9 @@ class stream_publisher {
       body += room_body(room, tag_ + "-" + room + "-" + std::to_string(n), "{\"n\":" + std::to_string(n) + "}");
     }
     body += "]";
-    std::vector<std::string> trail;
-    const auto t0 = std::chrono::steady_clock::now();
-    auto a = publish_retrying_with(
-        [&] {
-          conn.set_port(port_);
-          return try_publish(conn, body, 3s);
-        },
-        stats, 20s, &trail);
-    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-    std::lock_guard lk(mu_);
     const std::string what = tag_ + "-" + room + "-" + std::to_string(first) + "+" + std::to_string(count);
-    if (!trail.empty()) {
-      std::string t = what + ":";
-      for (auto& x : trail) t += " [" + x + "]";
-      retried_.push_back(t);
-    }
+    const auto [a, ms] = send_retrying(conn, body, what);
+    std::lock_guard lk(mu_);
     const auto* results = a.body.is_object() ? a.body.as_object().if_contains("results") : nullptr;
     if (a.status != 200 || !results || !results->is_array() || results->as_array().size() != count) {
       given_up_.push_back(what + ": " + (a.status ? json::serialize(a.body) : a.error));
@@ -1156,14 +1155,9 @@ class stream_publisher {
     auto& st = rooms_state_[room];
     for (const auto& r : results->as_array()) {
       total_ms_ += ms;
-      ++st.accepted;
       if (json_bool(r, "duplicate")) ++stats.duplicates;
       if (json_bool(r, "unsequenced")) ++stats.unsequenced;
-      const auto seq = static_cast<std::uint64_t>(std::max<std::int64_t>(0, json_int(r, "seq", 0)));
-      if (seq == 0) continue;
-      const auto e = json_string(r, "epoch");
-      if (std::find(st.epochs.begin(), st.epochs.end(), e) == st.epochs.end()) st.epochs.push_back(e);
-      st.max_seq[e] = std::max(st.max_seq[e], seq);
+      record_locked(st, r);
     }
   }
 
