@@ -134,6 +134,10 @@ int main(int argc, char** argv) {
     o.port = redis_port;
     o.timeout = cfg.redis_timeout;
     o.id_window = cfg.idempotency_window;
+    // bus, history and registry share redis_address: the append script can publish on the bus's
+    // room channel itself (the channel names are the redis bus's, see redis_bus.hpp).
+    if (cfg.bus == config::bus_kind::redis && cfg.redis_script_publish)
+      o.publish_prefix = cfg.rabbitmq_prefix + ":room:";
     the_history = std::make_unique<history::redis_history>(std::move(o));
   } else {
     the_history = std::make_unique<history::local_history>(cfg.idempotency_window);

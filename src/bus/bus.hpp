@@ -43,6 +43,13 @@ struct envelope {
 
 // Wire form of an envelope between nodes (JSON, `data` last and raw). Sans-io.
 std::string encode_envelope(const envelope& e);
+// The same wire form in two parts around the seq: encode_envelope(e) of an envelope with seq S and
+// epoch E (16 hex digits, no escaping) is head + ",\"seq\":S,\"epoch\":\"E\"" + tail, and head + tail
+// without a seq. Lets the redis history script publish the envelope with the seq it assigns.
+struct envelope_parts {
+  std::string head, tail;
+};
+envelope_parts encode_envelope_parts(const envelope& e);
 bool decode_envelope(std::string_view wire, envelope& out);
 
 struct publish_result {

@@ -14,12 +14,11 @@ std::string_view kind_name(protocol::target_kind k) {
   }
   return "all";
 }
-}  // namespace
 
-std::string encode_envelope(const envelope& e) {
+// The wire form is head + [seq part] + tail, so a store that assigns the seq (the redis history
+// script) can put the seq in without decoding anything.
+void append_head(std::string& s, const envelope& e) {
   using protocol::append_json_string;
-  std::string s;
-  s.reserve(128 + e.target.size() + e.id.size() + e.from.size() + e.data.size());
   s += "{\"v\":1,\"type\":";
   s += e.type == envelope_type::kick ? "\"kick\"" : "\"message\"";
   s += ",\"kind\":\"";
@@ -32,10 +31,10 @@ std::string encode_envelope(const envelope& e) {
   append_json_string(s, e.from);
   s += ",\"origin\":";
   append_json_string(s, e.origin);
-  if (e.seq != 0) {
-    s += ",\"seq\":" + std::to_string(e.seq) + ",\"epoch\":";
-    append_json_string(s, e.epoch);
-  }
+}
+
+void append_tail(std::string& s, const envelope& e) {
+  using protocol::append_json_string;
   if (e.type == envelope_type::kick) {
     s += ",\"code\":" + std::to_string(e.code) + ",\"reason\":";
     append_json_string(s, e.reason);
@@ -43,7 +42,29 @@ std::string encode_envelope(const envelope& e) {
   s += ",\"data\":";
   s += e.data.empty() ? std::string_view("null") : std::string_view(e.data);
   s += "}";
+}
+
+}  // namespace
+
+std::string encode_envelope(const envelope& e) {
+  std::string s;
+  s.reserve(128 + e.target.size() + e.id.size() + e.from.size() + e.origin.size() + e.data.size());
+  append_head(s, e);
+  if (e.seq != 0) {
+    s += ",\"seq\":" + std::to_string(e.seq) + ",\"epoch\":";
+    protocol::append_json_string(s, e.epoch);
+  }
+  append_tail(s, e);
   return s;
+}
+
+envelope_parts encode_envelope_parts(const envelope& e) {
+  envelope_parts p;
+  p.head.reserve(64 + e.target.size() + e.id.size() + e.from.size() + e.origin.size());
+  append_head(p.head, e);
+  p.tail.reserve(16 + e.data.size());
+  append_tail(p.tail, e);
+  return p;
 }
 
 bool decode_envelope(std::string_view wire, envelope& out) {

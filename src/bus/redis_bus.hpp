@@ -12,7 +12,9 @@
 //                            the user is (every node checks its own sessions)
 //
 // Two connections: a subscriber (SUBSCRIBE/UNSUBSCRIBE, pushed messages read in batches) and a
-// publisher (PUBLISH, pipelined). A publish completes when Redis replied to its PUBLISH. They fail
+// publisher (PUBLISH, pipelined). A publish completes when Redis replied to its PUBLISH. Room
+// messages with history usually don't come through here: the redis history's append script
+// PUBLISHes them on the room channel itself (redis_history_options::publish_prefix). They fail
 // and reconnect independently (a lost publisher doesn't make the subscriber miss anything); after a
 // reconnect the subscriber re-subscribes the node channel, `all` and every wanted room.
 //

@@ -317,6 +317,11 @@ const std::vector<key_def>& keys() {
          }
          return true;
        }},
+      {"redis_script_publish", "true",
+       "with bus = \"redis\" and the redis history store: the history script PUBLISHes each room message itself, "
+       "with its seq (one Redis round trip per publish; a room's channel carries its messages in seq order); "
+       "false = the bus PUBLISHes after the script's reply",
+       bool_key(&config::redis_script_publish)},
       {"idempotency_window", "\"5m\"", "a publish whose id was accepted within this window is not delivered again",
        duration_key(&config::idempotency_window, 1s, 24h)},
       {"bus_test_drop_every_nth", "0",

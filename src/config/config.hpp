@@ -74,6 +74,7 @@ struct config {
   std::vector<std::string> history{"* 300 10m"};  // "<room pattern> <messages> <ttl>", first match wins
   millis idempotency_window{300'000};              // a publish id seen within this is a duplicate
   bool history_reject_when_down = false;           // history store down: false = deliver without seq, true = 503
+  bool redis_script_publish = true;  // bus redis + history redis: the history script PUBLISHes room messages
 
   // Cluster: registry
   registry_kind registry = registry_kind::local;

@@ -33,6 +33,9 @@ struct append_result {
   bool duplicate = false;  // the id was accepted before: seq/epoch are the first publish's
   std::uint64_t seq = 0;   // 0 when the room keeps no history
   std::string epoch;
+  // The store also put the message on the bus (redis history with the redis bus: the append script
+  // PUBLISHes it): the caller must not publish it again.
+  bool published = false;
 };
 
 struct read_result {

@@ -15,7 +15,8 @@ namespace {
 using clock = std::chrono::steady_clock;
 
 // KEYS: meta, stream, id key. ARGV: keep, maxlen, ttl_ms, epoch candidate, id, from, data, id_window_ms,
-// claim (1: the publisher chose the id: check and remember it). Returns {duplicate (0/1), "<seq>|<epoch>"}.
+// claim (1: the publisher chose the id: check and remember it), channel ('' = don't publish), envelope
+// head, envelope tail (bus::encode_envelope_parts). Returns {duplicate (0/1), "<seq>|<epoch>"}.
 constexpr const char* append_script = R"lua(
 if ARGV[9] == '1' then
   local prev = redis.call('GET', KEYS[3])
@@ -36,6 +37,13 @@ if ARGV[1] == '1' then
 end
 local rec = seq .. '|' .. epoch
 if ARGV[9] == '1' then redis.call('SET', KEYS[3], rec, 'PX', ARGV[8]) end
+if ARGV[10] ~= '' then
+  if seq > 0 then
+    redis.call('PUBLISH', ARGV[10], ARGV[11] .. ',"seq":' .. seq .. ',"epoch":"' .. epoch .. '"' .. ARGV[12])
+  else
+    redis.call('PUBLISH', ARGV[10], ARGV[11] .. ARGV[12])
+  end
+end
 return {0, rec}
 )lua";
 
@@ -106,7 +114,7 @@ struct redis_history::impl {
   std::vector<op> ops;
   bool stopping = false;
   std::atomic<bool> connected{false};
-  std::atomic<std::uint64_t> appends{0}, duplicates{0}, reads{0}, batches{0}, failures{0};
+  std::atomic<std::uint64_t> appends{0}, duplicates{0}, reads{0}, batches{0}, failures{0}, published{0};
   std::thread thread;
 
   redisContext* ctx = nullptr;
@@ -263,8 +271,11 @@ void redis_history::append(const bus::envelope& e, const policy& p, std::functio
   const bool keep = p.keeps() && e.kind == protocol::target_kind::room;
   if (!keep && !e.claim_id) return cb({});  // nothing to claim, nothing to store
   impl_->appends.fetch_add(1, std::memory_order_relaxed);
+  const bool publish = !impl_->opts.publish_prefix.empty() && e.kind == protocol::target_kind::room &&
+                       e.type == bus::envelope_type::message;
   op o;
   o.script = 0;
+  o.cmd.reserve(18);
   o.cmd = {"EVALSHA",
            "",
            "3",
@@ -280,8 +291,15 @@ void redis_history::append(const bus::envelope& e, const policy& p, std::functio
            e.data,
            std::to_string(impl_->opts.id_window.count()),
            e.claim_id ? "1" : "0"};
-  auto* dups = &impl_->duplicates;
-  o.done = [cb = std::move(cb), dups](const redisReply* r, std::error_code ec) {
+  if (publish) {
+    auto parts = bus::encode_envelope_parts(e);
+    o.cmd.push_back(impl_->opts.publish_prefix + e.target);
+    o.cmd.push_back(std::move(parts.head));
+    o.cmd.push_back(std::move(parts.tail));
+  } else {
+    o.cmd.insert(o.cmd.end(), {"", "", ""});
+  }
+  o.done = [cb = std::move(cb), m = impl_.get(), publish](const redisReply* r, std::error_code ec) {
     append_result res;
     if (ec) {
       res.ec = ec;
@@ -292,7 +310,9 @@ void redis_history::append(const bus::envelope& e, const policy& p, std::functio
       return cb(std::move(res));
     }
     res.duplicate = num(r->element[0]) == 1;
-    if (res.duplicate) dups->fetch_add(1, std::memory_order_relaxed);
+    if (res.duplicate) m->duplicates.fetch_add(1, std::memory_order_relaxed);
+    res.published = publish && !res.duplicate;
+    if (res.published) m->published.fetch_add(1, std::memory_order_relaxed);
     const std::string rec = str(r->element[1]);
     const auto bar = rec.find('|');
     std::from_chars(rec.data(), rec.data() + bar, res.seq);
@@ -363,6 +383,8 @@ void redis_history::append_metrics(std::string& o) const {
   line("roomcast_history_reads_total", "counter", "History reads (recovery, gap fills, API).", impl_->reads.load());
   line("roomcast_history_batches_total", "counter", "Pipelines sent to the history store.", impl_->batches.load());
   line("roomcast_history_failures_total", "counter", "History operations that failed.", impl_->failures.load());
+  line("roomcast_history_published_total", "counter",
+       "Room messages the append script PUBLISHed itself (redis bus on the same Redis).", impl_->published.load());
 }
 
 }  // namespace roomcast::history

@@ -7,6 +7,11 @@
 // Keys: <p>:hm:<room> hash {epoch, seq} · <p>:hs:<room> stream, entry id "<seq>-0" with fields
 // i (id), f (from), d (data) · <p>:id:<id> "<seq>|<epoch>" with the id window as TTL.
 // A lost history (FLUSHALL, expiry) has no epoch: the next publish starts a new one.
+//
+// With the redis bus on the same server (`publish_prefix` set), the append script also PUBLISHes
+// the room message's envelope on <publish_prefix><room>, with the seq it just assigned: one round
+// trip instead of two, no hop through the bus thread, and the channel carries a room's messages in
+// seq order whichever node published them.
 #include "history/history.hpp"
 
 #include <atomic>
@@ -22,6 +27,9 @@ struct redis_history_options {
   std::chrono::milliseconds timeout{2'000};
   std::chrono::milliseconds id_window{300'000};
   std::size_t max_pending = 100'000;  // queued operations; beyond it they fail at once
+  // Non-empty: room messages are PUBLISHed by the append script on <publish_prefix><room> (the
+  // redis bus's room channels, e.g. "roomcast:room:"); append_result.published says so.
+  std::string publish_prefix;
 };
 
 class redis_history final : public history {

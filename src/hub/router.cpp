@@ -93,7 +93,8 @@ void router::publish(bus::envelope e, std::function<void(publish_outcome)> done)
         done(std::move(o));
       });
     }
-    if (r.ec || r.duplicate) {
+    // Refused, a duplicate, or already on the bus (the store's script published it): done here.
+    if (r.ec || r.duplicate || r.published) {
       publish_outcome o;
       o.ec = r.ec;
       o.from_history = static_cast<bool>(r.ec);

@@ -25,6 +25,27 @@ TEST(envelope, round_trips_with_raw_data) {
   EXPECT_EQ(d.data, e.data);  // byte for byte
 }
 
+TEST(envelope, parts_around_the_seq_make_the_same_wire_form) {
+  envelope e;
+  e.kind = protocol::target_kind::room;
+  e.target = "r\"1";
+  e.id = "m1";
+  e.from = "u";
+  e.origin = "n";
+  e.data = R"({"x":[1,2]})";
+  const auto parts = encode_envelope_parts(e);
+  EXPECT_EQ(parts.head + parts.tail, encode_envelope(e));  // no seq
+  e.seq = 42;
+  e.epoch = "0123456789abcdef";
+  EXPECT_EQ(parts.head + ",\"seq\":42,\"epoch\":\"0123456789abcdef\"" + parts.tail, encode_envelope(e));
+  envelope d;
+  ASSERT_TRUE(decode_envelope(parts.head + ",\"seq\":42,\"epoch\":\"0123456789abcdef\"" + parts.tail, d));
+  EXPECT_EQ(d.seq, 42u);
+  EXPECT_EQ(d.epoch, e.epoch);
+  EXPECT_EQ(d.target, e.target);
+  EXPECT_EQ(d.data, e.data);
+}
+
 TEST(envelope, kicks_and_bad_input) {
   envelope k;
   k.type = envelope_type::kick;

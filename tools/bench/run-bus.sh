@@ -2,10 +2,13 @@
 # Cluster-bus throughput and latency (issues "cluster" and "no message lost"): publishes through
 # node A's HTTP API in batches, members on node B, one private Redis and one private RabbitMQ.
 #
-#   tools/bench/run-bus.sh [--out DIR] [--duration S] [--batch N] [--conns C] [--transient] [STEP …]
+#   tools/bench/run-bus.sh [--out DIR] [--duration S] [--batch N] [--conns C] [--transient]
+#                          [--redis-publish script|bus] [STEP …]
 #
 # --transient: RabbitMQ messages not persisted (roomcast --rabbitmq-persistent false, amqp_bare
 # --persistent 0); the broker then confirms without waiting for its disk.
+# --redis-publish: who PUBLISHes room messages with the redis bus: the history script (default,
+# roomcast --redis-script-publish true) or the bus thread after the script's reply.
 #
 # Steps (default: all, in this order):
 #   bare        amqp_bare: the broker's own confirmed ceiling (window 1000) — the reference
@@ -16,10 +19,13 @@
 #   rabbit-10k  same, paced at 10,000 msgs/s      (latency)
 #   redis-max   roomcast, --bus redis, history on (Redis store), asked 50k msgs/s
 #   redis-10k   same, paced at 10,000 msgs/s      (latency)
+#   redis1-10k  ONE node with --bus redis publishing and receiving (its own messages come back from
+#               Redis): the same processes as local-10k, so the difference is the bus path alone
 #   local-5k    one node, --bus local, history on (Redis store), 5,000 msgs/s: latency without a bus
 #   local-10k   same at 10,000 msgs/s
 #   plain-5k, plain-10k   one node, --bus local, history off: the reference for the rabbitmq runs
-# "Added by the bus" = p99 of the bus run minus p99 of the local run at the same rate.
+# "Added by the bus" = p99 of the bus run minus p99 of the local run at the same rate. On 2 cores the
+# two-node runs also pay for a second process; redis1-10k vs local-10k does not.
 #
 # Every run: 100 rooms × 1 member on node B (1 on the single node for local), roomcast-bench fanout
 # with --api-batch N over C connections, --server-pid of the roomcast nodes (not Redis/RabbitMQ).
@@ -34,6 +40,7 @@ BATCH=100
 CONNS=16
 STEPS=()
 PERSIST=1
+SCRIPT_PUBLISH=true
 while (($#)); do
   case $1 in
     --out) OUT=$2; shift 2 ;;
@@ -41,8 +48,10 @@ while (($#)); do
     --batch) BATCH=$2; shift 2 ;;
     --conns) CONNS=$2; shift 2 ;;
     --transient) PERSIST=0; shift ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
-    bare|bare-5k|bare-10k|rabbit-max|rabbit-5k|rabbit-10k|redis-max|redis-10k|local-5k|local-10k|plain-5k|plain-10k) STEPS+=("$1"); shift ;;
+    --redis-publish) case $2 in script) SCRIPT_PUBLISH=true ;; bus) SCRIPT_PUBLISH=false ;;
+                       *) echo "--redis-publish: script or bus" >&2; exit 2 ;; esac; shift 2 ;;
+    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
+    bare|bare-5k|bare-10k|rabbit-max|rabbit-5k|rabbit-10k|redis-max|redis-10k|redis1-10k|local-5k|local-10k|plain-5k|plain-10k) STEPS+=("$1"); shift ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -66,12 +75,16 @@ cleanup() {
 }
 trap cleanup EXIT
 
-URI=$(scripts/rabbitmq.sh start "$WORK/rmq" "$AMQP_PORT")
+# The broker only when a step needs it (it takes ~10 s to start).
+URI=""
+for s in "${STEPS[@]}"; do
+  case $s in bare*|rabbit*) URI=$(scripts/rabbitmq.sh start "$WORK/rmq" "$AMQP_PORT"); break ;; esac
+done
 scripts/redis.sh start "$WORK/redis" "$REDIS_PORT" >/dev/null
 
 {
   echo "# $(date -u +%FT%TZ) commit $(git rev-parse --short HEAD) $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
-  echo "# duration ${DURATION}s, --api-batch $BATCH, --api-conns $CONNS, persistent $PERSIST"
+  echo "# duration ${DURATION}s, --api-batch $BATCH, --api-conns $CONNS, persistent $PERSIST, redis script publish $SCRIPT_PUBLISH"
 } | tee "$OUT/summary.txt"
 
 node() {  # name port extra-args…
@@ -117,7 +130,8 @@ bare() {  # step name, extra amqp_bare flags
   printf '%-11s load %-15s %s | %s\n' "$1" "$load" "$(grep -o 'end-to-end [0-9]* msgs/s' "$OUT/$1.txt")" \
     "$(grep -o 'p50 [0-9]* us, p99 [0-9]* us' "$OUT/$1.txt")" | tee -a "$OUT/summary.txt"
 }
-redisbus() { node a "$PA" --bus redis; node b "$PB" --bus redis; }
+RB=(--bus redis --redis-script-publish "$SCRIPT_PUBLISH")
+redisbus() { node a "$PA" "${RB[@]}"; node b "$PB" "${RB[@]}"; }
 
 for CURRENT in "${STEPS[@]}"; do
   case $CURRENT in
@@ -129,6 +143,7 @@ for CURRENT in "${STEPS[@]}"; do
     rabbit-10k) rabbit; fanout "127.0.0.1:$PB" "127.0.0.1:$PA" 100; stop_nodes ;;
     redis-max) redisbus; fanout "127.0.0.1:$PB" "127.0.0.1:$PA" 500; stop_nodes ;;
     redis-10k) redisbus; fanout "127.0.0.1:$PB" "127.0.0.1:$PA" 100; stop_nodes ;;
+    redis1-10k) node a "$PA" "${RB[@]}"; fanout "127.0.0.1:$PA" "127.0.0.1:$PA" 100; stop_nodes ;;
     local-5k) node a "$PA" --bus local --history-store redis; fanout "127.0.0.1:$PA" "127.0.0.1:$PA" 50; stop_nodes ;;
     local-10k) node a "$PA" --bus local --history-store redis; fanout "127.0.0.1:$PA" "127.0.0.1:$PA" 100; stop_nodes ;;
     plain-5k) node a "$PA" --bus local --history "* 0 0s"; fanout "127.0.0.1:$PA" "127.0.0.1:$PA" 50; stop_nodes ;;

@@ -1,6 +1,8 @@
 // The Redis Pub/Sub bus loses messages (here on purpose: --bus-test-drop-every-nth 7); a node that
 // receives seq n+2 after n reads the hole from history (Redis) before delivering, so members on
-// both nodes still get every seq exactly once, in order.
+// both nodes still get every seq exactly once, in order. Run twice: with the history script
+// PUBLISHing room messages itself (redis_script_publish, the default) and with the bus publishing
+// them after the script.
 
 #include <gtest/gtest.h>
 
@@ -13,16 +15,21 @@
 namespace roomcast::itest::recovery {
 namespace {
 
-std::vector<std::string> redis_bus_args(const std::string& node_id, const std::string& redis, const std::string& prefix) {
+std::vector<std::string> redis_bus_args(const std::string& node_id, const std::string& redis, const std::string& prefix,
+                                        bool script_publish) {
   return {"--node-id", node_id, "--threads", "2", "--bus", "redis", "--redis-address", redis,
-          "--rabbitmq-prefix", prefix, "--registry", "local", "--bus-test-drop-every-nth", "7"};
+          "--rabbitmq-prefix", prefix, "--registry", "local", "--bus-test-drop-every-nth", "7",
+          "--redis-script-publish", script_publish ? "true" : "false"};
 }
 
-TEST(recovery_redis_bus, holes_left_by_a_lossy_bus_are_filled_from_history) {
+class recovery_redis_bus : public ::testing::TestWithParam<bool> {};
+
+TEST_P(recovery_redis_bus, holes_left_by_a_lossy_bus_are_filled_from_history) {
+  const bool script_publish = GetParam();
   cluster::redis_server redis;
   const std::string prefix = cluster::unique_prefix(), tok = random_token(5), room = "rb" + tok;
   std::vector<std::unique_ptr<node_process>> nodes;
-  for (int i = 0; i < 2; ++i) nodes.push_back(start_node(redis_bus_args("n" + std::to_string(i), redis.address(), prefix)));
+  for (int i = 0; i < 2; ++i) nodes.push_back(start_node(redis_bus_args("n" + std::to_string(i), redis.address(), prefix, script_publish)));
   for (auto& n : nodes) {
     auto r = cluster::wait_ready(n->port());
     ASSERT_EQ(r.status, 200u) << r.body;
@@ -76,8 +83,16 @@ TEST(recovery_redis_bus, holes_left_by_a_lossy_bus_are_filled_from_history) {
     EXPECT_GT(fills, 0) << "n" << i << " filled no hole";
     EXPECT_GT(json_int(stats, "gap_fills"), 0) << json::serialize(stats);
     EXPECT_EQ(unfilled, 0) << "n" << i;
+    // Each node published half of the messages, by the route the setting chose.
+    const double by_script = cluster::metric_value(port, "roomcast_history_published_total");
+    const double by_bus = cluster::metric_value(port, "roomcast_bus_published_total");
+    EXPECT_EQ(script_publish ? by_script : by_bus, total / 2) << "n" << i;
+    EXPECT_EQ(script_publish ? by_bus : by_script, 0) << "n" << i;
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(publish_route, recovery_redis_bus, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& p) { return p.param ? "script" : "bus"; });
 
 }  // namespace
 }  // namespace roomcast::itest::recovery

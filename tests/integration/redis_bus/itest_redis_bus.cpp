@@ -4,6 +4,7 @@
 // hears (Redis delivers one publisher's messages in order), so once the fence arrived, X would
 // have arrived before it.
 #include "bus/redis_bus.hpp"
+#include "history/redis_history.hpp"
 
 #include <gtest/gtest.h>
 #include <hiredis/hiredis.h>
@@ -460,6 +461,93 @@ TEST_F(redis_bus_test, test_hook_drops_every_nth_room_message) {
   std::string metrics;
   b.append_metrics(metrics);
   EXPECT_NE(metrics.find("roomcast_bus_test_dropped_total 2"), std::string::npos) << metrics;
+}
+
+// With publish_prefix set (the redis bus on the same Redis), the history's append script PUBLISHes
+// the envelope itself, with the seq it assigned; a duplicate id is not published again.
+TEST_F(redis_bus_test, history_script_publishes_with_its_seq) {
+  struct got_t {
+    std::mutex mu;
+    std::vector<envelope> list;
+  } got;
+  redis_bus b(options("B"));
+  b.start([&](const envelope& e, roomcast::bus::delivery_done done) {
+    {
+      std::lock_guard lk(got.mu);
+      got.list.push_back(e);
+    }
+    if (done) done();
+  });
+  b.subscribe_room("r");
+  ASSERT_TRUE(wait_for([&] { return b.healthy() && redis.numsub(room_channel("r")) == 1; }));
+
+  roomcast::history::redis_history_options ho;
+  ho.port = redis.port();
+  ho.prefix = prefix + "h";
+  ho.publish_prefix = prefix + ":room:";
+  roomcast::history::redis_history h(ho);
+  h.start();
+
+  std::mutex mu;
+  std::vector<roomcast::history::append_result> results;
+  auto append = [&](envelope e, roomcast::history::policy p) {
+    h.append(e, p, [&](roomcast::history::append_result r) {
+      std::lock_guard lk(mu);
+      results.push_back(std::move(r));
+    });
+  };
+  auto keep = roomcast::history::policy{};
+  auto e1 = make(target_kind::room, "r", "m1");
+  e1.data = R"({"text":"a \"quoted\" one"})";
+  auto e2 = make(target_kind::room, "r", "m2");
+  e2.claim_id = true;
+  append(e1, keep);
+  append(e2, keep);
+  append(e2, keep);  // the same claimed id again: a duplicate, not published
+  auto e3 = make(target_kind::room, "r", "m3");  // a room without history: published without seq
+  e3.claim_id = true;
+  append(e3, roomcast::history::policy{0, {}});
+  ASSERT_TRUE(wait_for([&] {
+    std::lock_guard lk(mu);
+    return results.size() == 4;
+  }));
+  {
+    std::lock_guard lk(mu);
+    for (const auto& r : results) EXPECT_FALSE(r.ec) << r.ec.message();
+    EXPECT_TRUE(results[0].published);
+    EXPECT_EQ(results[0].seq, 1u);
+    EXPECT_TRUE(results[1].published);
+    EXPECT_EQ(results[1].seq, 2u);
+    EXPECT_TRUE(results[2].duplicate);
+    EXPECT_FALSE(results[2].published);
+    EXPECT_EQ(results[2].seq, 2u);
+    EXPECT_TRUE(results[3].published);
+    EXPECT_EQ(results[3].seq, 0u);
+  }
+  // A fence published after every script replied: Redis hands B the channels' messages in the
+  // order it ran them, so once the fence is in, a second m2 would be too.
+  b.publish(make(target_kind::all, "", "fence"), nullptr);
+  ASSERT_TRUE(wait_for([&] {
+    std::lock_guard lk(got.mu);
+    return !got.list.empty() && got.list.back().id == "fence";
+  }));
+  std::lock_guard lk(got.mu);
+  ASSERT_EQ(got.list.size(), 4u);  // m1, m2, m3 and the fence
+  EXPECT_EQ(got.list[0].id, "m1");
+  EXPECT_EQ(got.list[0].seq, 1u);
+  EXPECT_EQ(got.list[0].epoch, results[0].epoch);
+  EXPECT_EQ(got.list[0].epoch.size(), 16u);
+  EXPECT_EQ(got.list[0].data, e1.data);
+  EXPECT_EQ(got.list[0].origin, "test");
+  EXPECT_EQ(got.list[1].id, "m2");
+  EXPECT_EQ(got.list[1].seq, 2u);
+  EXPECT_EQ(got.list[2].id, "m3");
+  EXPECT_EQ(got.list[2].seq, 0u);
+  EXPECT_TRUE(got.list[2].epoch.empty());
+  std::string m;
+  h.append_metrics(m);
+  EXPECT_NE(m.find("roomcast_history_published_total 3"), std::string::npos) << m;
+  h.stop();
 }
 
 // Receive rate of one bus (decode + dedupe + handler), fed by a raw pipelined hiredis publisher
