@@ -13,6 +13,7 @@
 #include "protocol/route_template.hpp"
 #include "transport/shard_context.hpp"
 
+#include <pthread.h>
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -247,7 +248,14 @@ int main(int argc, char** argv) {
                cfg.auth == config::auth_mode::jwt ? "jwt" : "none", cfg.route);
 
   std::vector<std::thread> threads;
-  for (std::size_t i = 1; i < shards.size(); ++i) threads.emplace_back([&, i] { shards[i]->io().run(); });
+  // Shard threads are named rc-shard-N (top -H, perf). The main thread runs shard 0 and keeps the
+  // process name, which ps, pgrep and killall go by.
+  for (std::size_t i = 1; i < shards.size(); ++i)
+    threads.emplace_back([&, i] {
+      const std::string name = "rc-shard-" + std::to_string(i);
+      pthread_setname_np(pthread_self(), name.c_str());
+      shards[i]->io().run();
+    });
   shards[0]->io().run();
   for (auto& t : threads) t.join();
   the_bus->stop();

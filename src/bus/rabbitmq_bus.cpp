@@ -4,6 +4,7 @@
 #include "bus/dedupe_window.hpp"
 #include "bus/inbox.hpp"
 
+#include <pthread.h>
 #include <amqp.h>
 #include <amqp_tcp_socket.h>
 #include <poll.h>
@@ -185,7 +186,10 @@ void rabbitmq_bus::on_room_bound(std::function<void(const std::string&)> f) { im
 
 void rabbitmq_bus::start(message_handler on_message) {
   impl_->handler = std::move(on_message);
-  impl_->thread = std::thread([this] { impl_->run(); });
+  impl_->thread = std::thread([this] {
+    pthread_setname_np(pthread_self(), "rc-bus-amqp");  // top -H, perf
+    impl_->run();
+  });
 }
 
 void rabbitmq_bus::stop() {

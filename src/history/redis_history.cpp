@@ -1,6 +1,7 @@
 #include "history/redis_history.hpp"
 #include "metrics/prometheus.hpp"
 
+#include <pthread.h>
 #include <hiredis/hiredis.h>
 #include <spdlog/spdlog.h>
 
@@ -251,7 +252,10 @@ redis_history::redis_history(redis_history_options opts) : impl_(std::make_uniqu
 redis_history::~redis_history() { stop(); }
 
 void redis_history::start() {
-  impl_->thread = std::thread([this] { impl_->run(); });
+  impl_->thread = std::thread([this] {
+    pthread_setname_np(pthread_self(), "rc-history");  // top -H, perf
+    impl_->run();
+  });
 }
 
 void redis_history::stop() {

@@ -18,8 +18,8 @@
 #   rabbit-5k   same, paced at 5,000 msgs/s       (latency)
 #   rabbit-10k  same, paced at 10,000 msgs/s      (latency)
 #   redis-max   roomcast, --bus redis, history on (Redis store), asked 50k msgs/s
-#   redis-10k   same, paced at 10,000 msgs/s      (latency)
-#   redis1-10k  ONE node with --bus redis publishing and receiving (its own messages come back from
+#   redis-5k, redis-10k   same, paced at 5,000 / 10,000 msgs/s (latency)
+#   redis1-5k, redis1-10k  ONE node with --bus redis publishing and receiving (its own messages come back from
 #               Redis): the same processes as local-10k, so the difference is the bus path alone
 #   local-5k    one node, --bus local, history on (Redis store), 5,000 msgs/s: latency without a bus
 #   local-10k   same at 10,000 msgs/s
@@ -51,7 +51,7 @@ while (($#)); do
     --redis-publish) case $2 in script) SCRIPT_PUBLISH=true ;; bus) SCRIPT_PUBLISH=false ;;
                        *) echo "--redis-publish: script or bus" >&2; exit 2 ;; esac; shift 2 ;;
     -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
-    bare|bare-5k|bare-10k|rabbit-max|rabbit-5k|rabbit-10k|redis-max|redis-10k|redis1-10k|local-5k|local-10k|plain-5k|plain-10k) STEPS+=("$1"); shift ;;
+    bare|bare-5k|bare-10k|rabbit-max|rabbit-5k|rabbit-10k|redis-max|redis-5k|redis-10k|redis1-5k|redis1-10k|local-5k|local-10k|plain-5k|plain-10k) STEPS+=("$1"); shift ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -143,6 +143,8 @@ for CURRENT in "${STEPS[@]}"; do
     rabbit-10k) rabbit; fanout "127.0.0.1:$PB" "127.0.0.1:$PA" 100; stop_nodes ;;
     redis-max) redisbus; fanout "127.0.0.1:$PB" "127.0.0.1:$PA" 500; stop_nodes ;;
     redis-10k) redisbus; fanout "127.0.0.1:$PB" "127.0.0.1:$PA" 100; stop_nodes ;;
+    redis-5k) redisbus; fanout "127.0.0.1:$PB" "127.0.0.1:$PA" 50; stop_nodes ;;
+    redis1-5k) node a "$PA" "${RB[@]}"; fanout "127.0.0.1:$PA" "127.0.0.1:$PA" 50; stop_nodes ;;
     redis1-10k) node a "$PA" "${RB[@]}"; fanout "127.0.0.1:$PA" "127.0.0.1:$PA" 100; stop_nodes ;;
     local-5k) node a "$PA" --bus local --history-store redis; fanout "127.0.0.1:$PA" "127.0.0.1:$PA" 50; stop_nodes ;;
     local-10k) node a "$PA" --bus local --history-store redis; fanout "127.0.0.1:$PA" "127.0.0.1:$PA" 100; stop_nodes ;;

@@ -220,5 +220,14 @@ S4() {  # 10,000 subscribers in one room over both nodes, 5 msgs/s, published vi
   [[ -n $RP ]] && echo "redis: scripts/redis.sh start DIR $RP  ($(redis-server --version | awk '{print $3}'))"
   echo "bench: $BENCH  scale: $SCALE  duration: $DURATION  workers: $WORKERS  grace: $GRACE  connect-timeout: $CONNECT_TIMEOUT"
 } >"$OUT/setup.txt"
+# The same run.txt as run-standard.sh, so report.py can show when, at which commit and with which server.
+{
+  echo "started=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "server=$(sed -n 's/^nodes*: //p' "$OUT/setup.txt" | head -1)"
+  echo "server_name=$SYSTEM"
+  echo "git_commit=$(git rev-parse HEAD 2>/dev/null || echo unknown)"
+  echo "git_dirty=$(git status --porcelain --untracked-files=no 2>/dev/null | wc -l | tr -d ' ') files"
+} >"$OUT/run.txt"
 for s in "${SCENARIOS[@]}"; do "$s"; done
+echo "finished=$(date -u +%Y-%m-%dT%H:%M:%SZ)" >>"$OUT/run.txt"
 echo "results in $OUT"

@@ -162,8 +162,6 @@ inline bool amqp_queue_exists(const std::string& uri, const std::string& queue) 
 
 // ---------------------------------------------------------------- a broker of the test's own
 
-inline constexpr const char* rabbitmqctl_bin = "/usr/lib/rabbitmq/bin/rabbitmqctl";
-
 class private_rabbitmq {
  public:
   private_rabbitmq() : dir_(make_temp_dir("rabbitmq-own")) {
@@ -174,8 +172,6 @@ class private_rabbitmq {
                            std::to_string(port_));
       if (r.status == 0) {
         uri_ = trim(r.output);
-        std::ifstream in(dir_ + "/nodename");
-        std::getline(in, nodename_);
         return;
       }
       why = r.output;
@@ -194,10 +190,9 @@ class private_rabbitmq {
   const std::string& uri() const { return uri_; }
   const std::string& dir() const { return dir_; }
 
-  // rabbitmqctl -n <node> <args> with HOME = the broker dir (its Erlang cookie).
+  // rabbitmqctl -n <node> <args>, through rabbitmq.sh (which knows the broker's cookie and epmd).
   command_result ctl(const std::string& args) const {
-    return run_command("HOME=" + shell_quote(dir_) + " timeout 60 " + rabbitmqctl_bin + " -n " +
-                       shell_quote(nodename_) + " " + args);
+    return run_command(shell_quote(scripts_dir() + "/rabbitmq.sh") + " ctl " + shell_quote(dir_) + " " + args);
   }
 
  private:
@@ -209,7 +204,6 @@ class private_rabbitmq {
   std::string dir_;
   std::uint16_t port_ = 0;
   std::string uri_;
-  std::string nodename_;
 };
 
 // ---------------------------------------------------------------- node output
