@@ -97,7 +97,7 @@ struct in_flight {
 struct metrics_block {
   std::atomic<std::uint64_t> published{0}, confirmed{0}, nacked{0}, buffered{0}, rejected_full{0},
       received{0}, duplicates{0}, acked{0}, reconnects{0}, resent{0}, decode_errors{0},
-      fallback_all{0}, binds{0}, unbinds{0};
+      fallback_all{0}, binds{0}, unbinds{0}, node_id_in_use{0};
   void inc(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) { c.fetch_add(n, std::memory_order_relaxed); }
 };
 
@@ -245,6 +245,8 @@ void rabbitmq_bus::append_metrics(std::string& o) const {
   line("roomcast_bus_duplicates_total", "counter", "Received messages dropped as already delivered.", ld(m.duplicates));
   line("roomcast_bus_acked_total", "counter", "Received messages acked after the shards took them.", ld(m.acked));
   line("roomcast_bus_reconnects_total", "counter", "Connections made to the broker.", ld(m.reconnects));
+  line("roomcast_bus_node_id_in_use_total", "counter",
+       "Starts refused because another live consumer holds this node_id's queue.", ld(m.node_id_in_use));
   line("roomcast_bus_user_fallback_all_total", "counter", "User messages sent to every node (registry could not answer).", ld(m.fallback_all));
   line("roomcast_bus_room_binds_total", "counter", "Room bindings added.", ld(m.binds));
   line("roomcast_bus_room_unbinds_total", "counter", "Room bindings removed.", ld(m.unbinds));
@@ -383,9 +385,19 @@ bool rabbitmq_bus::impl::declare_topology(std::string& err) {
   if (first_connect) {
     // A queue left by an earlier run of this node id (a crash) carries that run's room bindings,
     // which AMQP can't list: start from an empty queue. Its messages were for sessions that are
-    // gone; their clients recover from history.
-    amqp_queue_delete(conn, channel, bytes_of(queue_name), 0, 0);
-    if (!rpc_ok(conn, "queue.delete", err)) return false;
+    // gone; their clients recover from history. if_unused: a queue with a consumer belongs to a
+    // live process with the same node_id (a misconfiguration, or the previous process of a
+    // restart still draining); deleting it would cut that node off. Retry until it is gone.
+    amqp_queue_delete(conn, channel, bytes_of(queue_name), 1, 0);
+    const amqp_rpc_reply_t r = amqp_get_rpc_reply(conn);
+    if (r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION && r.reply.id == AMQP_CHANNEL_CLOSE_METHOD &&
+        static_cast<const amqp_channel_close_t*>(r.reply.decoded)->reply_code == AMQP_PRECONDITION_FAILED) {
+      m.inc(m.node_id_in_use);
+      err = "node_id '" + opts.node_id + "' is in use: queue " + queue_name +
+            " has a consumer (another running node with the same node_id?); waiting for it to go";
+      return false;
+    }
+    if (!reply_ok(r, "queue.delete", err)) return false;
   }
   amqp_queue_declare(conn, channel, bytes_of(queue_name), 0, 1, 0, 0, args);
   if (!rpc_ok(conn, "queue.declare", err)) return false;

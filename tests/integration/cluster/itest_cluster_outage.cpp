@@ -2,7 +2,9 @@
 //  - broker unreachable (a URI on a port nothing listens on): /readyz 503 with "bus":"down",
 //    POST /api/publish answers 202 queued while the outage buffer has room, then 503 + Retry-After;
 //  - registry unreachable (redis on a dead port) with the real broker: rooms still work, user
-//    messages fall back to every node, /readyz stays 200 with "registry":"down".
+//    messages fall back to every node, /readyz stays 200 with "registry":"down";
+//  - a second process started with a node_id already running: it must not delete the live node's
+//    queue; it stays unready until the first one is gone, then takes over.
 
 #include <gtest/gtest.h>
 
@@ -124,6 +126,38 @@ TEST(cluster_outage, registry_unreachable_still_delivers_rooms_and_user_messages
   auto r = readyz(p0);
   EXPECT_EQ(r.status, 200u) << r.body;
   EXPECT_EQ(json_string(r.json(), "registry"), "down") << r.body;
+  dump_on_failure(nodes);
+}
+
+TEST(cluster_outage, second_process_with_the_same_node_id_waits_instead_of_taking_the_queue) {
+  cluster_options o{unique_prefix(), amqp_uri(), {}, {"--drain-window", "0s"}};
+  std::vector<cluster_node> nodes;
+  nodes.push_back(start_cluster_node("same", o));
+  const auto p0 = nodes[0].port();
+  auto r0 = wait_ready(p0);
+  ASSERT_EQ(r0.status, 200u) << r0.body;
+  const std::string tok = random_token(6), room = "dup" + tok;
+  auto member = itest::join(p0, room, "STU", "m" + tok);
+  ASSERT_TRUE(wait_room_binds(p0, 1)) << "the first node never bound " << room;
+
+  nodes.push_back(start_cluster_node("same", o));
+  const auto p1 = nodes[1].port();
+  EXPECT_TRUE(poll_until([&] { return metric_value(p1, "roomcast_bus_node_id_in_use_total") >= 1; }, 10s))
+      << "the second process did not notice the live queue";
+  EXPECT_EQ(readyz(p1).status, 503u) << "the second process must stay out of the load balancer";
+  EXPECT_NE(nodes[1].proc->output().find("is in use"), std::string::npos) << nodes[1].proc->output_tail(20);
+
+  // The first node's queue and bindings are intact: its member still gets room messages.
+  auto id = api_publish(p0, R"({"room":")" + room + R"(","data":"still here"})");
+  std::vector<json::value> skipped;
+  EXPECT_TRUE(read_message_id(member, id, &skipped).has_value()) << "the first node lost its queue; got "
+                                                                 << dump(skipped);
+
+  // Once the first process is gone, the second takes the node_id over.
+  nodes[0].proc->terminate();
+  ASSERT_TRUE(nodes[0].proc->wait_exit(30s).has_value()) << "the first node did not exit";
+  auto r1 = wait_ready(p1, 30s);
+  EXPECT_EQ(r1.status, 200u) << r1.body;
   dump_on_failure(nodes);
 }
 
