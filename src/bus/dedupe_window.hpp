@@ -12,7 +12,11 @@ namespace roomcast::bus {
 
 class dedupe_window {
  public:
-  explicit dedupe_window(std::size_t capacity) : capacity_(capacity == 0 ? 1 : capacity) {}
+  // The index is sized once: growing it would rehash every id on the receiving thread (a pause
+  // of milliseconds at 100k ids), several times while the first `capacity` messages arrive.
+  explicit dedupe_window(std::size_t capacity) : capacity_(capacity == 0 ? 1 : capacity) {
+    set_.reserve(capacity_ + 1);
+  }
   dedupe_window(const dedupe_window&) = delete;
   dedupe_window& operator=(const dedupe_window&) = delete;
   dedupe_window(dedupe_window&& o) noexcept : capacity_(o.capacity_) { swap(o); }
@@ -24,9 +28,12 @@ class dedupe_window {
 
   // True when id is new (and remembers it); false for an id among the last `capacity` seen.
   bool insert(std::string_view id) {
-    if (set_.count(id)) return false;
+    // One lookup for the common case (a new id): store it, then index the stored copy.
     order_.emplace_back(id);
-    set_.insert(std::string_view(order_.back()));
+    if (!set_.insert(std::string_view(order_.back())).second) {
+      order_.pop_back();
+      return false;
+    }
     if (order_.size() > capacity_) {
       set_.erase(std::string_view(order_.front()));
       order_.pop_front();
