@@ -275,8 +275,12 @@ int main(int argc, char** argv) {
     if (interval > 0) {
       const std::int64_t due = t0 + std::int64_t(double(sent) * interval);
       if (now < due) {
-        if (cfg.confirm == config::none) std::this_thread::sleep_for(std::chrono::nanoseconds(due - now));
-        else pump(pub, cf, due);  // read confirms while waiting
+        // Wait at least 1 ms, then send everything that came due: rabbitmq-c's wait takes whole
+        // milliseconds, so a wait shorter than that returned at once and the publisher spun on
+        // a core of the machine it measures. Each message carries its send time.
+        const std::int64_t until = std::max(due, now + 1'500'000);
+        if (cfg.confirm == config::none) std::this_thread::sleep_for(std::chrono::nanoseconds(until - now));
+        else pump(pub, cf, until);  // read confirms while waiting
         continue;
       }
       max_lag_ns = std::max(max_lag_ns, now - due);
