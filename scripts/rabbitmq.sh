@@ -17,7 +17,12 @@ name_file="$dir/nodename"
 bin=/usr/lib/rabbitmq/bin
 export HOME="$dir"
 # The broker and rabbitmqctl find each other through this epmd (ERL_EPMD_PORT is read by erl).
-node_port() { sed -n 's/^roomcast_\([0-9]*\)@.*/\1/p' "$name_file"; }
+# stop and ctl: the node name and its epmd port, from what start wrote.
+use_node() {
+  name="$(cat "$name_file")"
+  ERL_EPMD_PORT=$(( $(sed -n 's/^roomcast_\([0-9]*\)@.*/\1/p' "$name_file") + 10000 ))
+  export ERL_EPMD_PORT
+}
 
 case "$cmd" in
 start)
@@ -72,8 +77,7 @@ stop)
     fi
   }
   [ -f "$name_file" ] || { stop_epmd; exit 0; }
-  name="$(cat "$name_file")"
-  ERL_EPMD_PORT=$(( $(node_port) + 10000 )); export ERL_EPMD_PORT
+  use_node
   timeout 30 "$bin/rabbitmqctl" -n "$name" stop "$dir/rabbitmq.pid" >/dev/null 2>&1 || {
     [ -f "$dir/rabbitmq.pid" ] && kill -9 "$(cat "$dir/rabbitmq.pid")" 2>/dev/null || true
   }
@@ -82,8 +86,7 @@ stop)
   ;;
 ctl)
   [ -f "$name_file" ] || { echo "no broker in $dir" >&2; exit 1; }
-  name="$(cat "$name_file")"
-  ERL_EPMD_PORT=$(( $(node_port) + 10000 )); export ERL_EPMD_PORT
+  use_node
   shift 2
   exec timeout 60 "$bin/rabbitmqctl" -n "$name" "$@"
   ;;

@@ -131,26 +131,32 @@ void shard::release_held(room_entry& r, room_slot& slot, bool may_fill) {
   std::vector<held_frame> held;
   held.swap(slot.held);
   for (std::size_t i = 0; i < held.size(); ++i) {
-    auto& h = held[i];
-    if (h.seq != 0 && h.seq <= slot.last_seq) continue;  // already sent from history
-    if (h.seq != 0 && slot.last_seq != 0 && h.seq > slot.last_seq + 1) {
-      if (may_fill && member_fill_) {
-        // The room passed a message before this member's position was known: read it for this
-        // member; the rest stays held behind it.
-        slot.held.assign(std::make_move_iterator(held.begin() + static_cast<std::ptrdiff_t>(i)),
-                         std::make_move_iterator(held.end()));
-        slot.syncing = true;
-        counters_.gap_fills.add();
-        member_fill_(slot.m->id().session_id, r.name, slot.last_seq);
-        return;
-      }
-      slot.m->deliver(lost_before(r, h.seq));
+    const auto& h = held[i];
+    if (may_fill && member_fill_ && h.seq != 0 && slot.last_seq != 0 && h.seq > slot.last_seq + 1) {
+      // The room passed a message before this member's position was known: read it for this
+      // member; the rest stays held behind it.
+      slot.held.assign(std::make_move_iterator(held.begin() + static_cast<std::ptrdiff_t>(i)),
+                       std::make_move_iterator(held.end()));
+      start_member_fill(r, slot);
+      return;
     }
-    if (h.seq != 0) slot.last_seq = h.seq;
-    slot.m->deliver(h.frame);
-    counters_.messages_out.add();
+    deliver_next(r, slot, h);
   }
   slot.syncing = false;
+}
+
+void shard::deliver_next(room_entry& r, room_slot& slot, const held_frame& h) {
+  if (h.seq != 0 && h.seq <= slot.last_seq) return;  // already sent (from history)
+  if (h.seq != 0 && slot.last_seq != 0 && h.seq > slot.last_seq + 1) slot.m->deliver(lost_before(r, h.seq));
+  if (h.seq != 0) slot.last_seq = h.seq;
+  slot.m->deliver(h.frame);
+  counters_.messages_out.add();
+}
+
+void shard::start_member_fill(room_entry& r, room_slot& slot) {
+  slot.syncing = true;
+  counters_.gap_fills.add();
+  member_fill_(slot.m->id().session_id, r.name, slot.last_seq);
 }
 
 void shard::member_fill_done(std::uint64_t session_id, std::string_view room, bool ok, std::string_view epoch,
@@ -162,17 +168,9 @@ void shard::member_fill_done(std::uint64_t session_id, std::string_view room, bo
     room_entry& r = *ms.room;
     room_slot& slot = r.members[ms.index];
     if (!slot.syncing) return;
-    if (ok && epoch == r.epoch) {
-      for (auto& h : frames) {
-        if (h.seq <= slot.last_seq) continue;
-        if (h.seq > slot.last_seq + 1) {  // history lost part of it: say so, then go on
-          m->deliver(lost_before(r, h.seq));
-        }
-        slot.last_seq = h.seq;
-        m->deliver(h.frame);
-        counters_.messages_out.add();
-      }
-    }
+    // What history lost of the hole is announced with a gap, then delivery goes on.
+    if (ok && epoch == r.epoch)
+      for (const auto& h : frames) deliver_next(r, slot, h);
     // A hole beyond the history's head when it was read holds seqs numbered after the read (still
     // on their way), not lost ones: read again. The next read's head is newer, so at most once.
     release_held(r, slot, ok && head <= slot.last_seq);
@@ -233,10 +231,8 @@ std::size_t shard::fan_out(room_entry& r, const frame_ref& f, std::uint64_t seq)
       if (slot.last_seq != 0 && seq > slot.last_seq + 1 && member_fill_) {
         // This member's position is behind the room's (it was read before a message the room had
         // passed): hold and read its own hole. Rare; never true for a member that was in sync.
-        slot.syncing = true;
         slot.held.push_back({seq, f});
-        counters_.gap_fills.add();
-        member_fill_(slot.m->id().session_id, r.name, slot.last_seq);
+        start_member_fill(r, slot);
         continue;
       }
       slot.last_seq = seq;

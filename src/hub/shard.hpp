@@ -154,6 +154,11 @@ class shard {
   // Delivers the slot's held frames in order; stops at a hole and asks for a member fill (unless
   // `may_fill` is false: then the hole is announced). Ends the slot's syncing when all went out.
   void release_held(room_entry& r, room_slot& slot, bool may_fill);
+  // Delivers one frame to the slot's member in seq order: skips what it has, announces a hole
+  // before it with lost_before().
+  void deliver_next(room_entry& r, room_slot& slot, const held_frame& h);
+  // Marks the slot syncing and asks for its own hole after slot.last_seq (member_fill_ is set).
+  void start_member_fill(room_entry& r, room_slot& slot);
 
   unsigned index_;
   metrics::shard_counters& counters_;
