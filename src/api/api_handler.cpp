@@ -140,6 +140,10 @@ void handler::handle(request req, respond_fn done) {
     if ((*segs)[1] == "rooms") return registry_.describe_room((*segs)[2], std::move(reply));
     return registry_.describe_user((*segs)[2], std::move(reply));
   }
+  if (path == "/api/rooms") {
+    if (!get) return method_not_allowed("GET");
+    return rooms(req, std::move(done));
+  }
   if (path == "/api/nodes") {
     if (!get) return method_not_allowed("GET");
     return registry_.describe_nodes([done = std::move(done)](unsigned status, std::string body) {
@@ -450,6 +454,26 @@ std::uint64_t sum(const std::vector<metrics::shard_counters*>& cs, F f) {
   for (const auto* c : cs) n += f(*c).get();
   return n;
 }
+
+// "closes":{"client":N,...} and "handshake_failures":{...}, summed over the shards.
+void append_closes(std::string& b, const std::vector<metrics::shard_counters*>& c) {
+  b += "\"closes\":{";
+  for (std::size_t i = 0; i < metrics::close_reason_names.size(); ++i) {
+    if (i) b += ",";
+    b += "\"" + std::string(metrics::close_reason_names[i]) + "\":" +
+         std::to_string(sum(c, [i](auto& x) -> auto& { return x.closes[i]; }));
+  }
+  b += "}";
+}
+void append_handshake_failures(std::string& b, const std::vector<metrics::shard_counters*>& c) {
+  b += "\"handshake_failures\":{";
+  for (std::size_t i = 0; i < metrics::handshake_failure_names.size(); ++i) {
+    if (i) b += ",";
+    b += "\"" + std::string(metrics::handshake_failure_names[i]) + "\":" +
+         std::to_string(sum(c, [i](auto& x) -> auto& { return x.handshake_failures[i]; }));
+  }
+  b += "}";
+}
 }  // namespace
 
 response handler::stats() const {
@@ -465,19 +489,11 @@ response handler::stats() const {
   b += ",\"users\":" + std::to_string(sum(c, [](auto& x) -> auto& { return x.index_users; }));
   b += ",\"node_rooms\":" + std::to_string(router_.node_room_count()) + "}";
   b += ",\"joins\":" + std::to_string(sum(c, [](auto& x) -> auto& { return x.joins; }));
-  b += ",\"closes\":{";
-  for (std::size_t i = 0; i < metrics::close_reason_names.size(); ++i) {
-    if (i) b += ",";
-    b += "\"" + std::string(metrics::close_reason_names[i]) + "\":" +
-         std::to_string(sum(c, [i](auto& x) -> auto& { return x.closes[i]; }));
-  }
-  b += "},\"handshake_failures\":{";
-  for (std::size_t i = 0; i < metrics::handshake_failure_names.size(); ++i) {
-    if (i) b += ",";
-    b += "\"" + std::string(metrics::handshake_failure_names[i]) + "\":" +
-         std::to_string(sum(c, [i](auto& x) -> auto& { return x.handshake_failures[i]; }));
-  }
-  b += "},\"messages_in\":" + std::to_string(sum(c, [](auto& x) -> auto& { return x.messages_in; }));
+  b += ",";
+  append_closes(b, c);
+  b += ",";
+  append_handshake_failures(b, c);
+  b += ",\"messages_in\":" + std::to_string(sum(c, [](auto& x) -> auto& { return x.messages_in; }));
   b += ",\"messages_out\":" + std::to_string(sum(c, [](auto& x) -> auto& { return x.messages_out; }));
   b += ",\"bytes_out\":" + std::to_string(sum(c, [](auto& x) -> auto& { return x.bytes_out; }));
   b += ",\"publishes\":{\"api\":" + std::to_string(sum(c, [](auto& x) -> auto& { return x.publishes_api; }));
@@ -491,6 +507,77 @@ response handler::stats() const {
   router_.bus().append_stats(b);
   b += "}";
   return ok_json(std::move(b));
+}
+
+std::string handler::node_summary() const {
+  const auto& c = counters_;
+  const bool draining = state_.draining.load(std::memory_order_relaxed);
+  const bool bus_ok = router_.bus().healthy();
+  const auto at = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::system_clock::now().time_since_epoch()).count();
+  std::string b = "{\"connections\":" + std::to_string(sum(c, [](auto& x) -> auto& { return x.connections; }));
+  b += ",\"ready\":" + std::string(!draining && bus_ok ? "true" : "false");
+  b += ",\"draining\":" + std::string(draining ? "true" : "false");
+  b += ",\"bus\":" + std::string(bus_ok ? "\"up\"" : "\"down\"");
+  b += ",\"bus_kind\":\"" + std::string(router_.bus().name()) + "\"";
+  b += ",\"registry\":" + std::string(registry_.healthy() ? "\"up\"" : "\"down\"");
+  b += ",\"shards\":" + std::to_string(c.size());
+  b += ",\"messages_in\":" + std::to_string(sum(c, [](auto& x) -> auto& { return x.messages_in; }));
+  b += ",\"messages_out\":" + std::to_string(sum(c, [](auto& x) -> auto& { return x.messages_out; }));
+  b += ",\"publishes_api\":" + std::to_string(sum(c, [](auto& x) -> auto& { return x.publishes_api; }));
+  b += ",\"publishes_client\":" + std::to_string(sum(c, [](auto& x) -> auto& { return x.publishes_client; }));
+  b += ",\"slow_consumer_closes\":" +
+       std::to_string(sum(c, [](auto& x) -> auto& { return x.closes[static_cast<std::size_t>(metrics::close_reason::slow_consumer)]; }));
+  b += ",";
+  append_closes(b, c);
+  b += ",";
+  append_handshake_failures(b, c);
+  b += ",\"at\":" + std::to_string(at) + "}";
+  return b;
+}
+
+void handler::rooms(const request& req, respond_fn done) {
+  // limit: a page of the dashboard; cursor: opaque to clients (today the offset in the order).
+  std::size_t limit = 20;
+  if (auto q = protocol::query_param(req.target, "limit")) {
+    auto [p, ec] = std::from_chars(q->data(), q->data() + q->size(), limit);
+    if (ec != std::errc{} || p != q->data() + q->size() || limit == 0 || limit > 1000)
+      return done(error(400, "bad_request", "limit must be 1..1000"));
+  }
+  std::size_t offset = 0;
+  if (auto q = protocol::query_param(req.target, "cursor"); q && !q->empty()) {
+    auto [p, ec] = std::from_chars(q->data(), q->data() + q->size(), offset);
+    if (ec != std::errc{} || p != q->data() + q->size() || offset > 100'000'000)
+      return done(error(400, "bad_request", "bad cursor (use next_cursor of the previous page)"));
+  }
+  registry_.busiest_rooms(offset, limit, [offset, done = std::move(done)](std::error_code ec, registry::room_page page) {
+    if (ec) {
+      auto r = error(503, "unavailable", "registry unreachable");
+      r.headers.emplace_back("Retry-After", "1");
+      return done(std::move(r));
+    }
+    std::string b = "{\"rooms\":[";
+    for (std::size_t i = 0; i < page.rooms.size(); ++i) {
+      const auto& r = page.rooms[i];
+      if (i) b += ",";
+      b += "{\"room\":";
+      append_json_string(b, r.room);
+      b += ",\"online\":" + std::to_string(r.online) + ",\"by_role\":{";
+      bool first = true;
+      for (const auto& [role, n] : r.by_role) {
+        if (!first) b += ",";
+        first = false;
+        append_json_string(b, role);
+        b += ":" + std::to_string(n);
+      }
+      b += "}}";
+    }
+    b += "],\"total\":" + std::to_string(page.total) + ",\"next_cursor\":";
+    const auto next = offset + page.rooms.size();
+    b += (!page.rooms.empty() && next < page.total) ? "\"" + std::to_string(next) + "\"" : std::string("null");
+    b += "}";
+    done(ok_json(std::move(b)));
+  });
 }
 
 std::string handler::metrics_text() const {

@@ -57,6 +57,11 @@ class handler {
 
   std::string metrics_text() const;
 
+  // This node's state as one JSON object: connections, ready, bus/registry state and the totals a
+  // dashboard turns into rates (messages in/out, publishes, closes and refusals by reason), with
+  // `at` (Unix ms). Any thread; the registry stores it with each heartbeat (GET /api/nodes).
+  std::string node_summary() const;
+
   static response error(unsigned status, std::string_view code, std::string_view message);
 
  private:
@@ -82,6 +87,7 @@ class handler {
   static void finish(publish_batch& st);
   void disconnect(const request& req, respond_fn done);
   void history(const request& req, std::string room, respond_fn done);
+  void rooms(const request& req, respond_fn done);
   response stats() const;
 
   const config::config& cfg_;

@@ -151,7 +151,10 @@ int main(int argc, char** argv) {
   std::vector<metrics::shard_counters*> counters;
   // The API reads the shards' counters and the shards call the API: build the handler first and
   // hand it the counters once the shards exist (before any traffic).
-  auto connections = [&state] { return state.ws_sessions.load(std::memory_order_relaxed); };
+  // The registry reports this node's summary (GET /api/nodes); the API handler builds it and is
+  // built after the registry, so the registry reaches it through this pointer (set before start).
+  api::handler* summary_source = nullptr;
+  auto node_summary = [&summary_source] { return summary_source ? summary_source->node_summary() : std::string("{}"); };
   std::unique_ptr<registry::registry> the_registry;
   if (cfg.registry == config::registry_kind::redis) {
     registry::redis_options o;
@@ -174,9 +177,9 @@ int main(int argc, char** argv) {
             done(std::move(all));
           });
     };
-    the_registry = std::make_unique<registry::redis_registry>(std::move(o), snapshot, connections);
+    the_registry = std::make_unique<registry::redis_registry>(std::move(o), snapshot, node_summary);
   } else {
-    the_registry = std::make_unique<registry::local_registry>(router, connections);
+    the_registry = std::make_unique<registry::local_registry>(router, node_summary);
   }
   registry_feed feed(*the_registry);
 
@@ -188,6 +191,7 @@ int main(int argc, char** argv) {
     if (the_registry->wants_writes()) shards.back()->tables().set_listener(&feed);
   }
   api_handler.set_counters(counters);
+  summary_source = &api_handler;
   for (auto& s : shards) {
     auto* io = &s->io();
     router.add_shard({&s->tables(), [io](hub::router::task t) { asio::post(*io, std::move(t)); }});

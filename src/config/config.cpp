@@ -333,6 +333,10 @@ const std::vector<key_def>& keys() {
          }
          return true;
        }},
+      {"dev_kill", "false",
+       "DEV ONLY, never in production: a client may send {\"type\":\"kill\"} and the node dies at once with SIGKILL "
+       "(as kill -9: no drain); welcome says \"dev_kill\":true so the demo page shows its 'kill this node' button",
+       bool_key(&config::dev_kill)},
       {"registry", "\"local\"", "who is online where: \"local\" (this node) or \"redis\" (cluster-wide)",
        [](config& c, std::string_view v, std::string& err) {
          if (v == "local") c.registry = registry_kind::local;

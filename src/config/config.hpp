@@ -87,6 +87,9 @@ struct config {
 
   // Logs
   std::string log_level = "info";
+
+  // Development
+  bool dev_kill = false;  // DEV ONLY: a client's {"type":"kill"} SIGKILLs the node (failover demo)
 };
 
 struct parse_result {

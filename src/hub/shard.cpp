@@ -419,6 +419,18 @@ room_snapshot shard::room_info(std::string_view room) const {
   return s;
 }
 
+std::vector<room_load> shard::room_loads() const {
+  std::vector<room_load> out;
+  out.reserve(rooms_.size());
+  for (const auto& [name, r] : rooms_) {
+    if (r->members.empty()) continue;
+    room_load c{name, r->members.size(), {}};
+    for (const auto& slot : r->members) ++c.by_role[slot.m->id_.role];
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
 std::vector<session_snapshot> shard::user_info(std::string_view user) const {
   std::vector<session_snapshot> out;
   auto it = users_.find(user);

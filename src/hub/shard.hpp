@@ -57,6 +57,13 @@ struct room_snapshot {
   std::vector<std::string> users;  // distinct, sorted
 };
 
+// One room's members on this shard, by role (GET /api/rooms lists the busiest).
+struct room_load {
+  std::string room;
+  std::size_t online = 0;
+  std::map<std::string, std::size_t> by_role;
+};
+
 struct session_snapshot {
   std::uint64_t session_id;
   std::string user;
@@ -136,6 +143,8 @@ class shard {
 
   room_snapshot room_info(std::string_view room) const;
   std::vector<session_snapshot> user_info(std::string_view user) const;
+  // Every room with members on this shard (the dashboard's list; not on the delivery path).
+  std::vector<room_load> room_loads() const;
 
   std::size_t session_count() const noexcept { return all_.size(); }
   std::size_t room_count() const noexcept { return rooms_.size(); }

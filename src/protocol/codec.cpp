@@ -173,6 +173,8 @@ bool decode_client_frame(std::string_view text, client_frame& out, decode_error&
     out.type = t == "join" ? client_frame::kind::join : client_frame::kind::leave;
     out.since = 0;
     out.epoch.clear();
+    // The room first: an error about the other fields can then name it (docs/protocol.md).
+    if (!room_of(true)) return false;
     if (const auto* since = o.if_contains("since")) {
       if (since->is_uint64()) out.since = since->get_uint64();
       else if (since->is_int64() && since->get_int64() >= 0) out.since = static_cast<std::uint64_t>(since->get_int64());
@@ -188,7 +190,11 @@ bool decode_client_frame(std::string_view text, client_frame& out, decode_error&
       }
       out.epoch = std::string(epoch->get_string());
     }
-    return room_of(true);
+    return true;
+  }
+  if (t == "kill") {
+    out.type = client_frame::kind::kill;
+    return true;
   }
   if (t == "publish") {
     out.type = client_frame::kind::publish;
@@ -241,7 +247,9 @@ std::string encode_welcome(const welcome_info& w) {
       append_position(s, r);
     }
   }
-  s += "]}";
+  s += "]";
+  if (w.dev_kill) s += ",\"dev_kill\":true";
+  s += "}";
   return s;
 }
 
@@ -298,11 +306,19 @@ void append_message(std::string& out, const message_view& m) {
   out.push_back('}');
 }
 
-std::string encode_error(std::string_view code, std::string_view message) {
+std::string encode_error(std::string_view code, std::string_view message, std::string_view id, std::string_view room) {
   std::string s = "{\"type\":\"error\",\"code\":";
   append_json_string(s, code);
   s += ",\"message\":";
   append_json_string(s, message);
+  if (!id.empty()) {
+    s += ",\"id\":";
+    append_json_string(s, id);
+  }
+  if (!room.empty()) {
+    s += ",\"room\":";
+    append_json_string(s, room);
+  }
   s.push_back('}');
   return s;
 }

@@ -32,7 +32,7 @@ inline constexpr std::string_view too_many_rooms = "too_many_rooms";
 }  // namespace error_code
 
 struct client_frame {
-  enum class kind : std::uint8_t { publish, join, leave, ping, chat };
+  enum class kind : std::uint8_t { publish, join, leave, ping, chat, kill };  // kill: dev_kill only
   kind type = kind::chat;
   std::string room;  // publish, join, leave
   std::string id;    // publish: optional idempotency key
@@ -63,6 +63,7 @@ struct welcome_info {
   std::string_view session;
   std::string_view user;
   const std::vector<room_position>* rooms = nullptr;
+  bool dev_kill = false;  // the node takes {"type":"kill"} (config dev_kill): demo pages show a button
 };
 void append_position(std::string& s, const room_position& p);
 std::string encode_welcome(const welcome_info& w);
@@ -81,7 +82,10 @@ struct message_view {
 // Appends the `message` frame payload to out (used to build the shared frame once).
 void append_message(std::string& out, const message_view& m);
 
-std::string encode_error(std::string_view code, std::string_view message);
+// id/room (when not empty) name the client frame the error answers, so a client can match it to
+// its publish (by id) or join/leave (by room).
+std::string encode_error(std::string_view code, std::string_view message, std::string_view id = {},
+                         std::string_view room = {});
 // After a reconnect: every message in [from, to] was sent again.
 std::string encode_recovered(std::string_view room, std::uint64_t from, std::uint64_t to);
 // Recovery is impossible (reason: "epoch", "trimmed", "expired", "unavailable", "lost"): the

@@ -2,6 +2,8 @@
 
 #include "protocol/codec.hpp"
 
+#include <algorithm>
+
 namespace roomcast::registry {
 
 using protocol::append_json_string;
@@ -98,11 +100,58 @@ void local_registry::describe_room(const std::string& room, json_callback cb) {
                                      });
 }
 
+std::string node_json(const std::string& node, std::string_view summary) {
+  std::string b = "{\"node\":";
+  append_json_string(b, node);
+  // summary is "{...}": splice its members after the node's name.
+  if (summary.size() > 2 && summary.front() == '{' && summary.back() == '}') {
+    b += ",";
+    b += summary.substr(1);
+  } else {
+    b += "}";
+  }
+  return b;
+}
+
+room_page page_of(std::vector<room_summary> rooms, std::size_t offset, std::size_t limit) {
+  std::sort(rooms.begin(), rooms.end(), [](const room_summary& a, const room_summary& b) {
+    return a.online != b.online ? a.online > b.online : a.room < b.room;
+  });
+  room_page p;
+  p.total = rooms.size();
+  if (offset < rooms.size()) {
+    const auto end = offset + std::min(limit, rooms.size() - offset);
+    p.rooms.assign(std::make_move_iterator(rooms.begin() + static_cast<std::ptrdiff_t>(offset)),
+                   std::make_move_iterator(rooms.begin() + static_cast<std::ptrdiff_t>(end)));
+  }
+  return p;
+}
+
 void local_registry::describe_nodes(json_callback cb) {
-  std::string b = "{\"nodes\":[{\"node\":";
-  append_json_string(b, router_.node_id());
-  b += ",\"connections\":" + std::to_string(connections_()) + "}]}";
+  std::string b = "{\"nodes\":[" + node_json(router_.node_id(), node_summary_()) + "]}";
   cb(200, std::move(b));
+}
+
+void local_registry::busiest_rooms(std::size_t offset, std::size_t limit, rooms_callback cb) {
+  router_.gather<std::vector<hub::room_load>>(
+      [](hub::shard& s) { return s.room_loads(); },
+      [offset, limit, cb = std::move(cb)](std::vector<std::vector<hub::room_load>> parts) {
+        // A room can have members on several shards: add them up by name.
+        std::map<std::string, room_summary> by_name;
+        for (auto& p : parts)
+          for (auto& c : p) {
+            auto& r = by_name[c.room];
+            r.online += c.online;
+            for (auto& [role, n] : c.by_role) r.by_role[role] += n;
+          }
+        std::vector<room_summary> rooms;
+        rooms.reserve(by_name.size());
+        for (auto& [name, r] : by_name) {
+          r.room = name;
+          rooms.push_back(std::move(r));
+        }
+        cb({}, page_of(std::move(rooms), offset, limit));
+      });
 }
 
 }  // namespace roomcast::registry

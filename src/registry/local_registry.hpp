@@ -11,19 +11,20 @@ namespace roomcast::registry {
 
 class local_registry final : public registry {
  public:
-  // connections(): this node's open sessions, for describe_nodes.
-  local_registry(hub::router& router, std::function<std::size_t()> connections)
-      : router_(router), connections_(std::move(connections)) {}
+  // node_summary(): this node's state as a JSON object (api::handler::node_summary), for describe_nodes.
+  local_registry(hub::router& router, std::function<std::string()> node_summary)
+      : router_(router), node_summary_(std::move(node_summary)) {}
 
   void user_sessions(const std::string& user, sessions_callback cb) override;
   void describe_user(const std::string& user, json_callback cb) override;
   void describe_room(const std::string& room, json_callback cb) override;
   void describe_nodes(json_callback cb) override;
+  void busiest_rooms(std::size_t offset, std::size_t limit, rooms_callback cb) override;
   const char* name() const noexcept override { return "local"; }
 
  private:
   hub::router& router_;
-  std::function<std::size_t()> connections_;
+  std::function<std::string()> node_summary_;
 };
 
 // JSON bodies shared by the registries (docs/api.md).
@@ -35,5 +36,9 @@ struct room_totals {
   std::set<std::string> users;
 };
 std::string room_json(const std::string& room, const room_totals& t);
+// {"node":<node>, ...the members of summary (a JSON object)}: one entry of GET /api/nodes.
+std::string node_json(const std::string& node, std::string_view summary);
+// Sorts rooms busiest first (then by name) and keeps [offset, offset + limit).
+room_page page_of(std::vector<room_summary> rooms, std::size_t offset, std::size_t limit);
 
 }  // namespace roomcast::registry

@@ -87,6 +87,49 @@ end
 return out
 )lua";
 
+// ARGV[1] = offset, ARGV[2] = limit. Sessions per room summed over the nodes that have it; the
+// rooms [offset, offset + limit) of the busiest-first order with their members' roles. Returns
+// {total, room, online, {role, n, ...}, room, ...}. Read-only; O(rooms) per call, for a dashboard.
+constexpr const char* busiest_rooms_script = R"lua(
+local counts = {}
+for _, n in ipairs(redis.call('SMEMBERS', 'rc:nodes')) do
+  for _, r in ipairs(redis.call('SMEMBERS', 'rc:node_rooms:' .. n)) do
+    counts[r] = (counts[r] or 0) + redis.call('HLEN', 'rc:room:' .. r .. ':' .. n)
+  end
+end
+local list = {}
+for r, c in pairs(counts) do
+  if c > 0 then list[#list + 1] = {r, c} end
+end
+table.sort(list, function(a, b)
+  if a[2] ~= b[2] then return a[2] > b[2] end
+  return a[1] < b[1]
+end)
+local out = {#list}
+local first = tonumber(ARGV[1]) + 1
+local last = math.min(#list, tonumber(ARGV[1]) + tonumber(ARGV[2]))
+for i = first, last do
+  local r = list[i][1]
+  local roles = {}
+  for _, n in ipairs(redis.call('SMEMBERS', 'rc:room_nodes:' .. r)) do
+    for _, v in ipairs(redis.call('HVALS', 'rc:room:' .. r .. ':' .. n)) do
+      local nl = string.find(v, '\n', 1, true)
+      local role = nl and string.sub(v, 1, nl - 1) or v
+      roles[role] = (roles[role] or 0) + 1
+    end
+  end
+  local flat = {}
+  for role, c in pairs(roles) do
+    flat[#flat + 1] = role
+    flat[#flat + 1] = c
+  end
+  out[#out + 1] = r
+  out[#out + 1] = list[i][2]
+  out[#out + 1] = flat
+end
+return out
+)lua";
+
 using command = std::vector<std::string>;
 
 struct reply_deleter {
@@ -107,7 +150,7 @@ std::string str(const redisReply* r) { return r && r->type == REDIS_REPLY_STRING
 struct redis_registry::impl {
   redis_options opts;
   snapshot_fn snapshot;
-  std::function<std::size_t()> connections;
+  std::function<std::string()> node_summary;
 
   std::mutex mu;
   std::condition_variable cv;
@@ -159,11 +202,11 @@ namespace {
 std::string session_value(const session_record& s, const std::string& node) { return session_json(s, node); }
 }  // namespace
 
-redis_registry::redis_registry(redis_options opts, snapshot_fn snapshot, std::function<std::size_t()> connections)
+redis_registry::redis_registry(redis_options opts, snapshot_fn snapshot, std::function<std::string()> node_summary)
     : impl_(std::make_unique<impl>()) {
   impl_->opts = std::move(opts);
   impl_->snapshot = std::move(snapshot);
-  impl_->connections = std::move(connections);
+  impl_->node_summary = std::move(node_summary);
 }
 
 redis_registry::~redis_registry() { stop(); }
@@ -273,13 +316,32 @@ void redis_registry::describe_nodes(json_callback cb) {
                        for (auto& [n, v] : nodes) {
                          if (!first) b += ",";
                          first = false;
-                         b += "{\"node\":";
-                         protocol::append_json_string(b, n);
-                         const auto c = protocol::find_raw_member(v, "connections");
-                         b += ",\"connections\":" + std::string(c ? *c : "0") + "}";
+                         b += node_json(n, v);
                        }
                        b += "]}";
                        cb(200, std::move(b));
+                     }});
+}
+
+void redis_registry::busiest_rooms(std::size_t offset, std::size_t limit, rooms_callback cb) {
+  impl_->push_query({{"EVAL", busiest_rooms_script, "0", std::to_string(offset), std::to_string(limit)},
+                     [cb = std::move(cb)](const redisReply* r) {
+                       if (!r || r->type != REDIS_REPLY_ARRAY || r->elements == 0 ||
+                           r->element[0]->type != REDIS_REPLY_INTEGER)
+                         return cb(std::make_error_code(std::errc::not_connected), {});
+                       room_page p;
+                       p.total = static_cast<std::size_t>(r->element[0]->integer);
+                       for (std::size_t i = 1; i + 2 < r->elements; i += 3) {
+                         const redisReply* roles = r->element[i + 2];
+                         if (r->element[i + 1]->type != REDIS_REPLY_INTEGER) continue;
+                         room_summary s{str(r->element[i]), static_cast<std::size_t>(r->element[i + 1]->integer), {}};
+                         if (roles->type == REDIS_REPLY_ARRAY)
+                           for (std::size_t j = 0; j + 1 < roles->elements; j += 2)
+                             if (roles->element[j + 1]->type == REDIS_REPLY_INTEGER)
+                               s.by_role[str(roles->element[j])] = static_cast<std::size_t>(roles->element[j + 1]->integer);
+                         p.rooms.push_back(std::move(s));
+                       }
+                       cb({}, std::move(p));
                      }});
 }
 
@@ -456,7 +518,7 @@ void redis_registry::impl::run() {
     std::size_t beat_at = 0;
     if (beat) {
       const auto ttl = std::to_string(opts.node_ttl.count());
-      cmds.push_back({"SET", "rc:node:" + opts.node_id, "{\"connections\":" + std::to_string(connections()) + "}", "PX", ttl});
+      cmds.push_back({"SET", "rc:node:" + opts.node_id, node_summary(), "PX", ttl});
       cmds.push_back({"SADD", "rc:nodes", opts.node_id});
       beat_at = cmds.size();
       cmds.push_back({"EVAL", reap_dead_script, "0", opts.node_id});

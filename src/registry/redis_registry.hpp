@@ -7,7 +7,7 @@
 //
 // Keys (prefix rc:):
 //   rc:nodes                     set of node ids
-//   rc:node:<node>               {"connections":N} with TTL = node_ttl (the heartbeat)
+//   rc:node:<node>               the node's summary JSON (connections, counters) with TTL = node_ttl (the heartbeat)
 //   rc:user:<user>               hash session id -> session JSON (node, platform, role, rooms)
 //   rc:node_sessions:<node>      set of "<user>\n<session>" (for reaping)
 //   rc:room:<room>:<node>        hash session id -> "<role>\n<user>"
@@ -36,10 +36,11 @@ struct redis_options {
 
 class redis_registry final : public registry {
  public:
-  // snapshot(cb): gathers this node's sessions from the shards (used to resync); connections():
-  // this node's open sessions, for the heartbeat.
+  // snapshot(cb): gathers this node's sessions from the shards (used to resync); node_summary():
+  // this node's state as a JSON object (connections, counters), written with every heartbeat and
+  // returned by describe_nodes. Both are called on the registry thread.
   using snapshot_fn = std::function<void(std::function<void(std::vector<session_record>)>)>;
-  redis_registry(redis_options opts, snapshot_fn snapshot, std::function<std::size_t()> connections);
+  redis_registry(redis_options opts, snapshot_fn snapshot, std::function<std::string()> node_summary);
   ~redis_registry() override;
 
   void start() override;
@@ -53,6 +54,7 @@ class redis_registry final : public registry {
   void describe_user(const std::string& user, json_callback cb) override;
   void describe_room(const std::string& room, json_callback cb) override;
   void describe_nodes(json_callback cb) override;
+  void busiest_rooms(std::size_t offset, std::size_t limit, rooms_callback cb) override;
   bool healthy() const override;
   const char* name() const noexcept override { return "redis"; }
   void append_metrics(std::string& out) const override;

@@ -5,7 +5,9 @@
 // Threads: the write calls come from shard threads on join/leave paths and never block; the
 // query callbacks run on any thread.
 #include <functional>
+#include <map>
 #include <optional>
+#include <system_error>
 #include <string>
 #include <vector>
 
@@ -18,6 +20,17 @@ struct session_record {
   std::string role;
   std::string platform;
   std::vector<std::string> rooms;
+};
+
+// One room of GET /api/rooms: its sessions (cluster-wide, or this node's), by role.
+struct room_summary {
+  std::string room;
+  std::size_t online = 0;
+  std::map<std::string, std::size_t> by_role;
+};
+struct room_page {
+  std::size_t total = 0;  // rooms with members
+  std::vector<room_summary> rooms;
 };
 
 class registry {
@@ -48,6 +61,11 @@ class registry {
   virtual void describe_user(const std::string& user, json_callback cb) = 0;
   virtual void describe_room(const std::string& room, json_callback cb) = 0;
   virtual void describe_nodes(json_callback cb) = 0;
+
+  // The busiest rooms (most sessions first, then by name): rooms [offset, offset + limit) of that
+  // order. ec is set when the registry can't answer.
+  using rooms_callback = std::function<void(std::error_code, room_page)>;
+  virtual void busiest_rooms(std::size_t offset, std::size_t limit, rooms_callback cb) = 0;
 
   virtual bool healthy() const { return true; }
   virtual const char* name() const noexcept = 0;

@@ -129,7 +129,11 @@ struct upgrade_decision {
   recovery_request recovery;
 };
 
-upgrade_decision decide_upgrade(shard_context& ctx, const http::request<http::string_body>& req) {
+// What an upgrade of req gets. probe = a plain GET of the route (no upgrade headers): the same
+// checks without the WebSocket headers and without taking a connection slot, so that a client
+// whose socket failed can learn why (browsers hide the status of a refused upgrade): 426 when the
+// upgrade would be accepted.
+upgrade_decision decide_upgrade(shard_context& ctx, const http::request<http::string_body>& req, bool probe = false) {
   upgrade_decision d;
   auto& svc = ctx.svc();
   auto fail = [&](unsigned status, handshake_failure f, std::string msg) {
@@ -150,11 +154,12 @@ upgrade_decision decide_upgrade(shard_context& ctx, const http::request<http::st
   }
   if (p.room.size() > 256 || p.user.size() > 256 || p.role.size() > 64 || p.platform.size() > 64)
     return fail(400, handshake_failure::bad_request, "room, user, role or platform too long");
-  if (req[http::field::sec_websocket_version] != "13")
+  if (!probe && req[http::field::sec_websocket_version] != "13")
     return fail(400, handshake_failure::bad_request, "Sec-WebSocket-Version must be 13");
   const auto key = req[http::field::sec_websocket_key];
-  if (key.size() != 24) return fail(400, handshake_failure::bad_request, "bad Sec-WebSocket-Key");
-  if (!svc.cfg.allowed_origins.empty()) {
+  if (!probe && key.size() != 24) return fail(400, handshake_failure::bad_request, "bad Sec-WebSocket-Key");
+  // A same-origin fetch sends no Origin: the probe checks one only when it is there.
+  if (!svc.cfg.allowed_origins.empty() && !(probe && req[http::field::origin].empty())) {
     const auto origin = req[http::field::origin];
     const auto& ao = svc.cfg.allowed_origins;
     if (std::find(ao.begin(), ao.end(), origin) == ao.end())
@@ -167,23 +172,26 @@ upgrade_decision decide_upgrade(shard_context& ctx, const http::request<http::st
   }
   if (svc.state.draining.load(std::memory_order_relaxed))
     return fail(503, handshake_failure::draining, "node is shutting down");
+  // ?since=<seq>&epoch=<epoch>: the seed's plain client can ask for recovery in the URL.
+  if (auto since = protocol::query_param(req.target(), "since")) {
+    std::uint64_t v = 0;
+    auto [ptr, ec] = std::from_chars(since->data(), since->data() + since->size(), v);
+    if (ec != std::errc{} || ptr != since->data() + since->size())
+      return fail(400, handshake_failure::bad_request, "since must be a non-negative integer");
+    d.recovery.wanted = true;
+    d.recovery.since = v;
+    d.recovery.epoch = protocol::query_param(req.target(), "epoch").value_or("");
+  }
+  if (probe) {
+    if (svc.state.ws_sessions.load(std::memory_order_relaxed) >= svc.cfg.max_connections)
+      return fail(503, handshake_failure::over_capacity, "node is full");
+    return fail(426, handshake_failure::count_, "this URL takes a WebSocket upgrade");
+  }
   // Admission: reserve a slot now; destroy() gives it back.
   const auto n = svc.state.ws_sessions.fetch_add(1, std::memory_order_relaxed);
   if (n >= svc.cfg.max_connections) {
     svc.state.ws_sessions.fetch_sub(1, std::memory_order_relaxed);
     return fail(503, handshake_failure::over_capacity, "node is full");
-  }
-  // ?since=<seq>&epoch=<epoch>: the seed's plain client can ask for recovery in the URL.
-  if (auto since = protocol::query_param(req.target(), "since")) {
-    std::uint64_t v = 0;
-    auto [ptr, ec] = std::from_chars(since->data(), since->data() + since->size(), v);
-    if (ec != std::errc{} || ptr != since->data() + since->size()) {
-      svc.state.ws_sessions.fetch_sub(1, std::memory_order_relaxed);
-      return fail(400, handshake_failure::bad_request, "since must be a non-negative integer");
-    }
-    d.recovery.wanted = true;
-    d.recovery.since = v;
-    d.recovery.epoch = protocol::query_param(req.target(), "epoch").value_or("");
   }
   d.id.session_id = ctx.next_session_id();
   d.id.user = std::move(p.user);
@@ -261,7 +269,20 @@ asio::awaitable<void> run_http(shard_context& ctx, asio::ip::tcp::socket socket)
     const std::string_view target = req.target();
     const std::string_view path = target.substr(0, target.find('?'));
     api::response r;
-    if (api::handler::owns(path)) {
+    upgrade_decision probe;
+    const bool get = req.method() == http::verb::get || req.method() == http::verb::head;
+    if (get && !api::handler::owns(path)) probe = decide_upgrade(ctx, req, true);
+    if (get && probe.status != 101 && probe.failure != handshake_failure::not_found) {
+      // A plain GET of the WebSocket route: what its upgrade would get (426 = it would be accepted).
+      r = api::handler::error(probe.status,
+                              probe.status == 426 ? std::string_view("upgrade_required")
+                                                  : metrics::handshake_failure_names[static_cast<std::size_t>(probe.failure)],
+                              probe.message);
+      if (probe.status == 426) r.headers.emplace_back("Upgrade", "websocket");
+      if (probe.status == 503) r.headers.emplace_back("Retry-After", retry_after_value(cfg));
+      r.headers.emplace_back("Access-Control-Allow-Origin", "*");  // the body is only the reason
+      r.headers.emplace_back("Cache-Control", "no-store");
+    } else if (api::handler::owns(path)) {
       api::request ar;
       ar.method = std::string(req.method_string());
       ar.target = std::string(target);

@@ -1,6 +1,7 @@
 #include "transport/ws_session.hpp"
 
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "hub/router.hpp"
 #include "transport/shard_context.hpp"
@@ -9,6 +10,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <csignal>
 #include <cstdio>
 #include <array>
 
@@ -80,7 +82,8 @@ void ws_session::join_room(const std::string& room, recovery_request recovery, b
   auto* store = ctx_.svc().history;
   const bool sync = policy.keeps() && store != nullptr;
   const auto r = ctx_.tables().join(*this, room, ctx_.svc().cfg.max_rooms_per_session, sync);
-  if (r == hub::shard::join_result::too_many) return send_error(protocol::error_code::too_many_rooms, "too many rooms for one session");
+  if (r == hub::shard::join_result::too_many)
+    return send_error(protocol::error_code::too_many_rooms, "too many rooms for one session", {}, room);
   if (!sync || r == hub::shard::join_result::already) {
     history::read_result none;
     return on_synced(room, recovery, initial, std::move(none));
@@ -104,7 +107,8 @@ void ws_session::on_synced(const std::string& room, const recovery_request& reco
     const std::vector<protocol::room_position> rooms{pos};
     const auto sid = hub::format_session_id(id().session_id);
     auto w = hub::make_local(protocol::make_frame(
-        ws_opcode::text, protocol::encode_welcome({ctx_.svc().router.node_id(), sid, id().user, &rooms})));
+        ws_opcode::text,
+        protocol::encode_welcome({ctx_.svc().router.node_id(), sid, id().user, &rooms, ctx_.svc().cfg.dev_kill})));
     queued_bytes_ += w->bytes().size();
     queue_.insert(queue_.begin() + static_cast<std::ptrdiff_t>(head_ + (handshake_first() ? 1 : 0)), std::move(w));
     handshake_.reset();
@@ -264,15 +268,22 @@ void ws_session::on_text(std::string_view text) {
   protocol::client_frame f;
   protocol::decode_error err;
   if (!protocol::decode_client_frame(text, f, err)) {
-    send_error(err.code, err.message);
+    send_error(err.code, err.message, f.id, f.room);
     return;
   }
   const auto& cfg = ctx_.svc().cfg;
   auto& tables = ctx_.tables();
   switch (f.type) {
     case protocol::client_frame::kind::ping: enqueue(hub::make_local(pong_json_frame())); return;
+    case protocol::client_frame::kind::kill:
+      if (!cfg.dev_kill) return send_error(protocol::error_code::forbidden, "kill needs dev_kill = true on the node");
+      // The failover demo: die as kill -9 would, with no drain, no deregistration, no flush.
+      spdlog::warn("dev_kill: a client asked this node to die (SIGKILL)");
+      ::kill(::getpid(), SIGKILL);
+      return;
     case protocol::client_frame::kind::join: {
-      if (!cfg.client_join) return send_error(protocol::error_code::forbidden, "joining rooms is disabled");
+      if (!cfg.client_join)
+        return send_error(protocol::error_code::forbidden, "joining rooms is disabled", {}, f.room);
       recovery_request rec;
       rec.wanted = !f.epoch.empty() || f.since > 0;
       rec.since = f.since;
@@ -281,7 +292,8 @@ void ws_session::on_text(std::string_view text) {
       return;
     }
     case protocol::client_frame::kind::leave: {
-      if (!tables.leave(*this, f.room)) return send_error(protocol::error_code::not_in_room, "not in that room");
+      if (!tables.leave(*this, f.room))
+        return send_error(protocol::error_code::not_in_room, "not in that room", {}, f.room);
       std::string s = "{\"type\":\"left\",\"room\":";
       protocol::append_json_string(s, f.room);
       s.push_back('}');
@@ -291,13 +303,14 @@ void ws_session::on_text(std::string_view text) {
     case protocol::client_frame::kind::chat:
     case protocol::client_frame::kind::publish: {
       const auto& roles = cfg.publish_roles;
-      if (std::find(roles.begin(), roles.end(), id().role) == roles.end())
-        return send_error(protocol::error_code::forbidden,
-                          "role '" + id().role.substr(0, 64) + "' may not publish");
       std::string room = f.room.empty() ? url_room_ : std::move(f.room);
-      if (!tables.in_room(*this, room)) return send_error(protocol::error_code::not_in_room, "join the room first");
+      if (std::find(roles.begin(), roles.end(), id().role) == roles.end())
+        return send_error(protocol::error_code::forbidden, "role '" + id().role.substr(0, 64) + "' may not publish",
+                          f.id, room);
+      if (!tables.in_room(*this, room))
+        return send_error(protocol::error_code::not_in_room, "join the room first", f.id, room);
       if (!publish_bucket_.try_take(cfg.publish_rate, cfg.publish_burst, ctx_.now()))
-        return send_error(protocol::error_code::rate_limited, "too many publishes; slow down");
+        return send_error(protocol::error_code::rate_limited, "too many publishes; slow down", f.id, room);
       publish(std::move(room), std::move(f.id), std::move(f.data));
       return;
     }
@@ -320,13 +333,14 @@ void ws_session::publish(std::string room, std::string id, std::string data) {
   auto* ctx = &ctx_;
   const auto sid = this->id().session_id;
   std::string ack_id = want_ack ? e.id : std::string();
-  router.publish(std::move(e), [ctx, sid, ack_id = std::move(ack_id)](hub::router::publish_outcome o) {
+  std::string to_room = e.target;
+  router.publish(std::move(e), [ctx, sid, ack_id = std::move(ack_id), room = std::move(to_room)](hub::router::publish_outcome o) {
     if (!o.ec && ack_id.empty()) return;
-    asio::post(ctx->io(), [ctx, sid, ack_id, o = std::move(o)] {
+    asio::post(ctx->io(), [ctx, sid, ack_id, room, o = std::move(o)] {
       auto* m = ctx->tables().find(sid);
       if (!m) return;
       auto* s = static_cast<ws_session*>(m);
-      if (o.ec) return s->send_error("unavailable", "publish failed: " + o.ec.message());
+      if (o.ec) return s->send_error("unavailable", "publish failed: " + o.ec.message(), ack_id, room);
       std::string a = "{\"type\":\"ack\",\"id\":";
       protocol::append_json_string(a, ack_id);
       if (o.seq) a += ",\"seq\":" + std::to_string(o.seq);
@@ -337,9 +351,10 @@ void ws_session::publish(std::string room, std::string id, std::string data) {
   });
 }
 
-void ws_session::send_error(std::string_view code, std::string_view message) {
+void ws_session::send_error(std::string_view code, std::string_view message, std::string_view id,
+                            std::string_view room) {
   ctx_.counters().client_errors.add();
-  send_text(protocol::encode_error(code, message));
+  send_text(protocol::encode_error(code, message, id, room));
 }
 
 void ws_session::send_text(std::string_view payload) {

@@ -65,7 +65,9 @@ class ws_session final : public hub::member,
   // Joins `room`; for a room with history, reads its position (and what the client missed) first.
   void join_room(const std::string& room, recovery_request recovery, bool initial);
   void on_synced(const std::string& room, const recovery_request& recovery, bool initial, history::read_result r);
-  void send_error(std::string_view code, std::string_view message);
+  // id/room: the client frame this answers (echoed so the client can match it), empty if none.
+  void send_error(std::string_view code, std::string_view message, std::string_view id = {},
+                  std::string_view room = {});
 
   void enqueue(hub::frame_ref f);
   void consume(std::size_t n);

@@ -336,6 +336,66 @@ TEST_F(basic_test, room_and_user_queries) {
   }
 }
 
+TEST_F(basic_test, busiest_rooms_in_pages) {
+  auto t = join("big", "THE", "t1");
+  auto a = join("big", "STU", "s1");
+  auto b = join("big", "STU", "s2");
+  auto c = join("mid", "STU", "s3");
+  auto d = join("mid", "STU", "s4", "mobile");
+  auto e = join("small", "STU", "s5");
+  // Several shards hold members of one room: the counts are the node's, not a shard's.
+  auto first = get_json(port(), "/api/rooms?limit=2");
+  ASSERT_EQ(first.at("rooms").as_array().size(), 2u) << json::serialize(first);
+  EXPECT_EQ(json_int(first, "total"), 3);
+  EXPECT_EQ(json_string(first.at("rooms").at(0), "room"), "big");
+  EXPECT_EQ(json_int(first.at("rooms").at(0), "online"), 3);
+  EXPECT_EQ(json_int(first.at("rooms").at(0), "by_role.STU"), 2);
+  EXPECT_EQ(json_int(first.at("rooms").at(0), "by_role.THE"), 1);
+  EXPECT_EQ(json_string(first.at("rooms").at(1), "room"), "mid");
+  const auto cursor = json_string(first, "next_cursor");
+  ASSERT_FALSE(cursor.empty()) << json::serialize(first);
+  auto second = get_json(port(), "/api/rooms?limit=2&cursor=" + cursor);
+  ASSERT_EQ(second.at("rooms").as_array().size(), 1u) << json::serialize(second);
+  EXPECT_EQ(json_string(second.at("rooms").at(0), "room"), "small");
+  EXPECT_TRUE(second.at("next_cursor").is_null()) << json::serialize(second);
+  EXPECT_EQ(http_get(port(), "/api/rooms?limit=0").status, 400u);
+  EXPECT_EQ(http_get(port(), "/api/rooms?cursor=x").status, 400u);
+}
+
+TEST_F(basic_test, nodes_carry_the_dashboard_counters) {
+  auto t = join("345", "THE", "t1");
+  ASSERT_TRUE(t->send_text(R"({"type":"publish","data":{"n":1},"id":"c-1"})"));
+  ASSERT_TRUE(t->read_type("ack").has_value()) << t->read_error();
+  publish(R"({"room":"345","data":{"n":2}})");
+  ASSERT_TRUE(poll_until([&] {
+    auto n = get_json(port(), "/api/nodes").at("nodes").at(0);
+    return json_int(n, "messages_out") >= 2 && json_int(n, "publishes_api") >= 1;
+  }, std::chrono::seconds(5)));
+  auto n = get_json(port(), "/api/nodes").at("nodes").at(0);
+  EXPECT_EQ(json_int(n, "connections"), 1) << json::serialize(n);
+  EXPECT_EQ(json_int(n, "publishes_client"), 1) << json::serialize(n);
+  EXPECT_TRUE(json_bool(n, "ready")) << json::serialize(n);
+  EXPECT_EQ(json_string(n, "bus"), "up");
+  EXPECT_GE(json_int(n, "messages_in"), 1);
+  EXPECT_GT(json_int(n, "at"), 1'700'000'000'000LL);
+  EXPECT_TRUE(n.at("closes").as_object().contains("slow_consumer")) << json::serialize(n);
+  EXPECT_TRUE(n.at("handshake_failures").as_object().contains("unauthorized")) << json::serialize(n);
+}
+
+TEST_F(basic_test, errors_name_the_publish_or_room_they_answer) {
+  auto s = join("345", "STU", "s1");
+  ASSERT_TRUE(s->send_text(R"({"type":"publish","data":{},"id":"p-1"})"));
+  auto err = s->read_type("error");
+  ASSERT_TRUE(err.has_value()) << s->read_error();
+  EXPECT_EQ(json_string(*err, "code"), "forbidden");
+  EXPECT_EQ(json_string(*err, "id"), "p-1");
+  EXPECT_EQ(json_string(*err, "room"), "345");
+  ASSERT_TRUE(s->send_text(R"({"type":"leave","room":"never"})"));
+  err = s->read_type("error");
+  ASSERT_TRUE(err.has_value()) << s->read_error();
+  EXPECT_EQ(json_string(*err, "room"), "never");
+}
+
 TEST_F(basic_test, health_and_readiness) {
   EXPECT_EQ(http_get(port(), "/healthz").status, 200u);
   EXPECT_EQ(http_get(port(), "/readyz").status, 200u);

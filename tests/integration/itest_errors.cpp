@@ -105,6 +105,45 @@ TEST_F(jwt_test, alg_none_is_401) {
   EXPECT_EQ(status_for("452784", unsigned_token), 401u);
 }
 
+TEST_F(jwt_test, plain_get_of_the_route_says_why_an_upgrade_would_fail) {
+  // Browsers hide a refused upgrade's status; roomcast.js asks with a plain GET instead.
+  auto bad = http_get(node_->port(), ws_path("345", "STU", "452784", token("452784", -3600)));
+  EXPECT_EQ(bad.status, 401u) << bad.body;
+  EXPECT_EQ(json_string(bad.json(), "error.code"), "unauthorized") << bad.body;
+  EXPECT_EQ(bad.headers["access-control-allow-origin"], "*");
+  auto good = http_get(node_->port(), ws_path("345", "STU", "452784", token("452784", 3600)));
+  EXPECT_EQ(good.status, 426u) << good.body;
+  EXPECT_EQ(json_string(good.json(), "error.code"), "upgrade_required") << good.body;
+  EXPECT_EQ(http_get(node_->port(), ws_path("345", "STU", "452784", token("452784", 3600)) + "?since=x").status, 400u);
+  // The probe takes no connection slot and is no refused handshake.
+  auto stats = get_stats(node_->port());
+  EXPECT_EQ(json_int(stats, "connections"), 0) << json::serialize(stats);
+  EXPECT_EQ(json_int(stats, "handshake_failures.unauthorized"), 0) << json::serialize(stats);
+  // Other paths are still static files.
+  EXPECT_EQ(http_get(node_->port(), "/seed.html").status, 404u);  // no web root in this node
+}
+
+TEST(errors_dev, kill_frame_needs_dev_kill) {
+  auto node = start_node();
+  auto m = join(node->port(), "345", "THE", "t1");
+  EXPECT_FALSE(m.welcome.as_object().contains("dev_kill")) << json::serialize(m.welcome);
+  ASSERT_TRUE(m->send_text(R"({"type":"kill"})"));
+  auto err = m->read_type("error");
+  ASSERT_TRUE(err.has_value()) << m->read_error();
+  EXPECT_EQ(json_string(*err, "code"), "forbidden");
+  EXPECT_TRUE(node->running());
+}
+
+TEST(errors_dev, kill_frame_with_dev_kill_dies_like_kill_9) {
+  auto node = start_node({"--dev-kill", "true"});
+  auto m = join(node->port(), "345", "STU", "s1");
+  EXPECT_TRUE(json_bool(m.welcome, "dev_kill")) << json::serialize(m.welcome);
+  ASSERT_TRUE(m->send_text(R"({"type":"kill"})"));
+  const auto code = node->wait_exit(std::chrono::seconds(10));
+  ASSERT_TRUE(code.has_value()) << "the node did not die";
+  EXPECT_EQ(*code, 128 + SIGKILL);
+}
+
 // --- HTTP API validation ------------------------------------------------------------
 
 class api_test : public ::testing::Test {

@@ -94,3 +94,39 @@ TEST(codec, server_frames_are_valid_json) {
   append_message(m2, {target_kind::room, "r", "i", "f", "1", 42});
   EXPECT_EQ(boost::json::parse(m2).at("seq").as_int64(), 42);
 }
+
+TEST(codec, errors_name_the_frame_they_answer) {
+  // A client matches an error to its publish by id and to its join/leave by room.
+  const auto v = boost::json::parse(encode_error("forbidden", "no", "m-1", "345")).as_object();
+  EXPECT_EQ(v.at("type").as_string(), "error");
+  EXPECT_EQ(v.at("id").as_string(), "m-1");
+  EXPECT_EQ(v.at("room").as_string(), "345");
+  const auto bare = boost::json::parse(encode_error("bad_json", "x")).as_object();
+  EXPECT_FALSE(bare.contains("id"));
+  EXPECT_FALSE(bare.contains("room"));
+
+  // A bad join field still tells which room it was about; a bad publish its id.
+  client_frame f;
+  decode_error e;
+  EXPECT_FALSE(decode_client_frame(R"({"type":"join","room":"347","since":-1})", f, e));
+  EXPECT_EQ(e.code, error_code::bad_request);
+  EXPECT_EQ(f.room, "347");
+  EXPECT_FALSE(decode_client_frame(R"({"type":"publish","room":"9","id":"p-7"})", f, e));
+  EXPECT_EQ(f.id, "p-7");
+  EXPECT_EQ(f.room, "9");
+}
+
+TEST(codec, welcome_says_dev_kill_only_when_on) {
+  const std::vector<room_position> rooms{{"345", 3, "e1"}};
+  welcome_info w{"n1", "s1", "u1", &rooms};
+  EXPECT_FALSE(boost::json::parse(encode_welcome(w)).as_object().contains("dev_kill"));
+  w.dev_kill = true;
+  const auto v = boost::json::parse(encode_welcome(w)).as_object();
+  EXPECT_TRUE(v.at("dev_kill").as_bool());
+  EXPECT_EQ(v.at("rooms").as_array().at(0).as_object().at("seq").as_int64(), 3);
+
+  client_frame f;
+  decode_error e;
+  ASSERT_TRUE(decode_client_frame(R"({"type":"kill"})", f, e));
+  EXPECT_EQ(f.type, client_frame::kind::kill);
+}

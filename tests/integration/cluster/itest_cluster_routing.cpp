@@ -273,6 +273,31 @@ TEST_F(cluster_routing, registry_api_is_cluster_wide) {
   EXPECT_TRUE(counts_match) << "/api/nodes never matched the 3 nodes and their connection counts: "
                             << json::serialize(nodes);
   EXPECT_EQ(nodes.at("nodes").get_array().size(), node_count) << json::serialize(nodes);
+  for (const auto& n : nodes.at("nodes").get_array()) {  // what the dashboard reads
+    EXPECT_TRUE(json_bool(n, "ready")) << json::serialize(n);
+    EXPECT_EQ(json_string(n, "registry"), "up") << json::serialize(n);
+    EXPECT_GE(json_int(n, "messages_out"), 0) << json::serialize(n);
+    EXPECT_GT(json_int(n, "at"), 0) << json::serialize(n);
+  }
+
+  // GET /api/rooms: the busiest rooms cluster-wide, by role (other tests' rooms may be listed too).
+  for (std::size_t i = 0; i < node_count; ++i) {
+    auto page = get_json(port(i), "/api/rooms?limit=1000");
+    std::int64_t online_r = -1, online_other = -1, stu = -1, the = -1;
+    for (const auto& r : page.at("rooms").get_array()) {
+      if (json_string(r, "room") == R) {
+        online_r = json_int(r, "online");
+        stu = json_int(r, "by_role.STU");
+        the = json_int(r, "by_role.THE");
+      }
+      if (json_string(r, "room") == "other" + tok_) online_other = json_int(r, "online");
+    }
+    EXPECT_EQ(online_r, 5) << "via " << id(i) << ": " << json::serialize(page);
+    EXPECT_EQ(stu, 4) << json::serialize(page);
+    EXPECT_EQ(the, 1) << json::serialize(page);
+    EXPECT_EQ(online_other, 1) << json::serialize(page);
+    EXPECT_GE(json_int(page, "total"), 2) << json::serialize(page);
+  }
 
   // A session that leaves disappears from the room everywhere.
   m2->close();
