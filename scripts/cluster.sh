@@ -5,6 +5,8 @@
 #   scripts/cluster.sh stop
 # State (pids, logs, data) lives in $ROOMCAST_CLUSTER_DIR (default /tmp/roomcast-cluster); stop
 # stops exactly what start started, by pid.
+# This is a demo cluster on one machine: its nodes run with dev_kill = true, so the classroom page
+# shows a "kill this node" button (ROOMCAST_CLUSTER_DEV_KILL=false turns it off).
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 dir="${ROOMCAST_CLUSTER_DIR:-/tmp/roomcast-cluster}"
@@ -12,6 +14,7 @@ lb_port="${ROOMCAST_LB_PORT:-8090}"
 node_ports=(${ROOMCAST_NODE_PORTS:-8091 8092 8093})
 redis_port="${ROOMCAST_REDIS_PORT:-6390}"
 amqp_port="${ROOMCAST_AMQP_PORT:-5690}"
+dev_kill="${ROOMCAST_CLUSTER_DEV_KILL:-true}"
 
 stop_all() {
   for f in "$dir"/node-*.pid; do
@@ -44,7 +47,7 @@ start)
   for p in "${node_ports[@]}"; do
     ROOMCAST_API_KEY="$key" "$bin" --config "$here/deploy/roomcast.example.toml" --port "$p" --node-id "node-$p" \
       --bus rabbitmq --rabbitmq-uris "$uri" --registry redis --redis-address "127.0.0.1:$redis_port" \
-      --web-root "$here/web" >"$dir/node-$p.log" 2>&1 &
+      --web-root "$here/web" --dev-kill "$dev_kill" >"$dir/node-$p.log" 2>&1 &
     echo $! > "$dir/node-$p.pid"
   done
   for p in "${node_ports[@]}"; do
@@ -54,6 +57,8 @@ start)
   cat <<MSG
 roomcast cluster is up (state in $dir)
   load balancer  http://127.0.0.1:$lb_port/   ws://127.0.0.1:$lb_port/demo/websocket/{room}/{role}/{user}/{token}/{platform}
+  classroom      http://127.0.0.1:$lb_port/classroom.html   (dev_kill=$dev_kill: "kill this node" button)
+  dashboard      http://127.0.0.1:$lb_port/admin.html       (type the api_key below into the page)
   nodes          ${node_ports[*]/#/http://127.0.0.1:}
   redis          127.0.0.1:$redis_port      rabbitmq  $uri
   api_key = $key
