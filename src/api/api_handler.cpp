@@ -1,4 +1,5 @@
 #include "api/api_handler.hpp"
+#include "api/views.hpp"
 #include "metrics/prometheus.hpp"
 
 #include "auth/jwt.hpp"
@@ -32,6 +33,10 @@ bool is_json_content_type(std::string_view ct) {
   auto base = ct.substr(0, semi);
   while (!base.empty() && base.back() == ' ') base.remove_suffix(1);
   return base == "application/json";
+}
+
+response registry_unavailable() {
+  return handler::error(503, "unavailable", "registry (redis) unreachable");
 }
 
 // Room and user names are path segments in URLs and keys in Redis later: keep them bounded.
@@ -131,14 +136,15 @@ void handler::handle(request req, respond_fn done) {
   if (segs && segs->size() == 3 && (*segs)[0] == "api" && ((*segs)[1] == "rooms" || (*segs)[1] == "users")) {
     if (!get) return method_not_allowed("GET");
     if ((*segs)[2].empty() || (*segs)[2].size() > 256) return done(error(400, "bad_request", "bad name"));
-    auto reply = [done = std::move(done)](unsigned status, std::string body) {
-      response r;
-      r.status = status;
-      r.body = std::move(body);
-      done(std::move(r));
-    };
-    if ((*segs)[1] == "rooms") return registry_.describe_room((*segs)[2], std::move(reply));
-    return registry_.describe_user((*segs)[2], std::move(reply));
+    std::string name((*segs)[2]);
+    if ((*segs)[1] == "rooms")
+      return registry_.describe_room(name, [name, done = std::move(done)](std::error_code ec, registry::room_members m) {
+        done(ec ? registry_unavailable() : ok_json(room_json(name, m)));
+      });
+    return registry_.describe_user(name, [name, done = std::move(done)](std::error_code ec,
+                                                                          std::vector<registry::located_session> s) {
+      done(ec ? registry_unavailable() : ok_json(user_json(name, s)));
+    });
   }
   if (path == "/api/rooms") {
     if (!get) return method_not_allowed("GET");
@@ -146,11 +152,8 @@ void handler::handle(request req, respond_fn done) {
   }
   if (path == "/api/nodes") {
     if (!get) return method_not_allowed("GET");
-    return registry_.describe_nodes([done = std::move(done)](unsigned status, std::string body) {
-      response r;
-      r.status = status;
-      r.body = std::move(body);
-      done(std::move(r));
+    return registry_.describe_nodes([done = std::move(done)](std::error_code ec, std::vector<registry::node_entry> n) {
+      done(ec ? registry_unavailable() : ok_json(nodes_json(n)));
     });
   }
   done(error(404, "not_found", "no such API endpoint"));
@@ -552,31 +555,11 @@ void handler::rooms(const request& req, respond_fn done) {
   }
   registry_.busiest_rooms(offset, limit, [offset, done = std::move(done)](std::error_code ec, registry::room_page page) {
     if (ec) {
-      auto r = error(503, "unavailable", "registry unreachable");
+      auto r = registry_unavailable();
       r.headers.emplace_back("Retry-After", "1");
       return done(std::move(r));
     }
-    std::string b = "{\"rooms\":[";
-    for (std::size_t i = 0; i < page.rooms.size(); ++i) {
-      const auto& r = page.rooms[i];
-      if (i) b += ",";
-      b += "{\"room\":";
-      append_json_string(b, r.room);
-      b += ",\"online\":" + std::to_string(r.online) + ",\"by_role\":{";
-      bool first = true;
-      for (const auto& [role, n] : r.by_role) {
-        if (!first) b += ",";
-        first = false;
-        append_json_string(b, role);
-        b += ":" + std::to_string(n);
-      }
-      b += "}}";
-    }
-    b += "],\"total\":" + std::to_string(page.total) + ",\"next_cursor\":";
-    const auto next = offset + page.rooms.size();
-    b += (!page.rooms.empty() && next < page.total) ? "\"" + std::to_string(next) + "\"" : std::string("null");
-    b += "}";
-    done(ok_json(std::move(b)));
+    done(ok_json(rooms_json(page, offset)));
   });
 }
 

@@ -23,6 +23,7 @@
 
 #include <atomic>
 #include <csignal>
+#include <cstdlib>
 #include <cstdio>
 #include <iostream>
 #include <memory>
@@ -57,13 +58,16 @@ std::unique_ptr<bus::bus> make_bus(const config::config& cfg) {
       o.host = cfg.redis_host;
       o.port = cfg.redis_port;
       o.node_id = cfg.node_id;
-      o.prefix = cfg.rabbitmq_prefix;
+      o.prefix = cfg.redis_prefix;
       o.timeout = cfg.redis_timeout;
       o.dedupe_window = cfg.dedupe_window;
       o.outage_max_messages = cfg.outage_buffer_messages;
       o.outage_max_bytes = cfg.outage_buffer_bytes;
       o.unbind_grace = cfg.unbind_grace;
-      o.drop_every_nth_received = cfg.bus_test_drop_every_nth;
+#ifdef ROOMCAST_TEST_HOOKS
+      // Test builds only (fault tests): the bus drops every nth received room message.
+      if (const char* v = std::getenv("ROOMCAST_TEST_HOOK_DROP_EVERY_NTH")) o.drop_every_nth_received = std::strtoull(v, nullptr, 10);
+#endif
       return std::make_unique<bus::redis_bus>(std::move(o));
     }
   }
@@ -138,7 +142,7 @@ int main(int argc, char** argv) {
     // bus, history and registry share redis_address: the append script can publish on the bus's
     // room channel itself (the channel names are the redis bus's, see redis_bus.hpp).
     if (cfg.bus == config::bus_kind::redis && cfg.redis_script_publish)
-      o.publish_prefix = cfg.rabbitmq_prefix + ":room:";
+      o.publish_prefix = cfg.redis_prefix + ":room:";
     the_history = std::make_unique<history::redis_history>(std::move(o));
   } else {
     the_history = std::make_unique<history::local_history>(cfg.idempotency_window);
@@ -184,7 +188,8 @@ int main(int argc, char** argv) {
   registry_feed feed(*the_registry);
 
   api::handler api_handler(cfg, router, *the_registry, state);
-  transport::services svc{cfg, *route, router, api_handler, state, the_history.get()};
+  const hub::client_rights rights{cfg.publish_roles, cfg.client_join, cfg.dev_kill, cfg.publish_rate, cfg.publish_burst};
+  transport::services svc{cfg, *route, router, api_handler, state, the_history.get(), rights};
   for (unsigned i = 0; i < cfg.threads; ++i) {
     shards.push_back(std::make_unique<transport::shard_context>(i, svc));
     counters.push_back(&shards.back()->counters());

@@ -266,7 +266,7 @@ const std::vector<key_def>& keys() {
          }
          return true;
        }},
-      {"rabbitmq_prefix", "\"roomcast\"", "prefix of bus names: exchanges and queues (<prefix>.rooms, <prefix>.node.<id>), redis bus channels (<prefix>:room:<room>)",
+      {"rabbitmq_prefix", "\"roomcast\"", "prefix of the RabbitMQ bus's names: exchanges and queues (<prefix>.rooms, <prefix>.node.<id>)",
        string_key(&config::rabbitmq_prefix, false)},
       {"rabbitmq_queue_expires", "\"10m\"", "x-expires of this node's queue: a node gone for good leaves no queue",
        duration_key(&config::rabbitmq_queue_expires, 10s, 24h)},
@@ -322,17 +322,12 @@ const std::vector<key_def>& keys() {
        "with its seq (one Redis round trip per publish; a room's channel carries its messages in seq order); "
        "false = the bus PUBLISHes after the script's reply",
        bool_key(&config::redis_script_publish)},
+      {"redis_prefix", "\"roomcast\"",
+       "prefix of the redis bus's channels (<prefix>:room:<room>, <prefix>:node:<id>, <prefix>:all); clusters sharing "
+       "one Redis need different prefixes",
+       string_key(&config::redis_prefix, false)},
       {"idempotency_window", "\"5m\"", "a publish whose id was accepted within this window is not delivered again",
        duration_key(&config::idempotency_window, 1s, 24h)},
-      {"bus_test_drop_every_nth", "0",
-       "TEST ONLY, never in production: the redis bus drops every nth received room message (fault tests)",
-       [](config& c, std::string_view v, std::string& err) {
-         if (!parse_uint<std::uint64_t>(v, c.bus_test_drop_every_nth, 0, 1'000'000)) {
-           err = "expected an integer from 0 to 1000000, got '" + std::string(v) + "'";
-           return false;
-         }
-         return true;
-       }},
       {"dev_kill", "false",
        "DEV ONLY, never in production: a client may send {\"type\":\"kill\"} and the node dies at once with SIGKILL "
        "(as kill -9: no drain); welcome says \"dev_kill\":true so the demo page shows its 'kill this node' button",

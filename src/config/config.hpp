@@ -58,7 +58,7 @@ struct config {
   // Cluster: bus
   bus_kind bus = bus_kind::local;
   std::vector<std::string> rabbitmq_uris{"amqp://guest:guest@127.0.0.1:5672/"};
-  std::string rabbitmq_prefix = "roomcast";  // exchange/queue (and redis bus channel) names; several clusters share a broker
+  std::string rabbitmq_prefix = "roomcast";  // exchange and queue names; several clusters share a broker
   millis rabbitmq_queue_expires{600'000};   // node queue x-expires: a node gone for good leaves none
   std::size_t rabbitmq_prefetch = 256;      // unacked deliveries in flight to this node
   bool rabbitmq_persistent = true;          // persistent messages (survive a broker restart)
@@ -67,7 +67,6 @@ struct config {
   std::size_t outage_buffer_bytes = 64u << 20;
   millis unbind_grace{5'000};               // keep a room bound this long after its last member
   std::size_t dedupe_window = 100'000;      // message ids remembered to drop redeliveries
-  std::uint64_t bus_test_drop_every_nth = 0;  // TEST ONLY (redis bus): drop every nth received room message
 
   // History and idempotency
   history_kind history_store = history_kind::automatic;  // resolved: local for bus local, else redis
@@ -75,6 +74,7 @@ struct config {
   millis idempotency_window{300'000};              // a publish id seen within this is a duplicate
   bool history_reject_when_down = false;           // history store down: false = deliver without seq, true = 503
   bool redis_script_publish = true;  // bus redis + history redis: the history script PUBLISHes room messages
+  std::string redis_prefix = "roomcast";  // redis bus channel names; several clusters share a Redis
 
   // Cluster: registry
   registry_kind registry = registry_kind::local;

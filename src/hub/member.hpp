@@ -32,7 +32,8 @@ using frame_ref = boost::intrusive_ptr<local_frame>;
 
 inline frame_ref make_local(protocol::shared_frame f) { return frame_ref(new local_frame(std::move(f))); }
 
-// Session ids: 24 bits of per-process nonce, 8 bits of shard, 32 bits of counter; 16 hex digits.
+// Session ids: 24 bits of a random nonce per shard (drawn at start), 8 bits of shard, 32 bits of
+// counter; 16 hex digits.
 std::string format_session_id(std::uint64_t id);
 bool parse_session_id(std::string_view text, std::uint64_t& id) noexcept;
 inline unsigned shard_of_session(std::uint64_t id) noexcept { return static_cast<unsigned>((id >> 32) & 0xff); }

@@ -157,7 +157,7 @@ void router::post(unsigned i, std::function<void(shard&)> fn) {
 std::string router::make_id(unsigned shard_index) {
   char buf[48];
   const int n = std::snprintf(buf, sizeof buf, "%08x-%u-%llu", nonce_, shard_index,
-                              static_cast<unsigned long long>(++id_counters_[shard_index % 64]));
+                              static_cast<unsigned long long>(shards_[shard_index].tables->next_message_number()));
   return std::string(buf, static_cast<std::size_t>(n));
 }
 

@@ -98,7 +98,6 @@ class router {
  public:
   std::uint64_t history_bypassed() const noexcept { return bypassed_.load(std::memory_order_relaxed); }
   std::uint32_t nonce_;
-  std::vector<std::uint64_t> id_counters_ = std::vector<std::uint64_t>(64, 0);
 
   mutable std::mutex rooms_mu_;
   std::unordered_map<std::string, unsigned> room_shards_;  // room -> shards holding members

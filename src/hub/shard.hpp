@@ -99,6 +99,9 @@ class shard {
   shard& operator=(const shard&) = delete;
 
   unsigned index() const noexcept { return index_; }
+  // Numbers the message ids this shard generates (router::make_id). Owned by the shard, so no
+  // two shards write the same cache line.
+  std::uint64_t next_message_number() noexcept { return ++message_counter_; }
   void on_room_change(room_change_fn f) { room_change_ = std::move(f); }
   void set_listener(membership_listener* l) noexcept { listener_ = l; }
   void on_fill(fill_fn f) { fill_ = std::move(f); }
@@ -170,6 +173,7 @@ class shard {
   void start_member_fill(room_entry& r, room_slot& slot);
 
   unsigned index_;
+  std::uint64_t message_counter_ = 0;
   metrics::shard_counters& counters_;
   room_change_fn room_change_;
   membership_listener* listener_ = nullptr;

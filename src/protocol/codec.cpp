@@ -330,9 +330,18 @@ std::string encode_kicked(std::uint16_t code, std::string_view reason) {
   return s;
 }
 
-std::string encode_ack(std::string_view id) {
+std::string encode_ack(std::string_view id, std::uint64_t seq, bool duplicate) {
   std::string s = "{\"type\":\"ack\",\"id\":";
   append_json_string(s, id);
+  if (seq) s += ",\"seq\":" + std::to_string(seq);
+  if (duplicate) s += ",\"duplicate\":true";
+  s.push_back('}');
+  return s;
+}
+
+std::string encode_left(std::string_view room) {
+  std::string s = "{\"type\":\"left\",\"room\":";
+  append_json_string(s, room);
   s.push_back('}');
   return s;
 }

@@ -94,7 +94,10 @@ std::string encode_gap(std::string_view room, std::string_view reason, std::uint
 // Answer to join: the room's position, like a welcome entry.
 std::string encode_joined(const room_position& p);
 std::string encode_kicked(std::uint16_t code, std::string_view reason);
-std::string encode_ack(std::string_view id);
+// Answer to a client publish with an id: its seq (0 = none) and whether the id was seen before.
+std::string encode_ack(std::string_view id, std::uint64_t seq = 0, bool duplicate = false);
+// Answer to leave.
+std::string encode_left(std::string_view room);
 std::string_view pong_payload() noexcept;
 
 }  // namespace roomcast::protocol

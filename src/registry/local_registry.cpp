@@ -1,66 +1,8 @@
 #include "registry/local_registry.hpp"
 
-#include "protocol/codec.hpp"
-
 #include <algorithm>
 
 namespace roomcast::registry {
-
-using protocol::append_json_string;
-
-std::string session_json(const session_record& s, const std::string& node) {
-  std::string o = "{\"session\":";
-  append_json_string(o, s.session);
-  o += ",\"node\":";
-  append_json_string(o, node);
-  o += ",\"platform\":";
-  append_json_string(o, s.platform);
-  o += ",\"role\":";
-  append_json_string(o, s.role);
-  o += ",\"rooms\":[";
-  for (std::size_t i = 0; i < s.rooms.size(); ++i) {
-    if (i) o += ",";
-    append_json_string(o, s.rooms[i]);
-  }
-  o += "]}";
-  return o;
-}
-
-std::string user_json(const std::string& user, const std::vector<std::string>& sessions) {
-  std::string b = "{\"user\":";
-  append_json_string(b, user);
-  b += ",\"online\":";
-  b += sessions.empty() ? "false" : "true";
-  b += ",\"sessions\":[";
-  for (std::size_t i = 0; i < sessions.size(); ++i) {
-    if (i) b += ",";
-    b += sessions[i];
-  }
-  b += "]}";
-  return b;
-}
-
-std::string room_json(const std::string& room, const room_totals& t) {
-  std::string b = "{\"room\":";
-  append_json_string(b, room);
-  b += ",\"online\":" + std::to_string(t.online) + ",\"by_role\":{";
-  bool first = true;
-  for (const auto& [role, n] : t.by_role) {
-    if (!first) b += ",";
-    first = false;
-    append_json_string(b, role);
-    b += ":" + std::to_string(n);
-  }
-  b += "},\"users\":[";
-  first = true;
-  for (const auto& u : t.users) {
-    if (!first) b += ",";
-    first = false;
-    append_json_string(b, u);
-  }
-  b += "]}";
-  return b;
-}
 
 void local_registry::user_sessions(const std::string& user, sessions_callback cb) {
   const std::string node = router_.node_id();
@@ -74,43 +16,31 @@ void local_registry::user_sessions(const std::string& user, sessions_callback cb
       });
 }
 
-void local_registry::describe_user(const std::string& user, json_callback cb) {
+void local_registry::describe_user(const std::string& user, user_callback cb) {
   const std::string node = router_.node_id();
   router_.gather<std::vector<hub::session_snapshot>>(
       [user](hub::shard& s) { return s.user_info(user); },
-      [user, node, cb = std::move(cb)](std::vector<std::vector<hub::session_snapshot>> parts) {
-        std::vector<std::string> sessions;
+      [node, cb = std::move(cb)](std::vector<std::vector<hub::session_snapshot>> parts) {
+        std::vector<located_session> sessions;
         for (auto& p : parts)
           for (auto& s : p)
-            sessions.push_back(session_json({hub::format_session_id(s.session_id), s.user, s.role, s.platform, s.rooms}, node));
-        cb(200, user_json(user, sessions));
+            sessions.push_back({{hub::format_session_id(s.session_id), s.user, s.role, s.platform, s.rooms}, node});
+        std::sort(sessions.begin(), sessions.end(), [](const auto& a, const auto& b) { return a.s.session < b.s.session; });
+        cb({}, std::move(sessions));
       });
 }
 
-void local_registry::describe_room(const std::string& room, json_callback cb) {
+void local_registry::describe_room(const std::string& room, room_callback cb) {
   router_.gather<hub::room_snapshot>([room](hub::shard& s) { return s.room_info(room); },
-                                     [room, cb = std::move(cb)](std::vector<hub::room_snapshot> parts) {
-                                       room_totals t;
+                                     [cb = std::move(cb)](std::vector<hub::room_snapshot> parts) {
+                                       room_members t;
                                        for (auto& p : parts) {
                                          t.online += p.online;
                                          for (auto& [role, n] : p.by_role) t.by_role[role] += n;
                                          t.users.insert(p.users.begin(), p.users.end());
                                        }
-                                       cb(200, room_json(room, t));
+                                       cb({}, std::move(t));
                                      });
-}
-
-std::string node_json(const std::string& node, std::string_view summary) {
-  std::string b = "{\"node\":";
-  append_json_string(b, node);
-  // summary is "{...}": splice its members after the node's name.
-  if (summary.size() > 2 && summary.front() == '{' && summary.back() == '}') {
-    b += ",";
-    b += summary.substr(1);
-  } else {
-    b += "}";
-  }
-  return b;
 }
 
 room_page page_of(std::vector<room_summary> rooms, std::size_t offset, std::size_t limit) {
@@ -127,10 +57,7 @@ room_page page_of(std::vector<room_summary> rooms, std::size_t offset, std::size
   return p;
 }
 
-void local_registry::describe_nodes(json_callback cb) {
-  std::string b = "{\"nodes\":[" + node_json(router_.node_id(), node_summary_()) + "]}";
-  cb(200, std::move(b));
-}
+void local_registry::describe_nodes(nodes_callback cb) { cb({}, {{router_.node_id(), node_summary_()}}); }
 
 void local_registry::busiest_rooms(std::size_t offset, std::size_t limit, rooms_callback cb) {
   router_.gather<std::vector<hub::room_load>>(

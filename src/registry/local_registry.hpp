@@ -4,8 +4,6 @@
 #include "hub/router.hpp"
 #include "registry/registry.hpp"
 
-#include <map>
-#include <set>
 
 namespace roomcast::registry {
 
@@ -16,9 +14,9 @@ class local_registry final : public registry {
       : router_(router), node_summary_(std::move(node_summary)) {}
 
   void user_sessions(const std::string& user, sessions_callback cb) override;
-  void describe_user(const std::string& user, json_callback cb) override;
-  void describe_room(const std::string& room, json_callback cb) override;
-  void describe_nodes(json_callback cb) override;
+  void describe_user(const std::string& user, user_callback cb) override;
+  void describe_room(const std::string& room, room_callback cb) override;
+  void describe_nodes(nodes_callback cb) override;
   void busiest_rooms(std::size_t offset, std::size_t limit, rooms_callback cb) override;
   const char* name() const noexcept override { return "local"; }
 
@@ -27,17 +25,6 @@ class local_registry final : public registry {
   std::function<std::string()> node_summary_;
 };
 
-// JSON bodies shared by the registries (docs/api.md).
-std::string user_json(const std::string& user, const std::vector<std::string>& session_objects);
-std::string session_json(const session_record& s, const std::string& node);
-struct room_totals {
-  std::size_t online = 0;
-  std::map<std::string, std::size_t> by_role;
-  std::set<std::string> users;
-};
-std::string room_json(const std::string& room, const room_totals& t);
-// {"node":<node>, ...the members of summary (a JSON object)}: one entry of GET /api/nodes.
-std::string node_json(const std::string& node, std::string_view summary);
 // Sorts rooms busiest first (then by name) and keeps [offset, offset + limit).
 room_page page_of(std::vector<room_summary> rooms, std::size_t offset, std::size_t limit);
 

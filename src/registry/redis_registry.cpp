@@ -1,10 +1,10 @@
 #include "registry/redis_registry.hpp"
 #include "metrics/prometheus.hpp"
 
-#include "registry/local_registry.hpp"
 #include "protocol/codec.hpp"
 
 #include <pthread.h>
+#include <boost/json/parse.hpp>
 #include <hiredis/hiredis.h>
 #include <spdlog/spdlog.h>
 
@@ -199,7 +199,46 @@ struct redis_registry::impl {
 };
 
 namespace {
-std::string session_value(const session_record& s, const std::string& node) { return session_json(s, node); }
+
+// How a session is stored in rc:user:<user> (field = session id): JSON, read back by
+// describe_user and (only session and node) by user_sessions on the publish path.
+std::string session_value(const session_record& s, const std::string& node) {
+  using protocol::append_json_string;
+  std::string o = "{\"session\":";
+  append_json_string(o, s.session);
+  o += ",\"node\":";
+  append_json_string(o, node);
+  o += ",\"platform\":";
+  append_json_string(o, s.platform);
+  o += ",\"role\":";
+  append_json_string(o, s.role);
+  o += ",\"rooms\":[";
+  for (std::size_t i = 0; i < s.rooms.size(); ++i) {
+    if (i) o += ",";
+    append_json_string(o, s.rooms[i]);
+  }
+  o += "]}";
+  return o;
+}
+
+std::optional<located_session> parse_session_value(std::string_view text, const std::string& user) {
+  boost::json::error_code ec;
+  const auto v = boost::json::parse(text, ec);
+  if (ec || !v.is_object()) return std::nullopt;
+  const auto& o = v.get_object();
+  auto field = [&](std::string_view k) {
+    const auto* f = o.if_contains(k);
+    return f && f->is_string() ? std::string(f->get_string()) : std::string();
+  };
+  located_session l{{field("session"), user, field("role"), field("platform"), {}}, field("node")};
+  if (const auto* rooms = o.if_contains("rooms"); rooms && rooms->is_array())
+    for (const auto& r : rooms->get_array())
+      if (r.is_string()) l.s.rooms.emplace_back(r.get_string());
+  return l;
+}
+
+const std::error_code unreachable = std::make_error_code(std::errc::not_connected);
+
 }  // namespace
 
 redis_registry::redis_registry(redis_options opts, snapshot_fn snapshot, std::function<std::string()> node_summary)
@@ -274,22 +313,22 @@ void redis_registry::user_sessions(const std::string& user, sessions_callback cb
                      }});
 }
 
-void redis_registry::describe_user(const std::string& user, json_callback cb) {
+void redis_registry::describe_user(const std::string& user, user_callback cb) {
   impl_->push_query({{"HVALS", "rc:user:" + user}, [user, cb = std::move(cb)](const redisReply* r) {
-                       if (!r || r->type != REDIS_REPLY_ARRAY)
-                         return cb(503, R"({"error":{"code":"unavailable","message":"registry (redis) unreachable"}})");
-                       std::vector<std::string> sessions;
-                       for (std::size_t i = 0; i < r->elements; ++i) sessions.push_back(str(r->element[i]));
-                       std::sort(sessions.begin(), sessions.end());
-                       cb(200, user_json(user, sessions));
+                       if (!r || r->type != REDIS_REPLY_ARRAY) return cb(unreachable, {});
+                       std::vector<located_session> sessions;
+                       for (std::size_t i = 0; i < r->elements; ++i)
+                         if (auto l = parse_session_value(str(r->element[i]), user)) sessions.push_back(std::move(*l));
+                       std::sort(sessions.begin(), sessions.end(),
+                                 [](const auto& a, const auto& b) { return a.s.session < b.s.session; });
+                       cb({}, std::move(sessions));
                      }});
 }
 
-void redis_registry::describe_room(const std::string& room, json_callback cb) {
-  impl_->push_query({{"EVAL", room_script, "0", room}, [room, cb = std::move(cb)](const redisReply* r) {
-                       if (!r || r->type != REDIS_REPLY_ARRAY)
-                         return cb(503, R"({"error":{"code":"unavailable","message":"registry (redis) unreachable"}})");
-                       room_totals t;
+void redis_registry::describe_room(const std::string& room, room_callback cb) {
+  impl_->push_query({{"EVAL", room_script, "0", room}, [cb = std::move(cb)](const redisReply* r) {
+                       if (!r || r->type != REDIS_REPLY_ARRAY) return cb(unreachable, {});
+                       room_members t;
                        for (std::size_t i = 1; i < r->elements; i += 2) {
                          const redisReply* h = r->element[i];
                          if (h->type != REDIS_REPLY_ARRAY) continue;
@@ -301,25 +340,18 @@ void redis_registry::describe_room(const std::string& room, json_callback cb) {
                            if (nl != std::string::npos) t.users.insert(v.substr(nl + 1));
                          }
                        }
-                       cb(200, room_json(room, t));
+                       cb({}, std::move(t));
                      }});
 }
 
-void redis_registry::describe_nodes(json_callback cb) {
+void redis_registry::describe_nodes(nodes_callback cb) {
   impl_->push_query({{"EVAL", nodes_script, "0"}, [cb = std::move(cb)](const redisReply* r) {
-                       if (!r || r->type != REDIS_REPLY_ARRAY)
-                         return cb(503, R"({"error":{"code":"unavailable","message":"registry (redis) unreachable"}})");
-                       std::map<std::string, std::string> nodes;
-                       for (std::size_t i = 0; i + 1 < r->elements; i += 2) nodes[str(r->element[i])] = str(r->element[i + 1]);
-                       std::string b = "{\"nodes\":[";
-                       bool first = true;
-                       for (auto& [n, v] : nodes) {
-                         if (!first) b += ",";
-                         first = false;
-                         b += node_json(n, v);
-                       }
-                       b += "]}";
-                       cb(200, std::move(b));
+                       if (!r || r->type != REDIS_REPLY_ARRAY) return cb(unreachable, {});
+                       std::vector<node_entry> nodes;
+                       for (std::size_t i = 0; i + 1 < r->elements; i += 2)
+                         nodes.push_back({str(r->element[i]), str(r->element[i + 1])});
+                       std::sort(nodes.begin(), nodes.end(), [](const auto& a, const auto& b) { return a.node < b.node; });
+                       cb({}, std::move(nodes));
                      }});
 }
 
@@ -328,7 +360,7 @@ void redis_registry::busiest_rooms(std::size_t offset, std::size_t limit, rooms_
                      [cb = std::move(cb)](const redisReply* r) {
                        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements == 0 ||
                            r->element[0]->type != REDIS_REPLY_INTEGER)
-                         return cb(std::make_error_code(std::errc::not_connected), {});
+                         return cb(unreachable, {});
                        room_page p;
                        p.total = static_cast<std::size_t>(r->element[0]->integer);
                        for (std::size_t i = 1; i + 2 < r->elements; i += 3) {
@@ -501,7 +533,7 @@ void redis_registry::impl::run() {
     if (snap) {
       cmds.push_back({"EVAL", reap_self_script, "0", opts.node_id});
       for (const auto& s : *snap) {
-        cmds.push_back({"HSET", "rc:user:" + s.user, s.session, session_json(s, opts.node_id)});
+        cmds.push_back({"HSET", "rc:user:" + s.user, s.session, session_value(s, opts.node_id)});
         cmds.push_back({"SADD", "rc:node_sessions:" + opts.node_id, s.user + "\n" + s.session});
         for (const auto& room : s.rooms) {
           cmds.push_back({"HSET", "rc:room:" + room + ":" + opts.node_id, s.session, s.role + "\n" + s.user});

@@ -51,9 +51,9 @@ class redis_registry final : public registry {
   void room_left(const session_record& s, const std::string& room) override;
   void session_closed(const session_record& s) override;
   void user_sessions(const std::string& user, sessions_callback cb) override;
-  void describe_user(const std::string& user, json_callback cb) override;
-  void describe_room(const std::string& room, json_callback cb) override;
-  void describe_nodes(json_callback cb) override;
+  void describe_user(const std::string& user, user_callback cb) override;
+  void describe_room(const std::string& room, room_callback cb) override;
+  void describe_nodes(nodes_callback cb) override;
   void busiest_rooms(std::size_t offset, std::size_t limit, rooms_callback cb) override;
   bool healthy() const override;
   const char* name() const noexcept override { return "redis"; }

@@ -7,6 +7,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <set>
 #include <system_error>
 #include <string>
 #include <vector>
@@ -20,6 +21,26 @@ struct session_record {
   std::string role;
   std::string platform;
   std::vector<std::string> rooms;
+};
+
+// A session as queries answer it: the record and the node holding it.
+struct located_session {
+  session_record s;
+  std::string node;
+};
+
+// A room's members (cluster-wide, or this node's): sessions, by role, distinct users.
+struct room_members {
+  std::size_t online = 0;
+  std::map<std::string, std::size_t> by_role;
+  std::set<std::string> users;
+};
+
+// A live node and its summary: the JSON object it wrote with its last heartbeat
+// (api::handler::node_summary), carried as is.
+struct node_entry {
+  std::string node;
+  std::string summary;
 };
 
 // One room of GET /api/rooms: its sessions (cluster-wide, or this node's), by role.
@@ -56,11 +77,14 @@ class registry {
   using sessions_callback = std::function<void(std::optional<std::vector<session_location>>)>;
   virtual void user_sessions(const std::string& user, sessions_callback cb) = 0;
 
-  // API answers: an HTTP status and a JSON body (docs/api.md).
-  using json_callback = std::function<void(unsigned status, std::string body)>;
-  virtual void describe_user(const std::string& user, json_callback cb) = 0;
-  virtual void describe_room(const std::string& room, json_callback cb) = 0;
-  virtual void describe_nodes(json_callback cb) = 0;
+  // Queries for the API (api/ turns the answers into JSON). ec is set when the registry can't
+  // answer (Redis unreachable); the callbacks run on any thread.
+  using user_callback = std::function<void(std::error_code, std::vector<located_session>)>;  // by session id
+  using room_callback = std::function<void(std::error_code, room_members)>;
+  using nodes_callback = std::function<void(std::error_code, std::vector<node_entry>)>;  // by node id
+  virtual void describe_user(const std::string& user, user_callback cb) = 0;
+  virtual void describe_room(const std::string& room, room_callback cb) = 0;
+  virtual void describe_nodes(nodes_callback cb) = 0;
 
   // The busiest rooms (most sessions first, then by name): rooms [offset, offset + limit) of that
   // order. ec is set when the registry can't answer.

@@ -3,6 +3,7 @@
 // Thread: everything except the constructor, stats readers and post() runs on this shard's thread.
 #include "api/api_handler.hpp"
 #include "config/config.hpp"
+#include "hub/client_commands.hpp"
 #include "hub/router.hpp"
 #include "history/history.hpp"
 #include "hub/shard.hpp"
@@ -32,6 +33,7 @@ struct services {
   api::handler& api;
   api::node_state& state;
   history::history* history;  // null: no history at all
+  const hub::client_rights& rights;  // what client frames may do (from cfg)
 };
 
 // What a client asked to recover, from its URL (?since=&epoch=) or a join frame.

@@ -265,55 +265,35 @@ bool ws_session::on_event(const protocol::ws_event& ev) {
 }
 
 void ws_session::on_text(std::string_view text) {
-  protocol::client_frame f;
-  protocol::decode_error err;
-  if (!protocol::decode_client_frame(text, f, err)) {
-    send_error(err.code, err.message, f.id, f.room);
-    return;
-  }
-  const auto& cfg = ctx_.svc().cfg;
   auto& tables = ctx_.tables();
-  switch (f.type) {
-    case protocol::client_frame::kind::ping: enqueue(hub::make_local(pong_json_frame())); return;
-    case protocol::client_frame::kind::kill:
-      if (!cfg.dev_kill) return send_error(protocol::error_code::forbidden, "kill needs dev_kill = true on the node");
+  const hub::client_session self{id().role, url_room_, [&](std::string_view room) { return tables.in_room(*this, room); },
+                                 &publish_bucket_, ctx_.now()};
+  auto c = hub::decide_client_command(text, ctx_.svc().rights, self);
+  using kind = hub::client_command::kind;
+  switch (c.what) {
+    case kind::pong: enqueue(hub::make_local(pong_json_frame())); return;
+    case kind::error:
+      ctx_.counters().client_errors.add();
+      send_text(c.text);
+      return;
+    case kind::kill:
       // The failover demo: die as kill -9 would, with no drain, no deregistration, no flush.
       spdlog::warn("dev_kill: a client asked this node to die (SIGKILL)");
       ::kill(::getpid(), SIGKILL);
       return;
-    case protocol::client_frame::kind::join: {
-      if (!cfg.client_join)
-        return send_error(protocol::error_code::forbidden, "joining rooms is disabled", {}, f.room);
+    case kind::join: {
       recovery_request rec;
-      rec.wanted = !f.epoch.empty() || f.since > 0;
-      rec.since = f.since;
-      rec.epoch = std::move(f.epoch);
-      join_room(f.room, std::move(rec), false);
+      rec.wanted = c.recover;
+      rec.since = c.since;
+      rec.epoch = std::move(c.epoch);
+      join_room(c.room, std::move(rec), false);
       return;
     }
-    case protocol::client_frame::kind::leave: {
-      if (!tables.leave(*this, f.room))
-        return send_error(protocol::error_code::not_in_room, "not in that room", {}, f.room);
-      std::string s = "{\"type\":\"left\",\"room\":";
-      protocol::append_json_string(s, f.room);
-      s.push_back('}');
-      send_text(s);
+    case kind::leave:
+      tables.leave(*this, c.room);
+      send_text(protocol::encode_left(c.room));
       return;
-    }
-    case protocol::client_frame::kind::chat:
-    case protocol::client_frame::kind::publish: {
-      const auto& roles = cfg.publish_roles;
-      std::string room = f.room.empty() ? url_room_ : std::move(f.room);
-      if (std::find(roles.begin(), roles.end(), id().role) == roles.end())
-        return send_error(protocol::error_code::forbidden, "role '" + id().role.substr(0, 64) + "' may not publish",
-                          f.id, room);
-      if (!tables.in_room(*this, room))
-        return send_error(protocol::error_code::not_in_room, "join the room first", f.id, room);
-      if (!publish_bucket_.try_take(cfg.publish_rate, cfg.publish_burst, ctx_.now()))
-        return send_error(protocol::error_code::rate_limited, "too many publishes; slow down", f.id, room);
-      publish(std::move(room), std::move(f.id), std::move(f.data));
-      return;
-    }
+    case kind::publish: publish(std::move(c.room), std::move(c.id), std::move(c.data)); return;
   }
 }
 
@@ -341,12 +321,7 @@ void ws_session::publish(std::string room, std::string id, std::string data) {
       if (!m) return;
       auto* s = static_cast<ws_session*>(m);
       if (o.ec) return s->send_error("unavailable", "publish failed: " + o.ec.message(), ack_id, room);
-      std::string a = "{\"type\":\"ack\",\"id\":";
-      protocol::append_json_string(a, ack_id);
-      if (o.seq) a += ",\"seq\":" + std::to_string(o.seq);
-      if (o.duplicate) a += ",\"duplicate\":true";
-      a += "}";
-      s->send_text(a);
+      s->send_text(protocol::encode_ack(ack_id, o.seq, o.duplicate));
     });
   });
 }

@@ -1,4 +1,5 @@
-// The Redis Pub/Sub bus loses messages (here on purpose: --bus-test-drop-every-nth 7); a node that
+// The Redis Pub/Sub bus loses messages (here on purpose: the test build's hook
+// ROOMCAST_TEST_HOOK_DROP_EVERY_NTH=7 drops every 7th received room message); a node that
 // receives seq n+2 after n reads the hole from history (Redis) before delivering, so members on
 // both nodes still get every seq exactly once, in order. Run twice: with the history script
 // PUBLISHing room messages itself (redis_script_publish, the default) and with the bus publishing
@@ -8,6 +9,7 @@
 
 #include <boost/json.hpp>
 
+#include <cstdlib>
 #include <iostream>
 
 #include "recovery_support.hpp"
@@ -18,7 +20,7 @@ namespace {
 std::vector<std::string> redis_bus_args(const std::string& node_id, const std::string& redis, const std::string& prefix,
                                         bool script_publish) {
   return {"--node-id", node_id, "--threads", "2", "--bus", "redis", "--redis-address", redis,
-          "--rabbitmq-prefix", prefix, "--registry", "local", "--bus-test-drop-every-nth", "7",
+          "--redis-prefix", prefix, "--registry", "local",
           "--redis-script-publish", script_publish ? "true" : "false"};
 }
 
@@ -29,7 +31,10 @@ TEST_P(recovery_redis_bus, holes_left_by_a_lossy_bus_are_filled_from_history) {
   cluster::redis_server redis;
   const std::string prefix = cluster::unique_prefix(), tok = random_token(5), room = "rb" + tok;
   std::vector<std::unique_ptr<node_process>> nodes;
+  // The nodes inherit the hook from this process's environment (test builds read it).
+  ::setenv("ROOMCAST_TEST_HOOK_DROP_EVERY_NTH", "7", 1);
   for (int i = 0; i < 2; ++i) nodes.push_back(start_node(redis_bus_args("n" + std::to_string(i), redis.address(), prefix, script_publish)));
+  ::unsetenv("ROOMCAST_TEST_HOOK_DROP_EVERY_NTH");
   for (auto& n : nodes) {
     auto r = cluster::wait_ready(n->port());
     ASSERT_EQ(r.status, 200u) << r.body;

@@ -42,7 +42,8 @@ std::string read_file(const std::string& path) {
 }
 
 // Spawns the binary with stdout+stderr redirected to a fresh temp file.
-// ROOMCAST_* variables are dropped so the caller's environment cannot change the config.
+// ROOMCAST_* variables are dropped so the caller's environment cannot change the config; a test
+// build's fault hooks (ROOMCAST_TEST_HOOK_*, set by the test itself) pass.
 pid_t spawn(const std::string& binary, const std::vector<std::string>& args, std::string& log_path) {
   char tmpl[] = "/tmp/roomcast-itest-XXXXXX";
   int fd = ::mkstemp(tmpl);
@@ -58,7 +59,7 @@ pid_t spawn(const std::string& binary, const std::vector<std::string>& args, std
 
   std::vector<char*> envp;
   for (char** e = environ; *e != nullptr; ++e) {
-    if (std::strncmp(*e, "ROOMCAST_", 9) != 0) envp.push_back(*e);
+    if (std::strncmp(*e, "ROOMCAST_", 9) != 0 || std::strncmp(*e, "ROOMCAST_TEST_HOOK_", 19) == 0) envp.push_back(*e);
   }
   envp.push_back(nullptr);
 

@@ -106,6 +106,7 @@ export class Cluster {
       '--registry-heartbeat', '500ms', '--registry-node-ttl', '2s', '--rabbitmq-prefix', this.prefix,
       '--unbind-grace', '200ms', '--bus', this.bus];
     if (this.bus === 'rabbitmq') a.push('--rabbitmq-uris', this.amqp, '--rabbitmq-queue-expires', '60s');
+    if (this.bus === 'redis') a.push('--redis-prefix', this.prefix);
     if (this.apiKey) a.push('--api-key', this.apiKey);
     if (this.devKill) a.push('--dev-kill', 'true');
     return a.concat(this.extra);

@@ -1,0 +1,65 @@
+#include "hub/client_commands.hpp"
+
+#include "protocol/codec.hpp"
+
+#include <algorithm>
+
+namespace roomcast::hub {
+
+namespace {
+
+client_command refuse(std::string_view code, std::string_view message, std::string_view id = {},
+                      std::string_view room = {}) {
+  client_command c;
+  c.what = client_command::kind::error;
+  c.text = protocol::encode_error(code, message, id, room);
+  return c;
+}
+
+}  // namespace
+
+client_command decide_client_command(std::string_view text, const client_rights& rights, const client_session& s) {
+  namespace ec = protocol::error_code;
+  protocol::client_frame f;
+  protocol::decode_error err;
+  if (!protocol::decode_client_frame(text, f, err)) return refuse(err.code, err.message, f.id, f.room);
+  client_command c;
+  switch (f.type) {
+    case protocol::client_frame::kind::ping: c.what = client_command::kind::pong; return c;
+    case protocol::client_frame::kind::kill:
+      if (!rights.dev_kill) return refuse(ec::forbidden, "kill needs dev_kill = true on the node");
+      c.what = client_command::kind::kill;
+      return c;
+    case protocol::client_frame::kind::join:
+      if (!rights.client_join) return refuse(ec::forbidden, "joining rooms is disabled", {}, f.room);
+      c.what = client_command::kind::join;
+      c.recover = !f.epoch.empty() || f.since > 0;
+      c.since = f.since;
+      c.epoch = std::move(f.epoch);
+      c.room = std::move(f.room);
+      return c;
+    case protocol::client_frame::kind::leave:
+      if (!s.in_room(f.room)) return refuse(ec::not_in_room, "not in that room", {}, f.room);
+      c.what = client_command::kind::leave;
+      c.room = std::move(f.room);
+      return c;
+    case protocol::client_frame::kind::chat:
+    case protocol::client_frame::kind::publish: {
+      std::string room = f.room.empty() ? std::string(s.url_room) : std::move(f.room);
+      const auto& roles = rights.publish_roles;
+      if (std::find(roles.begin(), roles.end(), s.role) == roles.end())
+        return refuse(ec::forbidden, "role '" + std::string(s.role.substr(0, 64)) + "' may not publish", f.id, room);
+      if (!s.in_room(room)) return refuse(ec::not_in_room, "join the room first", f.id, room);
+      if (!s.publish_bucket->try_take(rights.publish_rate, rights.publish_burst, s.now))
+        return refuse(ec::rate_limited, "too many publishes; slow down", f.id, room);
+      c.what = client_command::kind::publish;
+      c.room = std::move(room);
+      c.id = std::move(f.id);
+      c.data = std::move(f.data);
+      return c;
+    }
+  }
+  return refuse(ec::unknown_type, "unknown frame");
+}
+
+}  // namespace roomcast::hub

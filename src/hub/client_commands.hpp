@@ -1,0 +1,57 @@
+#pragma once
+// A session's client frames (docs/protocol.md, "Client → server"), decided without I/O: the
+// transport hands over the text of one frame and carries out the one command it gets back.
+// Rights (who may publish, join, kill), rooms and the publish rate are checked here, so
+// transport/ws_session only moves bytes.
+#include "hub/token_bucket.hpp"
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace roomcast::hub {
+
+// What clients may do: from the config, fixed after start.
+struct client_rights {
+  std::vector<std::string> publish_roles{"THE"};  // roles whose clients may publish
+  bool client_join = true;                        // join/leave rooms beyond the URL's
+  bool dev_kill = false;                          // {"type":"kill"} SIGKILLs the node (demo)
+  double publish_rate = 10;                       // client publishes per second per session
+  double publish_burst = 20;
+};
+
+// The session a frame came from, as the decision needs it.
+struct client_session {
+  std::string_view role;
+  std::string_view url_room;
+  std::function<bool(std::string_view room)> in_room;
+  token_bucket* publish_bucket;  // the session's
+  token_bucket::clock::time_point now;
+};
+
+struct client_command {
+  enum class kind : std::uint8_t {
+    pong,     // answer {"type":"pong"}
+    error,    // send `text` (an error frame naming the frame's id/room); the session stays open
+    join,     // join `room`, recovering after `since` of `epoch` when `recover`
+    leave,    // leave `room` (the session is in it), then answer with encode_left
+    publish,  // publish `data` to `room` (the session is in it); ack by `id` when not empty
+    kill,     // dev_kill: die now
+  };
+  kind what = kind::error;
+  std::string text;  // error: the frame
+  std::string room;
+  std::string id;
+  std::string data;
+  std::uint64_t since = 0;
+  std::string epoch;
+  bool recover = false;
+};
+
+// Decides what one client text frame asks for. The publish bucket is charged only for a publish
+// that passed every other check.
+client_command decide_client_command(std::string_view text, const client_rights& rights, const client_session& s);
+
+}  // namespace roomcast::hub
