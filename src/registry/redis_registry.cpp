@@ -230,7 +230,13 @@ std::optional<located_session> parse_session_value(std::string_view text, const 
     const auto* f = o.if_contains(k);
     return f && f->is_string() ? std::string(f->get_string()) : std::string();
   };
-  located_session l{{field("session"), user, field("role"), field("platform"), {}}, field("node")};
+  // Member by member: gcc 12 -O3 warns (maybe-uninitialized) on the nested aggregate form.
+  located_session l;
+  l.s.session = field("session");
+  l.s.user = user;
+  l.s.role = field("role");
+  l.s.platform = field("platform");
+  l.node = field("node");
   if (const auto* rooms = o.if_contains("rooms"); rooms && rooms->is_array())
     for (const auto& r : rooms->get_array())
       if (r.is_string()) l.s.rooms.emplace_back(r.get_string());
