@@ -1,0 +1,216 @@
+#include "app/node.hpp"
+
+#include "api/api_handler.hpp"
+#include "app/backends.hpp"
+#include "hub/router.hpp"
+#include "protocol/route_template.hpp"
+#include "transport/shard_context.hpp"
+
+#include <pthread.h>
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <csignal>
+#include <iostream>
+#include <thread>
+#include <vector>
+
+namespace roomcast::app {
+
+namespace asio = boost::asio;
+
+namespace {
+
+registry::session_record record_of(const hub::member& m) {
+  return {hub::format_session_id(m.id().session_id), m.id().user, m.id().role, m.id().platform, m.room_names()};
+}
+
+// Feeds the shards' membership changes to the registry (a no-op for the local registry).
+class registry_feed final : public hub::membership_listener {
+ public:
+  explicit registry_feed(registry::registry& r) : r_(r) {}
+  void on_open(const hub::member& m) override { r_.session_opened(record_of(m)); }
+  void on_join(const hub::member& m, const std::string& room) override { r_.room_joined(record_of(m), room); }
+  void on_leave(const hub::member& m, const std::string& room) override { r_.room_left(record_of(m), room); }
+  void on_close(const hub::member& m) override { r_.session_closed(record_of(m)); }
+
+ private:
+  registry::registry& r_;
+};
+
+// The config was validated when it was parsed: these cannot fail here.
+protocol::route_template route_of(const config::config& cfg) {
+  std::string ignored;
+  return *protocol::route_template::parse(cfg.route, ignored);
+}
+history::rules rules_of(const config::config& cfg) {
+  history::rules r;
+  std::string ignored;
+  r.parse(cfg.history, ignored);
+  return r;
+}
+
+}  // namespace
+
+// Everything a node owns, in construction order (destroyed in reverse): what a piece refers to is
+// built before it.
+struct node::parts {
+  explicit parts(config::config c)
+      : cfg(std::move(c)),
+        route(route_of(cfg)),
+        history_rules(rules_of(cfg)),
+        the_bus(make_bus(cfg)),
+        router(cfg.node_id, *the_bus),
+        the_history(make_history(cfg)),
+        // The registry reports this node's summary, which the API handler (built after it) writes.
+        the_registry(make_registry(
+            cfg, router, [this] { return api_ready.load() ? api.node_summary() : std::string("{}"); },
+            [this](std::function<void(std::vector<registry::session_record>)> done) { snapshot(std::move(done)); })),
+        feed(*the_registry),
+        api(cfg, router, *the_registry, state),
+        rights{cfg.publish_roles, cfg.client_join, cfg.dev_kill, cfg.publish_rate, cfg.publish_burst},
+        svc{cfg, route, router, api, state, the_history.get(), rights} {
+    router.set_history(the_history.get(), &history_rules, cfg.history_reject_when_down);
+    // Shards first (their counters are what the API reads), then the wiring, all before traffic.
+    std::vector<metrics::shard_counters*> counters;
+    for (unsigned i = 0; i < cfg.threads; ++i) {
+      shards.push_back(std::make_unique<transport::shard_context>(i, svc));
+      counters.push_back(&shards.back()->counters());
+      if (the_registry->wants_writes()) shards.back()->tables().set_listener(&feed);
+    }
+    api.set_counters(counters);
+    api_ready = true;
+    for (auto& s : shards) {
+      auto* io = &s->io();
+      router.add_shard({&s->tables(), [io](hub::router::task t) { asio::post(*io, std::move(t)); }});
+    }
+  }
+
+  // This node's sessions, from every shard (the redis registry's resync after an outage).
+  void snapshot(std::function<void(std::vector<registry::session_record>)> done) {
+    router.gather<std::vector<registry::session_record>>(
+        [](hub::shard& s) {
+          std::vector<registry::session_record> out;
+          for (const auto* m : s.members()) out.push_back(record_of(*m));
+          return out;
+        },
+        [done = std::move(done)](std::vector<std::vector<registry::session_record>> parts) {
+          std::vector<registry::session_record> all;
+          for (auto& p : parts) all.insert(all.end(), std::make_move_iterator(p.begin()), std::make_move_iterator(p.end()));
+          done(std::move(all));
+        });
+  }
+
+  // SIGTERM/SIGINT: not ready, 1012 closes spread over drain_window on every shard, then stop.
+  void drain(int sig) {
+    spdlog::info("signal {}: draining {} sessions over {} ms", sig, state.ws_sessions.load(), cfg.drain_window.count());
+    state.draining = true;
+    for (auto& s : shards) {
+      auto* sp = s.get();
+      asio::post(sp->io(), [this, sp] {
+        sp->begin_drain(cfg.drain_window, [this] {
+          if (shards_empty.fetch_add(1) + 1 == shards.size() && !stopping.exchange(true)) stop_shards();
+        });
+      });
+    }
+    // Bounded: peers that never answer our close are dropped by the sweep after pong_timeout.
+    auto deadline = std::make_shared<asio::steady_timer>(shards[0]->io(),
+                                                         cfg.drain_window + cfg.pong_timeout + std::chrono::seconds(1));
+    deadline->async_wait([this, deadline](const boost::system::error_code& ec) {
+      if (!ec && !stopping.exchange(true)) {
+        spdlog::warn("drain deadline passed with {} sessions left", state.ws_sessions.load());
+        stop_shards();
+      }
+    });
+  }
+
+  void stop_shards() {
+    for (auto& s : shards) {
+      auto* sp = s.get();
+      asio::post(sp->io(), [sp] {
+        sp->stop_accepting();
+        sp->io().stop();
+      });
+    }
+  }
+
+  const config::config cfg;
+  const protocol::route_template route;
+  const history::rules history_rules;
+  std::unique_ptr<bus::bus> the_bus;
+  hub::router router;
+  std::unique_ptr<history::history> the_history;
+  api::node_state state;
+  std::atomic<bool> api_ready{false};
+  std::unique_ptr<registry::registry> the_registry;
+  registry_feed feed;
+  api::handler api;
+  const hub::client_rights rights;
+  transport::services svc;
+  std::vector<std::unique_ptr<transport::shard_context>> shards;
+  std::atomic<std::size_t> shards_empty{0};
+  std::atomic<bool> stopping{false};
+};
+
+node::node(config::config cfg) : p_(std::make_unique<parts>(std::move(cfg))) {}
+node::~node() = default;
+
+int node::run() {
+  auto& p = *p_;
+  const auto& cfg = p.cfg;
+  boost::system::error_code ec;
+  const auto address = asio::ip::make_address(cfg.listen_address, ec);
+  if (ec) {
+    std::cerr << "config: key 'listen_address': not an IP address: '" << cfg.listen_address << "'\n";
+    return 2;
+  }
+  p.the_bus->on_room_bound([&p](const std::string& room) { p.router.room_bound(room); });
+  p.the_bus->start([&p](const bus::envelope& e, bus::delivery_done done) { p.router.dispatch(e, std::move(done)); });
+  p.the_registry->start();
+  p.the_history->start();
+  auto stop_backends = [&p] {
+    p.the_bus->stop();
+    p.the_registry->stop();
+    p.the_history->stop();
+  };
+
+  try {
+    for (auto& s : p.shards) s->listen({address, cfg.port});
+  } catch (const boost::system::system_error& e) {
+    std::cerr << "listen " << cfg.listen_address << ":" << cfg.port << ": " << e.what() << "\n";
+    stop_backends();
+    return 1;
+  }
+  for (auto& s : p.shards) s->start();
+
+  // Signals are handled on shard 0's io_context; the drain then runs on every shard.
+  asio::signal_set signals(p.shards[0]->io(), SIGTERM, SIGINT);
+  signals.async_wait([&p](const boost::system::error_code& sec, int sig) {
+    if (!sec) p.drain(sig);
+  });
+
+  spdlog::info("roomcast node {} listening on {}:{} with {} shard(s), bus {}, registry {}, history {}, auth {}, route {}",
+               cfg.node_id, cfg.listen_address, cfg.port, p.shards.size(), p.the_bus->name(), p.the_registry->name(),
+               p.the_history->name(), cfg.auth == config::auth_mode::jwt ? "jwt" : "none", cfg.route);
+
+  std::vector<std::thread> threads;
+  // Shard threads are named rc-shard-N (top -H, perf). The main thread runs shard 0 and keeps the
+  // process name, which ps, pgrep and killall go by.
+  for (std::size_t i = 1; i < p.shards.size(); ++i)
+    threads.emplace_back([&p, i] {
+      const std::string name = "rc-shard-" + std::to_string(i);
+      pthread_setname_np(pthread_self(), name.c_str());
+      p.shards[i]->io().run();
+    });
+  p.shards[0]->io().run();
+  for (auto& t : threads) t.join();
+  stop_backends();
+  spdlog::info("stopped");
+  return 0;
+}
+
+}  // namespace roomcast::app
