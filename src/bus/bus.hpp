@@ -4,53 +4,13 @@
 //
 // Threads: every method may be called from any thread. The message handler may be called on any
 // thread (an implementation's own I/O thread, or the publisher's for `local`); it must not block.
-#include "protocol/codec.hpp"
+#include "bus/envelope.hpp"
 
-#include <cstdint>
 #include <functional>
-#include <vector>
 #include <string>
 #include <system_error>
 
 namespace roomcast::bus {
-
-// What an envelope asks the receiving nodes to do.
-enum class envelope_type : std::uint8_t {
-  message,       // deliver `data` to the target
-  kick,          // close the target user's sessions (kind user) or one session (kind session)
-};
-
-// A message as it travels between nodes. `data` is the backend's raw JSON.
-struct envelope {
-  envelope_type type = envelope_type::message;
-  protocol::target_kind kind = protocol::target_kind::room;
-  std::string target;  // room or user (or session id for a session kick); empty for all
-  std::string id;      // idempotency key, unique per message
-  // The publisher chose `id` (API or client `id`): the history remembers it for the idempotency
-  // window. A generated id can't come again, so it is not stored. Not carried on the wire.
-  bool claim_id = false;
-  std::string from;    // publisher: a user id, or "api"
-  std::string data;
-  std::string origin;  // node id that published it
-  std::uint64_t seq = 0;   // per-room sequence from the history (0 = none)
-  std::string epoch;       // the history epoch seq belongs to
-  std::uint16_t code = 0;  // kick: close code
-  std::string reason;      // kick: reason
-  // For user targets: the nodes that hold the user's sessions, from the registry. Empty = unknown:
-  // the bus sends to every node. Not carried on the wire.
-  std::vector<std::string> nodes;
-};
-
-// Wire form of an envelope between nodes (JSON, `data` last and raw). Sans-io.
-std::string encode_envelope(const envelope& e);
-// The same wire form in two parts around the seq: encode_envelope(e) of an envelope with seq S and
-// epoch E (16 hex digits, no escaping) is head + ",\"seq\":S,\"epoch\":\"E\"" + tail, and head + tail
-// without a seq. Lets the redis history script publish the envelope with the seq it assigns.
-struct envelope_parts {
-  std::string head, tail;
-};
-envelope_parts encode_envelope_parts(const envelope& e);
-bool decode_envelope(std::string_view wire, envelope& out);
 
 struct publish_result {
   bool queued = false;  // accepted into an outage buffer rather than confirmed by the broker

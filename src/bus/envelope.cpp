@@ -1,4 +1,4 @@
-#include "bus/bus.hpp"
+#include "bus/envelope.hpp"
 
 #include <boost/json/parse.hpp>
 #include <boost/json/value.hpp>

@@ -3,7 +3,8 @@
 // Implementations: local (in memory, one node) and redis (one atomic script per publish, pipelined).
 //
 // Threads: any thread may call; callbacks run on any thread (the caller posts back).
-#include "bus/bus.hpp"
+#include "bus/envelope.hpp"
+#include "history/rules.hpp"
 
 #include <chrono>
 #include <cstdint>
@@ -21,21 +22,11 @@ struct entry {
   std::string data;  // raw JSON
 };
 
-// How a room keeps history (from the `history` config rules).
-struct policy {
-  std::size_t max_messages = 300;  // 0 = no history (no seq)
-  std::chrono::milliseconds ttl{600'000};  // history is dropped after this long without a message
-  bool keeps() const noexcept { return max_messages > 0; }
-};
-
 struct append_result {
   std::error_code ec;      // set: nothing was stored (store unreachable)
   bool duplicate = false;  // the id was accepted before: seq/epoch are the first publish's
   std::uint64_t seq = 0;   // 0 when the room keeps no history
   std::string epoch;
-  // The store also put the message on the bus (redis history with the redis bus: the append script
-  // PUBLISHes it): the caller must not publish it again.
-  bool published = false;
 };
 
 struct read_result {
@@ -62,31 +53,14 @@ class history {
   virtual void read(const std::string& room, std::uint64_t since, std::size_t limit,
                     std::chrono::milliseconds create_ttl, std::function<void(read_result)> cb) = 0;
 
+  // True when a successful append of `e` that is not a duplicate has also put `e` on the bus, so
+  // the caller must not publish it again: the redis history's script PUBLISHes room messages on
+  // the redis bus's channel itself (redis_script_publish). Fixed by the configuration.
+  virtual bool publishes(const bus::envelope&) const noexcept { return false; }
+
   virtual bool healthy() const { return true; }
   virtual const char* name() const noexcept = 0;
   virtual void append_metrics(std::string&) const {}
-};
-
-// First matching rule wins: "pattern size ttl", e.g. "lobby-* 0 0s", "* 300 10m".
-// Patterns: '*' matches any run of characters, everything else literally.
-class rules {
- public:
-  // Parses rule strings; on error returns false with a message.
-  bool parse(const std::vector<std::string>& specs, std::string& error);
-  policy for_room(std::string_view room) const;
-  bool any_keeps() const noexcept {
-    for (const auto& r : rules_)
-      if (r.p.keeps()) return true;
-    return false;
-  }
-  static bool glob_match(std::string_view pattern, std::string_view s) noexcept;
-
- private:
-  struct rule {
-    std::string pattern;
-    policy p;
-  };
-  std::vector<rule> rules_;
 };
 
 // A random epoch id (16 hex digits).

@@ -268,6 +268,11 @@ void redis_history::stop() {
   impl_->thread.join();
 }
 
+bool redis_history::publishes(const bus::envelope& e) const noexcept {
+  return !impl_->opts.publish_prefix.empty() && e.kind == protocol::target_kind::room &&
+         e.type == bus::envelope_type::message;
+}
+
 bool redis_history::healthy() const { return impl_->connected.load(std::memory_order_relaxed); }
 
 void redis_history::append(const bus::envelope& e, const policy& p, std::function<void(append_result)> cb) {
@@ -275,8 +280,7 @@ void redis_history::append(const bus::envelope& e, const policy& p, std::functio
   const bool keep = p.keeps() && e.kind == protocol::target_kind::room;
   if (!keep && !e.claim_id) return cb({});  // nothing to claim, nothing to store
   impl_->appends.fetch_add(1, std::memory_order_relaxed);
-  const bool publish = !impl_->opts.publish_prefix.empty() && e.kind == protocol::target_kind::room &&
-                       e.type == bus::envelope_type::message;
+  const bool publish = publishes(e);
   op o;
   o.script = 0;
   o.cmd.reserve(18);
@@ -315,8 +319,7 @@ void redis_history::append(const bus::envelope& e, const policy& p, std::functio
     }
     res.duplicate = num(r->element[0]) == 1;
     if (res.duplicate) m->duplicates.fetch_add(1, std::memory_order_relaxed);
-    res.published = publish && !res.duplicate;
-    if (res.published) m->published.fetch_add(1, std::memory_order_relaxed);
+    if (publish && !res.duplicate) m->published.fetch_add(1, std::memory_order_relaxed);
     const std::string rec = str(r->element[1]);
     const auto bar = rec.find('|');
     std::from_chars(rec.data(), rec.data() + bar, res.seq);

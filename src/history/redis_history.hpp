@@ -42,6 +42,7 @@ class redis_history final : public history {
   void append(const bus::envelope& e, const policy& p, std::function<void(append_result)> cb) override;
   void read(const std::string& room, std::uint64_t since, std::size_t limit, std::chrono::milliseconds create_ttl,
             std::function<void(read_result)> cb) override;
+  bool publishes(const bus::envelope& e) const noexcept override;
   bool healthy() const override;
   const char* name() const noexcept override { return "redis"; }
   void append_metrics(std::string& out) const override;

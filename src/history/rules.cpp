@@ -1,4 +1,5 @@
-#include "history/history.hpp"
+#include "history/rules.hpp"
+#include "history/history.hpp"  // new_epoch
 
 #include <charconv>
 #include <random>

@@ -94,7 +94,7 @@ void router::publish(bus::envelope e, std::function<void(publish_outcome)> done)
       });
     }
     // Refused, a duplicate, or already on the bus (the store's script published it): done here.
-    if (r.ec || r.duplicate || r.published) {
+    if (r.ec || r.duplicate || history_->publishes(*shared)) {
       publish_outcome o;
       o.ec = r.ec;
       o.from_history = static_cast<bool>(r.ec);
