@@ -3,7 +3,7 @@ SHELL := /bin/bash
 JOBS ?= 2
 ARGS ?=
 
-.PHONY: deps build run test dev-build clean tsan cluster cluster-stop bench bench-deps
+.PHONY: deps build run test dev-build clean tsan cluster cluster-stop bench bench-deps format check-format tidy
 
 deps:
 	@./scripts/install-deps.sh
@@ -70,6 +70,16 @@ bench: build $(if $(BENCH_COMPARE),bench-deps)
 bench-deps:
 	./scripts/install-deps.sh deploy/packages-bench.txt
 	cd tools/bench/socketio && npm ci --no-audit --no-fund
+
+# Layout (.clang-format) and static checks (.clang-tidy) of our C++; CI runs check-format.
+format:
+	git ls-files '*.cpp' '*.hpp' | xargs clang-format -i --style=file
+
+check-format: deps
+	./scripts/check-format.sh
+
+tidy: dev-build
+	./scripts/tidy.sh
 
 clean:
 	rm -rf build

@@ -404,6 +404,11 @@ void handler::disconnect(const request& req, respond_fn done) {
   const auto* session = o.if_contains("session");
   if ((user != nullptr) == (session != nullptr))
     return done(error(400, "bad_request", "give exactly one of \"user\", \"session\""));
+  // Every refusal before `done` moves into `answer` (clang-tidy found a call after the move).
+  if (user && !valid_name(user)) return done(error(400, "bad_request", "\"user\" must be a non-empty string"));
+  std::uint64_t sid = 0;
+  if (session && (!session->is_string() || !hub::parse_session_id(session->get_string(), sid)))
+    return done(error(400, "bad_request", "\"session\" must be a session id from welcome"));
   auto answer = [done = std::move(done)](std::size_t n) {
     done(ok_json("{\"ok\":true,\"sessions\":" + std::to_string(n) + "}"));
   };
@@ -415,7 +420,6 @@ void handler::disconnect(const request& req, respond_fn done) {
   kick.code = code;
   kick.reason = reason;
   if (user) {
-    if (!valid_name(user)) return done(error(400, "bad_request", "\"user\" must be a non-empty string"));
     kick.kind = protocol::target_kind::user;
     kick.target = std::string(user->get_string());
     // The registry says where the user's sessions are; the kick travels over the bus to those nodes.
@@ -434,9 +438,6 @@ void handler::disconnect(const request& req, respond_fn done) {
     });
     return;
   }
-  std::uint64_t sid = 0;
-  if (!session->is_string() || !hub::parse_session_id(session->get_string(), sid))
-    return done(error(400, "bad_request", "\"session\" must be a session id from welcome"));
   // Sessions are looked up here first; a session of another node is reached by a kick to all nodes.
   const unsigned shard = hub::shard_of_session(sid);
   kick.kind = protocol::target_kind::all;

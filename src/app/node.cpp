@@ -98,9 +98,9 @@ struct node::parts {
           for (const auto* m : s.members()) out.push_back(record_of(*m));
           return out;
         },
-        [done = std::move(done)](std::vector<std::vector<registry::session_record>> parts) {
+        [done = std::move(done)](std::vector<std::vector<registry::session_record>> per_shard) {
           std::vector<registry::session_record> all;
-          for (auto& p : parts) all.insert(all.end(), std::make_move_iterator(p.begin()), std::make_move_iterator(p.end()));
+          for (auto& p : per_shard) all.insert(all.end(), std::make_move_iterator(p.begin()), std::make_move_iterator(p.end()));
           done(std::move(all));
         });
   }

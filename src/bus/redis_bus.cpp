@@ -594,7 +594,6 @@ push_kind redis_bus::impl::on_push(const redisReply* r) {
   if (kind == "subscribe") {
     // A room channel is live from here on: the node catches up on what was published before.
     const std::string channel(str(r->element[1]));
-    const std::string room_prefix = opts.prefix + ":room:";
     if (on_bound && channel.rfind(room_prefix, 0) == 0) on_bound(channel.substr(room_prefix.size()));
     return push_kind::subscribed;
   }

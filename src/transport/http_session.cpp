@@ -110,10 +110,10 @@ api::response serve_file(const config::config& cfg, std::string_view method, std
 template <class Token>
 auto async_api(api::handler& h, api::request req, Token&& token) {
   return asio::async_initiate<Token, void(api::response)>(
-      [&h](auto handler, api::request req) {
+      [&h](auto handler, api::request request) {
         auto ex = asio::get_associated_executor(handler);
         auto shared = std::make_shared<decltype(handler)>(std::move(handler));
-        h.handle(std::move(req), [shared, ex](api::response r) {
+        h.handle(std::move(request), [shared, ex](api::response r) {
           asio::post(ex, [shared, r = std::move(r)]() mutable { (*shared)(std::move(r)); });
         });
       },

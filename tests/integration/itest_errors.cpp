@@ -200,6 +200,15 @@ TEST_F(api_test, bad_json_body_is_400) {
   expect_json_error(http_post_json(port(), "/api/disconnect", R"({"user":"u1","code":1000})", "k"), 400);
 }
 
+TEST_F(api_test, bad_disconnect_targets_are_400_and_the_node_lives) {
+  // These once called a moved-from callback: std::bad_function_call ended the process.
+  for (const char* body : {R"({"user":""})", R"({"user":5})", R"({"session":5})", R"({"session":"nope"})"}) {
+    expect_json_error(http_post_json(port(), "/api/disconnect", body, "k"), 400);
+    ASSERT_TRUE(node_->running()) << body;
+  }
+  EXPECT_EQ(http_get(port(), "/healthz").status, 200u);
+}
+
 TEST_F(api_test, bad_batch_is_400_and_publishes_nothing) {
   auto m = join(port(), "345", "STU", "u1");
   expect_json_error(http_post_json(port(), "/api/publish", "[]", "k"), 400);                          // empty

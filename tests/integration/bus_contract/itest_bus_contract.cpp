@@ -258,6 +258,6 @@ TEST_P(bus_contract, one_publishers_room_messages_arrive_in_order_once) {
 }
 
 INSTANTIATE_TEST_SUITE_P(every_bus, bus_contract, ::testing::Values("local", "redis", "rabbitmq"),
-                         [](const auto& info) { return info.param; });
+                         [](const auto& p) { return p.param; });
 
 }  // namespace

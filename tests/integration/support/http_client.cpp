@@ -62,10 +62,10 @@ http_response http_send(std::uint16_t port, const http_request& req, std::chrono
   stream.async_connect(tcp::endpoint(asio::ip::make_address_v4("127.0.0.1"), port), [&](beast::error_code ec) {
     if (ec) return void(result = ec);
     stage = "write";
-    http::async_write(stream, msg, [&](beast::error_code ec, std::size_t) {
-      if (ec) return void(result = ec);
+    http::async_write(stream, msg, [&](beast::error_code wec, std::size_t) {
+      if (wec) return void(result = wec);
       stage = "read";
-      http::async_read(stream, buffer, parser, [&](beast::error_code ec, std::size_t) { result = ec; });
+      http::async_read(stream, buffer, parser, [&](beast::error_code rec, std::size_t) { result = rec; });
     });
   });
   ioc.run();

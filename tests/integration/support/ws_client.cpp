@@ -56,14 +56,14 @@ unsigned ws_client::connect(std::uint16_t port, const std::string& path) {
 
   std::optional<beast::error_code> result;
   std::string stage = "connect";
-  sock.async_connect(tcp::endpoint(asio::ip::make_address_v4("127.0.0.1"), port), [&](beast::error_code ec) {
-    if (ec) return void(result = ec);
+  sock.async_connect(tcp::endpoint(asio::ip::make_address_v4("127.0.0.1"), port), [&](beast::error_code cec) {
+    if (cec) return void(result = cec);
     // Like browsers: no Nagle delay on small frames (close replies, pongs).
     beast::error_code ignored;
     ws_.next_layer().set_option(tcp::no_delay(true), ignored);
     stage = "handshake";
     ws_.async_handshake(response_, "127.0.0.1:" + std::to_string(port), path,
-                        [&](beast::error_code ec) { result = ec; });
+                        [&](beast::error_code hec) { result = hec; });
   });
   if (!run_until([&] { return result.has_value(); }, clock_type::now() + options_.handshake_timeout)) {
     sock.close(ec);
