@@ -35,9 +35,7 @@ bool is_json_content_type(std::string_view ct) {
   return base == "application/json";
 }
 
-response registry_unavailable() {
-  return handler::error(503, "unavailable", "registry (redis) unreachable");
-}
+response registry_unavailable() { return handler::error(503, "unavailable", "registry (redis) unreachable"); }
 
 // Room and user names are path segments in URLs and keys in Redis later: keep them bounded.
 bool valid_name(const json::value* v, std::size_t max = 256) {
@@ -55,8 +53,7 @@ void handler::set_counters(std::vector<metrics::shard_counters*> counters) {
 }
 
 bool handler::owns(std::string_view path) noexcept {
-  return path == "/healthz" || path == "/readyz" || path == "/metrics" || path == "/api" ||
-         path.starts_with("/api/");
+  return path == "/healthz" || path == "/readyz" || path == "/metrics" || path == "/api" || path.starts_with("/api/");
 }
 
 response handler::error(unsigned status, std::string_view code, std::string_view message) {
@@ -138,13 +135,14 @@ void handler::handle(request req, respond_fn done) {
     if ((*segs)[2].empty() || (*segs)[2].size() > 256) return done(error(400, "bad_request", "bad name"));
     std::string name((*segs)[2]);
     if ((*segs)[1] == "rooms")
-      return registry_.describe_room(name, [name, done = std::move(done)](std::error_code ec, registry::room_members m) {
-        done(ec ? registry_unavailable() : ok_json(room_json(name, m)));
-      });
-    return registry_.describe_user(name, [name, done = std::move(done)](std::error_code ec,
-                                                                          std::vector<registry::located_session> s) {
-      done(ec ? registry_unavailable() : ok_json(user_json(name, s)));
-    });
+      return registry_.describe_room(name,
+                                     [name, done = std::move(done)](std::error_code ec, registry::room_members m) {
+                                       done(ec ? registry_unavailable() : ok_json(room_json(name, m)));
+                                     });
+    return registry_.describe_user(
+        name, [name, done = std::move(done)](std::error_code ec, std::vector<registry::located_session> s) {
+          done(ec ? registry_unavailable() : ok_json(user_json(name, s)));
+        });
   }
   if (path == "/api/rooms") {
     if (!get) return method_not_allowed("GET");
@@ -216,9 +214,9 @@ void handler::publish(const request& req, respond_fn done) {
   } else {
     const auto& arr = v.get_array();
     if (arr.empty() || arr.size() > cfg_.api_publish_batch_max)
-      return done(error(400, "bad_request",
-                        "a batch holds 1 to " + std::to_string(cfg_.api_publish_batch_max) +
-                            " messages (api_publish_batch_max)"));
+      return done(error(
+          400, "bad_request",
+          "a batch holds 1 to " + std::to_string(cfg_.api_publish_batch_max) + " messages (api_publish_batch_max)"));
     const auto raws = protocol::split_raw_array(req.body);
     if (!raws || raws->size() != arr.size()) return done(error(400, "bad_json", "cannot split the array"));
     batch.resize(arr.size());
@@ -231,7 +229,7 @@ void handler::publish(const request& req, respond_fn done) {
   }
   const auto n = batch.size();
   if (!publish_buckets_[req.shard].try_take(cfg_.api_publish_rate, std::max(1.0, cfg_.api_publish_rate),
-                                             std::chrono::steady_clock::now(), static_cast<float>(n))) {
+                                            std::chrono::steady_clock::now(), static_cast<float>(n))) {
     auto r = error(429, "rate_limited", "over api_publish_rate");
     r.headers.emplace_back("Retry-After", "1");
     return done(std::move(r));
@@ -355,32 +353,33 @@ void handler::history(const request& req, std::string room, respond_fn done) {
   auto* store = router_.history_store();
   if (!store || !router_.policy_for(room).keeps())
     return done(error(404, "no_history", "this room keeps no history (see the history config rules)"));
-  store->read(room, since, limit, std::chrono::milliseconds(0), [room, since, done = std::move(done)](history::read_result r) {
-    if (r.ec) {
-      auto resp = error(503, "unavailable", "history store: " + r.ec.message());
-      resp.headers.emplace_back("Retry-After", "1");
-      return done(std::move(resp));
-    }
-    std::string b = "{\"room\":";
-    append_json_string(b, room);
-    b += ",\"epoch\":";
-    append_json_string(b, r.epoch);
-    b += ",\"seq\":" + std::to_string(r.head) + ",\"since\":" + std::to_string(since);
-    b += ",\"complete\":" + std::string(r.complete ? "true" : "false") + ",\"messages\":[";
-    for (std::size_t i = 0; i < r.entries.size(); ++i) {
-      const auto& en = r.entries[i];
-      if (i) b += ",";
-      b += "{\"seq\":" + std::to_string(en.seq) + ",\"id\":";
-      append_json_string(b, en.id);
-      b += ",\"from\":";
-      append_json_string(b, en.from);
-      b += ",\"data\":";
-      b += en.data.empty() ? "null" : en.data;
-      b += "}";
-    }
-    b += "]}";
-    done(ok_json(std::move(b)));
-  });
+  store->read(room, since, limit, std::chrono::milliseconds(0),
+              [room, since, done = std::move(done)](history::read_result r) {
+                if (r.ec) {
+                  auto resp = error(503, "unavailable", "history store: " + r.ec.message());
+                  resp.headers.emplace_back("Retry-After", "1");
+                  return done(std::move(resp));
+                }
+                std::string b = "{\"room\":";
+                append_json_string(b, room);
+                b += ",\"epoch\":";
+                append_json_string(b, r.epoch);
+                b += ",\"seq\":" + std::to_string(r.head) + ",\"since\":" + std::to_string(since);
+                b += ",\"complete\":" + std::string(r.complete ? "true" : "false") + ",\"messages\":[";
+                for (std::size_t i = 0; i < r.entries.size(); ++i) {
+                  const auto& en = r.entries[i];
+                  if (i) b += ",";
+                  b += "{\"seq\":" + std::to_string(en.seq) + ",\"id\":";
+                  append_json_string(b, en.id);
+                  b += ",\"from\":";
+                  append_json_string(b, en.from);
+                  b += ",\"data\":";
+                  b += en.data.empty() ? "null" : en.data;
+                  b += "}";
+                }
+                b += "]}";
+                done(ok_json(std::move(b)));
+              });
 }
 
 void handler::disconnect(const request& req, respond_fn done) {
@@ -424,18 +423,18 @@ void handler::disconnect(const request& req, respond_fn done) {
     kick.target = std::string(user->get_string());
     // The registry says where the user's sessions are; the kick travels over the bus to those nodes.
     auto shared = std::make_shared<bus::envelope>(std::move(kick));
-    registry_.user_sessions(shared->target, [this, shared, answer](
-                                                std::optional<std::vector<registry::registry::session_location>> where) {
-      std::size_t n = 0;
-      if (where) {
-        std::set<std::string> nodes;
-        for (auto& s : *where) nodes.insert(s.node);
-        n = where->size();
-        if (nodes.empty()) return answer(0);
-        shared->nodes.assign(nodes.begin(), nodes.end());
-      }
-      router_.bus().publish(std::move(*shared), [answer, n](std::error_code, bus::publish_result) { answer(n); });
-    });
+    registry_.user_sessions(
+        shared->target, [this, shared, answer](std::optional<std::vector<registry::registry::session_location>> where) {
+          std::size_t n = 0;
+          if (where) {
+            std::set<std::string> nodes;
+            for (auto& s : *where) nodes.insert(s.node);
+            n = where->size();
+            if (nodes.empty()) return answer(0);
+            shared->nodes.assign(nodes.begin(), nodes.end());
+          }
+          router_.bus().publish(std::move(*shared), [answer, n](std::error_code, bus::publish_result) { answer(n); });
+        });
     return;
   }
   // Sessions are looked up here first; a session of another node is reached by a kick to all nodes.
@@ -448,7 +447,8 @@ void handler::disconnect(const request& req, respond_fn done) {
     router_.bus().publish(std::move(kick), [answer](std::error_code, bus::publish_result) { answer(0); });
   };
   if (shard >= router_.shard_count()) return forward(false);
-  router_.post(shard, [sid, code, reason, forward](hub::shard& s) mutable { forward(s.kick_session(sid, code, reason)); });
+  router_.post(shard,
+               [sid, code, reason, forward](hub::shard& s) mutable { forward(s.kick_session(sid, code, reason)); });
 }
 
 namespace {
@@ -465,7 +465,8 @@ void append_closes(std::string& b, const std::vector<metrics::shard_counters*>& 
   for (std::size_t i = 0; i < metrics::close_reason_names.size(); ++i) {
     if (i) b += ",";
     b += "\"" + std::string(metrics::close_reason_names[i]) + "\":" +
-         std::to_string(sum(c, [i](auto& x) -> auto& { return x.closes[i]; }));
+         std::to_string(sum(
+             c, [i](auto& x) -> auto& { return x.closes[i]; }));
   }
   b += "}";
 }
@@ -474,7 +475,8 @@ void append_handshake_failures(std::string& b, const std::vector<metrics::shard_
   for (std::size_t i = 0; i < metrics::handshake_failure_names.size(); ++i) {
     if (i) b += ",";
     b += "\"" + std::string(metrics::handshake_failure_names[i]) + "\":" +
-         std::to_string(sum(c, [i](auto& x) -> auto& { return x.handshake_failures[i]; }));
+         std::to_string(sum(
+             c, [i](auto& x) -> auto& { return x.handshake_failures[i]; }));
   }
   b += "}";
 }
@@ -487,25 +489,41 @@ response handler::stats() const {
   b += ",\"bus\":\"" + std::string(router_.bus().name()) + "\"";
   b += ",\"shards\":" + std::to_string(c.size());
   b += ",\"draining\":" + std::string(state_.draining.load() ? "true" : "false");
-  b += ",\"connections\":" + std::to_string(sum(c, [](auto& x) -> auto& { return x.connections; }));
-  b += ",\"index\":{\"sessions\":" + std::to_string(sum(c, [](auto& x) -> auto& { return x.connections; }));
-  b += ",\"rooms\":" + std::to_string(sum(c, [](auto& x) -> auto& { return x.index_rooms; }));
-  b += ",\"users\":" + std::to_string(sum(c, [](auto& x) -> auto& { return x.index_users; }));
+  b += ",\"connections\":" + std::to_string(sum(
+                                 c, [](auto& x) -> auto& { return x.connections; }));
+  b += ",\"index\":{\"sessions\":" + std::to_string(sum(
+                                         c, [](auto& x) -> auto& { return x.connections; }));
+  b += ",\"rooms\":" + std::to_string(sum(
+                           c, [](auto& x) -> auto& { return x.index_rooms; }));
+  b += ",\"users\":" + std::to_string(sum(
+                           c, [](auto& x) -> auto& { return x.index_users; }));
   b += ",\"node_rooms\":" + std::to_string(router_.node_room_count()) + "}";
-  b += ",\"joins\":" + std::to_string(sum(c, [](auto& x) -> auto& { return x.joins; }));
+  b += ",\"joins\":" + std::to_string(sum(
+                           c, [](auto& x) -> auto& { return x.joins; }));
   b += ",";
   append_closes(b, c);
   b += ",";
   append_handshake_failures(b, c);
-  b += ",\"messages_in\":" + std::to_string(sum(c, [](auto& x) -> auto& { return x.messages_in; }));
-  b += ",\"messages_out\":" + std::to_string(sum(c, [](auto& x) -> auto& { return x.messages_out; }));
-  b += ",\"bytes_out\":" + std::to_string(sum(c, [](auto& x) -> auto& { return x.bytes_out; }));
-  b += ",\"publishes\":{\"api\":" + std::to_string(sum(c, [](auto& x) -> auto& { return x.publishes_api; }));
-  b += ",\"client\":" + std::to_string(sum(c, [](auto& x) -> auto& { return x.publishes_client; })) + "}";
-  b += ",\"gap_fills\":" + std::to_string(sum(c, [](auto& x) -> auto& { return x.gap_fills; }));
-  b += ",\"room_duplicates_dropped\":" + std::to_string(sum(c, [](auto& x) -> auto& { return x.duplicates_dropped; }));
-  b += ",\"recoveries\":" + std::to_string(sum(c, [](auto& x) -> auto& { return x.recoveries; }));
-  b += ",\"recovery_gaps\":" + std::to_string(sum(c, [](auto& x) -> auto& { return x.recovery_gaps; }));
+  b += ",\"messages_in\":" + std::to_string(sum(
+                                 c, [](auto& x) -> auto& { return x.messages_in; }));
+  b += ",\"messages_out\":" + std::to_string(sum(
+                                  c, [](auto& x) -> auto& { return x.messages_out; }));
+  b += ",\"bytes_out\":" + std::to_string(sum(
+                               c, [](auto& x) -> auto& { return x.bytes_out; }));
+  b += ",\"publishes\":{\"api\":" + std::to_string(sum(
+                                        c, [](auto& x) -> auto& { return x.publishes_api; }));
+  b += ",\"client\":" +
+       std::to_string(sum(
+           c, [](auto& x) -> auto& { return x.publishes_client; })) +
+       "}";
+  b += ",\"gap_fills\":" + std::to_string(sum(
+                               c, [](auto& x) -> auto& { return x.gap_fills; }));
+  b += ",\"room_duplicates_dropped\":" + std::to_string(sum(
+                                             c, [](auto& x) -> auto& { return x.duplicates_dropped; }));
+  b += ",\"recoveries\":" + std::to_string(sum(
+                                c, [](auto& x) -> auto& { return x.recoveries; }));
+  b += ",\"recovery_gaps\":" + std::to_string(sum(
+                                   c, [](auto& x) -> auto& { return x.recovery_gaps; }));
   b += ",\"registry\":\"" + std::string(registry_.name()) + "\"";
   b += ",\"registry_up\":" + std::string(registry_.healthy() ? "true" : "false");
   router_.bus().append_stats(b);
@@ -517,21 +535,29 @@ std::string handler::node_summary() const {
   const auto& c = counters_;
   const bool draining = state_.draining.load(std::memory_order_relaxed);
   const bool bus_ok = router_.bus().healthy();
-  const auto at = std::chrono::duration_cast<std::chrono::milliseconds>(
-                      std::chrono::system_clock::now().time_since_epoch()).count();
-  std::string b = "{\"connections\":" + std::to_string(sum(c, [](auto& x) -> auto& { return x.connections; }));
+  const auto at =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count();
+  std::string b = "{\"connections\":" + std::to_string(sum(
+                                            c, [](auto& x) -> auto& { return x.connections; }));
   b += ",\"ready\":" + std::string(!draining && bus_ok ? "true" : "false");
   b += ",\"draining\":" + std::string(draining ? "true" : "false");
   b += ",\"bus\":" + std::string(bus_ok ? "\"up\"" : "\"down\"");
   b += ",\"bus_kind\":\"" + std::string(router_.bus().name()) + "\"";
   b += ",\"registry\":" + std::string(registry_.healthy() ? "\"up\"" : "\"down\"");
   b += ",\"shards\":" + std::to_string(c.size());
-  b += ",\"messages_in\":" + std::to_string(sum(c, [](auto& x) -> auto& { return x.messages_in; }));
-  b += ",\"messages_out\":" + std::to_string(sum(c, [](auto& x) -> auto& { return x.messages_out; }));
-  b += ",\"publishes_api\":" + std::to_string(sum(c, [](auto& x) -> auto& { return x.publishes_api; }));
-  b += ",\"publishes_client\":" + std::to_string(sum(c, [](auto& x) -> auto& { return x.publishes_client; }));
+  b += ",\"messages_in\":" + std::to_string(sum(
+                                 c, [](auto& x) -> auto& { return x.messages_in; }));
+  b += ",\"messages_out\":" + std::to_string(sum(
+                                  c, [](auto& x) -> auto& { return x.messages_out; }));
+  b += ",\"publishes_api\":" + std::to_string(sum(
+                                   c, [](auto& x) -> auto& { return x.publishes_api; }));
+  b += ",\"publishes_client\":" + std::to_string(sum(
+                                      c, [](auto& x) -> auto& { return x.publishes_client; }));
   b += ",\"slow_consumer_closes\":" +
-       std::to_string(sum(c, [](auto& x) -> auto& { return x.closes[static_cast<std::size_t>(metrics::close_reason::slow_consumer)]; }));
+       std::to_string(sum(
+           c,
+           [](auto& x) -> auto& { return x.closes[static_cast<std::size_t>(metrics::close_reason::slow_consumer)]; }));
   b += ",";
   append_closes(b, c);
   b += ",";
@@ -554,14 +580,15 @@ void handler::rooms(const request& req, respond_fn done) {
     if (ec != std::errc{} || p != q->data() + q->size() || offset > 100'000'000)
       return done(error(400, "bad_request", "bad cursor (use next_cursor of the previous page)"));
   }
-  registry_.busiest_rooms(offset, limit, [offset, done = std::move(done)](std::error_code ec, registry::room_page page) {
-    if (ec) {
-      auto r = registry_unavailable();
-      r.headers.emplace_back("Retry-After", "1");
-      return done(std::move(r));
-    }
-    done(ok_json(rooms_json(page, offset)));
-  });
+  registry_.busiest_rooms(offset, limit,
+                          [offset, done = std::move(done)](std::error_code ec, registry::room_page page) {
+                            if (ec) {
+                              auto r = registry_unavailable();
+                              r.headers.emplace_back("Retry-After", "1");
+                              return done(std::move(r));
+                            }
+                            done(ok_json(rooms_json(page, offset)));
+                          });
 }
 
 std::string handler::metrics_text() const {
@@ -570,42 +597,82 @@ std::string handler::metrics_text() const {
   auto metric = [&](const char* name, const char* type, const char* help, std::uint64_t v) {
     metrics::append_metric(o, name, type, help, v);
   };
-  metric("roomcast_connections", "gauge", "Open WebSocket sessions.", sum(c, [](auto& x) -> auto& { return x.connections; }));
-  metric("roomcast_index_rooms", "gauge", "Rooms in the shards' room indexes.", sum(c, [](auto& x) -> auto& { return x.index_rooms; }));
-  metric("roomcast_index_users", "gauge", "Users in the shards' user indexes.", sum(c, [](auto& x) -> auto& { return x.index_users; }));
-  metric("roomcast_joins_total", "counter", "WebSocket sessions opened.", sum(c, [](auto& x) -> auto& { return x.joins; }));
-  metric("roomcast_room_joins_total", "counter", "Room memberships added.", sum(c, [](auto& x) -> auto& { return x.room_joins; }));
+  metric("roomcast_connections", "gauge", "Open WebSocket sessions.",
+         sum(
+             c, [](auto& x) -> auto& { return x.connections; }));
+  metric("roomcast_index_rooms", "gauge", "Rooms in the shards' room indexes.",
+         sum(
+             c, [](auto& x) -> auto& { return x.index_rooms; }));
+  metric("roomcast_index_users", "gauge", "Users in the shards' user indexes.",
+         sum(
+             c, [](auto& x) -> auto& { return x.index_users; }));
+  metric("roomcast_joins_total", "counter", "WebSocket sessions opened.",
+         sum(
+             c, [](auto& x) -> auto& { return x.joins; }));
+  metric("roomcast_room_joins_total", "counter", "Room memberships added.",
+         sum(
+             c, [](auto& x) -> auto& { return x.room_joins; }));
   o += "# HELP roomcast_closes_total WebSocket sessions closed, by reason.\n# TYPE roomcast_closes_total counter\n";
   for (std::size_t i = 0; i < metrics::close_reason_names.size(); ++i)
     o += "roomcast_closes_total{reason=\"" + std::string(metrics::close_reason_names[i]) + "\"} " +
-         std::to_string(sum(c, [i](auto& x) -> auto& { return x.closes[i]; })) + "\n";
+         std::to_string(sum(
+             c, [i](auto& x) -> auto& { return x.closes[i]; })) +
+         "\n";
   metric("roomcast_slow_consumer_closes_total", "counter", "Sessions closed for exceeding max_queue_bytes.",
-         sum(c, [](auto& x) -> auto& { return x.closes[static_cast<std::size_t>(metrics::close_reason::slow_consumer)]; }));
-  o += "# HELP roomcast_handshake_failures_total Refused or failed upgrades, by reason.\n# TYPE roomcast_handshake_failures_total counter\n";
+         sum(
+             c, [](auto& x) -> auto& {
+               return x.closes[static_cast<std::size_t>(metrics::close_reason::slow_consumer)];
+             }));
+  o += "# HELP roomcast_handshake_failures_total Refused or failed upgrades, by reason.\n# TYPE "
+       "roomcast_handshake_failures_total counter\n";
   for (std::size_t i = 0; i < metrics::handshake_failure_names.size(); ++i)
     o += "roomcast_handshake_failures_total{reason=\"" + std::string(metrics::handshake_failure_names[i]) + "\"} " +
-         std::to_string(sum(c, [i](auto& x) -> auto& { return x.handshake_failures[i]; })) + "\n";
-  metric("roomcast_messages_in_total", "counter", "Client text frames received.", sum(c, [](auto& x) -> auto& { return x.messages_in; }));
-  metric("roomcast_messages_out_total", "counter", "Message frames queued to sessions (one per recipient).", sum(c, [](auto& x) -> auto& { return x.messages_out; }));
-  metric("roomcast_bytes_out_total", "counter", "Bytes written to WebSocket sockets.", sum(c, [](auto& x) -> auto& { return x.bytes_out; }));
+         std::to_string(sum(
+             c, [i](auto& x) -> auto& { return x.handshake_failures[i]; })) +
+         "\n";
+  metric("roomcast_messages_in_total", "counter", "Client text frames received.",
+         sum(
+             c, [](auto& x) -> auto& { return x.messages_in; }));
+  metric("roomcast_messages_out_total", "counter", "Message frames queued to sessions (one per recipient).",
+         sum(
+             c, [](auto& x) -> auto& { return x.messages_out; }));
+  metric("roomcast_bytes_out_total", "counter", "Bytes written to WebSocket sockets.",
+         sum(
+             c, [](auto& x) -> auto& { return x.bytes_out; }));
   o += "# HELP roomcast_publishes_total Messages published, by source.\n# TYPE roomcast_publishes_total counter\n";
-  o += "roomcast_publishes_total{source=\"api\"} " + std::to_string(sum(c, [](auto& x) -> auto& { return x.publishes_api; })) + "\n";
-  o += "roomcast_publishes_total{source=\"client\"} " + std::to_string(sum(c, [](auto& x) -> auto& { return x.publishes_client; })) + "\n";
-  metric("roomcast_client_errors_total", "counter", "Error frames sent to clients.", sum(c, [](auto& x) -> auto& { return x.client_errors; }));
-  metric("roomcast_http_requests_total", "counter", "HTTP requests served (API, metrics, files).", sum(c, [](auto& x) -> auto& { return x.http_requests; }));
+  o += "roomcast_publishes_total{source=\"api\"} " +
+       std::to_string(sum(
+           c, [](auto& x) -> auto& { return x.publishes_api; })) +
+       "\n";
+  o += "roomcast_publishes_total{source=\"client\"} " +
+       std::to_string(sum(
+           c, [](auto& x) -> auto& { return x.publishes_client; })) +
+       "\n";
+  metric("roomcast_client_errors_total", "counter", "Error frames sent to clients.",
+         sum(
+             c, [](auto& x) -> auto& { return x.client_errors; }));
+  metric("roomcast_http_requests_total", "counter", "HTTP requests served (API, metrics, files).",
+         sum(
+             c, [](auto& x) -> auto& { return x.http_requests; }));
   metric("roomcast_draining", "gauge", "1 while the node drains.", state_.draining.load() ? 1 : 0);
-  metric("roomcast_room_duplicates_dropped_total", "counter", "Room messages dropped as already delivered (redelivery).",
-         sum(c, [](auto& x) -> auto& { return x.duplicates_dropped; }));
+  metric("roomcast_room_duplicates_dropped_total", "counter",
+         "Room messages dropped as already delivered (redelivery).",
+         sum(
+             c, [](auto& x) -> auto& { return x.duplicates_dropped; }));
   metric("roomcast_gap_fills_total", "counter", "Holes in a room's sequence read from history before delivery.",
-         sum(c, [](auto& x) -> auto& { return x.gap_fills; }));
+         sum(
+             c, [](auto& x) -> auto& { return x.gap_fills; }));
   metric("roomcast_gaps_unfilled_total", "counter", "Holes history could not fill (clients got a gap frame).",
-         sum(c, [](auto& x) -> auto& { return x.gaps_unfilled; }));
+         sum(
+             c, [](auto& x) -> auto& { return x.gaps_unfilled; }));
   metric("roomcast_recoveries_total", "counter", "Reconnects whose missed messages were sent from history.",
-         sum(c, [](auto& x) -> auto& { return x.recoveries; }));
-  metric("roomcast_history_bypassed_total", "counter", "Room messages published without seq: the history store was down.",
-         router_.history_bypassed());
+         sum(
+             c, [](auto& x) -> auto& { return x.recoveries; }));
+  metric("roomcast_history_bypassed_total", "counter",
+         "Room messages published without seq: the history store was down.", router_.history_bypassed());
   metric("roomcast_recovery_gaps_total", "counter", "Reconnects told that recovery was impossible (gap frame).",
-         sum(c, [](auto& x) -> auto& { return x.recovery_gaps; }));
+         sum(
+             c, [](auto& x) -> auto& { return x.recovery_gaps; }));
   router_.bus().append_metrics(o);
   registry_.append_metrics(o);
   if (auto* h = router_.history_store()) h->append_metrics(o);

@@ -25,7 +25,7 @@ struct request {
   std::string content_type;
   std::string api_key;  // X-API-Key
   std::string body;
-  unsigned shard = 0;   // the shard the request arrived on
+  unsigned shard = 0;  // the shard the request arrived on
 };
 
 struct response {

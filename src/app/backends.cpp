@@ -43,7 +43,8 @@ bus::redis_bus_options redis_bus_options_of(const config::config& cfg) {
   o.unbind_grace = cfg.unbind_grace;
 #ifdef ROOMCAST_TEST_HOOKS
   // Test builds only (fault tests): the bus drops every nth received room message.
-  if (const char* v = std::getenv("ROOMCAST_TEST_HOOK_DROP_EVERY_NTH")) o.drop_every_nth_received = std::strtoull(v, nullptr, 10);
+  if (const char* v = std::getenv("ROOMCAST_TEST_HOOK_DROP_EVERY_NTH"))
+    o.drop_every_nth_received = std::strtoull(v, nullptr, 10);
 #endif
   return o;
 }
@@ -75,9 +76,12 @@ registry::redis_options redis_registry_options_of(const config::config& cfg) {
 
 std::unique_ptr<bus::bus> make_bus(const config::config& cfg) {
   switch (cfg.bus) {
-    case config::bus_kind::local: return std::make_unique<bus::local_bus>();
-    case config::bus_kind::rabbitmq: return std::make_unique<bus::rabbitmq_bus>(rabbitmq_options_of(cfg));
-    case config::bus_kind::redis: return std::make_unique<bus::redis_bus>(redis_bus_options_of(cfg));
+    case config::bus_kind::local:
+      return std::make_unique<bus::local_bus>();
+    case config::bus_kind::rabbitmq:
+      return std::make_unique<bus::rabbitmq_bus>(rabbitmq_options_of(cfg));
+    case config::bus_kind::redis:
+      return std::make_unique<bus::redis_bus>(redis_bus_options_of(cfg));
   }
   return nullptr;
 }

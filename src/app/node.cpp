@@ -100,7 +100,8 @@ struct node::parts {
         },
         [done = std::move(done)](std::vector<std::vector<registry::session_record>> per_shard) {
           std::vector<registry::session_record> all;
-          for (auto& p : per_shard) all.insert(all.end(), std::make_move_iterator(p.begin()), std::make_move_iterator(p.end()));
+          for (auto& p : per_shard)
+            all.insert(all.end(), std::make_move_iterator(p.begin()), std::make_move_iterator(p.end()));
           done(std::move(all));
         });
   }
@@ -193,9 +194,10 @@ int node::run() {
     if (!sec) p.drain(sig);
   });
 
-  spdlog::info("roomcast node {} listening on {}:{} with {} shard(s), bus {}, registry {}, history {}, auth {}, route {}",
-               cfg.node_id, cfg.listen_address, cfg.port, p.shards.size(), p.the_bus->name(), p.the_registry->name(),
-               p.the_history->name(), cfg.auth == config::auth_mode::jwt ? "jwt" : "none", cfg.route);
+  spdlog::info(
+      "roomcast node {} listening on {}:{} with {} shard(s), bus {}, registry {}, history {}, auth {}, route {}",
+      cfg.node_id, cfg.listen_address, cfg.port, p.shards.size(), p.the_bus->name(), p.the_registry->name(),
+      p.the_history->name(), cfg.auth == config::auth_mode::jwt ? "jwt" : "none", cfg.route);
 
   std::vector<std::thread> threads;
   // Shard threads are named rc-shard-N (top -H, perf). The main thread runs shard 0 and keeps the

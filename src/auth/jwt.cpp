@@ -10,21 +10,28 @@ namespace roomcast::auth {
 
 std::string_view to_string(jwt_error e) noexcept {
   switch (e) {
-    case jwt_error::none: return "ok";
-    case jwt_error::malformed: return "malformed token";
-    case jwt_error::bad_algorithm: return "token algorithm is not HS256";
-    case jwt_error::bad_signature: return "bad token signature";
-    case jwt_error::missing_exp: return "token has no exp";
-    case jwt_error::expired: return "token expired";
-    case jwt_error::not_yet_valid: return "token not valid yet";
-    case jwt_error::wrong_subject: return "token subject does not match the user";
+    case jwt_error::none:
+      return "ok";
+    case jwt_error::malformed:
+      return "malformed token";
+    case jwt_error::bad_algorithm:
+      return "token algorithm is not HS256";
+    case jwt_error::bad_signature:
+      return "bad token signature";
+    case jwt_error::missing_exp:
+      return "token has no exp";
+    case jwt_error::expired:
+      return "token expired";
+    case jwt_error::not_yet_valid:
+      return "token not valid yet";
+    case jwt_error::wrong_subject:
+      return "token subject does not match the user";
   }
   return "unknown";
 }
 
 namespace {
-constexpr std::string_view alphabet =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+constexpr std::string_view alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 int decode_char(char c) noexcept {
   if (c >= 'A' && c <= 'Z') return c - 'A';
@@ -38,8 +45,8 @@ int decode_char(char c) noexcept {
 std::string hmac_sha256(std::string_view key, std::string_view data) {
   unsigned char out[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
-  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
-       reinterpret_cast<const unsigned char*>(data.data()), data.size(), out, &len);
+  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), reinterpret_cast<const unsigned char*>(data.data()),
+       data.size(), out, &len);
   return std::string(reinterpret_cast<char*>(out), len);
 }
 
@@ -95,13 +102,11 @@ bool secure_equals(std::string_view a, std::string_view b) noexcept {
 }
 
 jwt_error verify_hs256(std::string_view token, std::string_view secret, std::string_view expected_sub,
-                       std::chrono::system_clock::time_point now, std::chrono::seconds leeway,
-                       jwt_claims* claims) {
+                       std::chrono::system_clock::time_point now, std::chrono::seconds leeway, jwt_claims* claims) {
   const auto d1 = token.find('.');
   if (d1 == std::string_view::npos) return jwt_error::malformed;
   const auto d2 = token.find('.', d1 + 1);
-  if (d2 == std::string_view::npos || token.find('.', d2 + 1) != std::string_view::npos)
-    return jwt_error::malformed;
+  if (d2 == std::string_view::npos || token.find('.', d2 + 1) != std::string_view::npos) return jwt_error::malformed;
   const auto header = base64url_decode(token.substr(0, d1));
   const auto payload = base64url_decode(token.substr(d1 + 1, d2 - d1 - 1));
   const auto sig = base64url_decode(token.substr(d2 + 1));
@@ -124,8 +129,7 @@ jwt_error verify_hs256(std::string_view token, std::string_view secret, std::str
   if (!exp) return jwt_error::missing_exp;
   const auto now_s = std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
   if (now_s > *exp + leeway.count()) return jwt_error::expired;
-  if (const auto nbf = int_claim(o, "nbf"); nbf && now_s + leeway.count() < *nbf)
-    return jwt_error::not_yet_valid;
+  if (const auto nbf = int_claim(o, "nbf"); nbf && now_s + leeway.count() < *nbf) return jwt_error::not_yet_valid;
   const auto* sub = o.if_contains("sub");
   if (!sub || !sub->is_string() || sub->get_string() != expected_sub) return jwt_error::wrong_subject;
   if (claims) {

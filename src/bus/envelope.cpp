@@ -8,9 +8,12 @@ namespace roomcast::bus {
 namespace {
 std::string_view kind_name(protocol::target_kind k) {
   switch (k) {
-    case protocol::target_kind::room: return "room";
-    case protocol::target_kind::user: return "user";
-    case protocol::target_kind::all: return "all";
+    case protocol::target_kind::room:
+      return "room";
+    case protocol::target_kind::user:
+      return "user";
+    case protocol::target_kind::all:
+      return "all";
   }
   return "all";
 }
@@ -82,13 +85,20 @@ bool decode_envelope(std::string_view wire, envelope& out) {
   if (!str("type", type) || !str("kind", kind) || !str("target", out.target) || !str("id", out.id) ||
       !str("from", out.from) || !str("origin", out.origin))
     return false;
-  if (type == "message") out.type = envelope_type::message;
-  else if (type == "kick") out.type = envelope_type::kick;
-  else return false;
-  if (kind == "room") out.kind = protocol::target_kind::room;
-  else if (kind == "user") out.kind = protocol::target_kind::user;
-  else if (kind == "all") out.kind = protocol::target_kind::all;
-  else return false;
+  if (type == "message")
+    out.type = envelope_type::message;
+  else if (type == "kick")
+    out.type = envelope_type::kick;
+  else
+    return false;
+  if (kind == "room")
+    out.kind = protocol::target_kind::room;
+  else if (kind == "user")
+    out.kind = protocol::target_kind::user;
+  else if (kind == "all")
+    out.kind = protocol::target_kind::all;
+  else
+    return false;
   if (out.type == envelope_type::kick) {
     const auto* c = o.if_contains("code");
     if (!c || !c->is_int64()) return false;
@@ -96,9 +106,12 @@ bool decode_envelope(std::string_view wire, envelope& out) {
     str("reason", out.reason);
   }
   if (const auto* seq = o.if_contains("seq")) {
-    if (seq->is_uint64()) out.seq = seq->get_uint64();
-    else if (seq->is_int64() && seq->get_int64() > 0) out.seq = static_cast<std::uint64_t>(seq->get_int64());
-    else return false;
+    if (seq->is_uint64())
+      out.seq = seq->get_uint64();
+    else if (seq->is_int64() && seq->get_int64() > 0)
+      out.seq = static_cast<std::uint64_t>(seq->get_int64());
+    else
+      return false;
     if (!str("epoch", out.epoch)) return false;
   }
   const auto raw = protocol::find_raw_member(wire, "data");

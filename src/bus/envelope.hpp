@@ -12,8 +12,8 @@ namespace roomcast::bus {
 
 // What an envelope asks the receiving nodes to do.
 enum class envelope_type : std::uint8_t {
-  message,       // deliver `data` to the target
-  kick,          // close the target user's sessions (kind user) or one session (kind session)
+  message,  // deliver `data` to the target
+  kick,     // close the target user's sessions (kind user) or one session (kind session)
 };
 
 // A message as it travels between nodes. `data` is the backend's raw JSON.
@@ -25,9 +25,9 @@ struct envelope {
   // The publisher chose `id` (API or client `id`): the history remembers it for the idempotency
   // window. A generated id can't come again, so it is not stored. Not carried on the wire.
   bool claim_id = false;
-  std::string from;    // publisher: a user id, or "api"
+  std::string from;  // publisher: a user id, or "api"
   std::string data;
-  std::string origin;  // node id that published it
+  std::string origin;      // node id that published it
   std::uint64_t seq = 0;   // per-room sequence from the history (0 = none)
   std::string epoch;       // the history epoch seq belongs to
   std::uint16_t code = 0;  // kick: close code

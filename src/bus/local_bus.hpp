@@ -9,7 +9,7 @@ class local_bus final : public bus {
   void start(message_handler on_message) override { handler_ = std::move(on_message); }
   void stop() override {}
   void publish(envelope e, publish_callback done) override;
-  void subscribe_room(const std::string&) override {}    // every room is local
+  void subscribe_room(const std::string&) override {}  // every room is local
   void unsubscribe_room(const std::string&) override {}
   bool healthy() const override { return true; }
   const char* name() const noexcept override { return "local"; }

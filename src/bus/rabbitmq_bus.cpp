@@ -32,9 +32,12 @@ struct bus_category_t : std::error_category {
   const char* name() const noexcept override { return "roomcast.rabbitmq"; }
   std::string message(int c) const override {
     switch (static_cast<bus_errc>(c)) {
-      case bus_errc::buffer_full: return "broker unreachable and outage buffer full";
-      case bus_errc::nacked: return "broker refused the message (nack)";
-      case bus_errc::stopped: return "bus stopped";
+      case bus_errc::buffer_full:
+        return "broker unreachable and outage buffer full";
+      case bus_errc::nacked:
+        return "broker refused the message (nack)";
+      case bus_errc::stopped:
+        return "bus stopped";
     }
     return "unknown";
   }
@@ -95,9 +98,9 @@ struct in_flight {
 };
 
 struct metrics_block {
-  std::atomic<std::uint64_t> published{0}, confirmed{0}, nacked{0}, buffered{0}, rejected_full{0},
-      received{0}, duplicates{0}, acked{0}, reconnects{0}, resent{0}, decode_errors{0},
-      fallback_all{0}, binds{0}, unbinds{0}, node_id_in_use{0};
+  std::atomic<std::uint64_t> published{0}, confirmed{0}, nacked{0}, buffered{0}, rejected_full{0}, received{0},
+      duplicates{0}, acked{0}, reconnects{0}, resent{0}, decode_errors{0}, fallback_all{0}, binds{0}, unbinds{0},
+      node_id_in_use{0};
   void inc(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) { c.fetch_add(n, std::memory_order_relaxed); }
 };
 
@@ -109,8 +112,7 @@ struct rabbitmq_bus::impl {
         queue_name(opts.prefix + ".node." + opts.node_id),
         rooms_exchange(opts.prefix + ".rooms"),
         nodes_exchange(opts.prefix + ".nodes"),
-        all_exchange(opts.prefix + ".all") {
-  }
+        all_exchange(opts.prefix + ".all") {}
 
   // ---- shared with other threads (under mu) ----
   struct op {
@@ -142,9 +144,9 @@ struct rabbitmq_bus::impl {
   std::uint64_t next_tag = 1;
   std::deque<wire_message> outage;  // waiting for the broker, in publish order
   std::size_t outage_bytes = 0;
-  std::deque<in_flight> flight;     // published, waiting for confirms, in tag order
-  std::set<std::string> rooms;      // rooms this node wants
-  std::set<std::string> bound;      // rooms bound on the broker (as far as this process knows)
+  std::deque<in_flight> flight;  // published, waiting for confirms, in tag order
+  std::set<std::string> rooms;   // rooms this node wants
+  std::set<std::string> bound;   // rooms bound on the broker (as far as this process knows)
   bool first_connect = true;
   std::map<std::string, clock::time_point> unbind_at;
   dedupe_window seen{100'000};
@@ -207,8 +209,12 @@ void rabbitmq_bus::publish(envelope e, publish_callback done) {
   const std::string body = encode_envelope(e);
   impl::op o{impl::op::publish, {}, {}, owner};
   switch (e.kind) {
-    case protocol::target_kind::room: o.msgs.push_back({impl_->rooms_exchange, e.target, body, owner}); break;
-    case protocol::target_kind::all: o.msgs.push_back({impl_->all_exchange, "", body, owner}); break;
+    case protocol::target_kind::room:
+      o.msgs.push_back({impl_->rooms_exchange, e.target, body, owner});
+      break;
+    case protocol::target_kind::all:
+      o.msgs.push_back({impl_->all_exchange, "", body, owner});
+      break;
     case protocol::target_kind::user:
       if (e.nodes.empty()) {
         // The registry doesn't know (or is down): every node checks its own sessions.
@@ -237,7 +243,8 @@ void rabbitmq_bus::append_metrics(std::string& o) const {
   line("roomcast_bus_confirmed_total", "counter", "Publisher confirms received.", ld(m.confirmed));
   line("roomcast_bus_nacked_total", "counter", "Publishes the broker refused.", ld(m.nacked));
   line("roomcast_bus_buffered_total", "counter", "Publishes that waited in the outage buffer.", ld(m.buffered));
-  line("roomcast_bus_buffer_full_total", "counter", "Publishes refused because the outage buffer was full.", ld(m.rejected_full));
+  line("roomcast_bus_buffer_full_total", "counter", "Publishes refused because the outage buffer was full.",
+       ld(m.rejected_full));
   line("roomcast_bus_outage_buffer_messages", "gauge", "Messages in the outage buffer.", impl_->outage_count.load());
   line("roomcast_bus_in_flight", "gauge", "Published messages waiting for a confirm.", impl_->in_flight_count.load());
   line("roomcast_bus_resent_total", "counter", "Unconfirmed messages re-sent after a reconnect.", ld(m.resent));
@@ -247,7 +254,8 @@ void rabbitmq_bus::append_metrics(std::string& o) const {
   line("roomcast_bus_reconnects_total", "counter", "Connections made to the broker.", ld(m.reconnects));
   line("roomcast_bus_node_id_in_use_total", "counter",
        "Starts refused because another live consumer holds this node_id's queue.", ld(m.node_id_in_use));
-  line("roomcast_bus_user_fallback_all_total", "counter", "User messages sent to every node (registry could not answer).", ld(m.fallback_all));
+  line("roomcast_bus_user_fallback_all_total", "counter",
+       "User messages sent to every node (registry could not answer).", ld(m.fallback_all));
   line("roomcast_bus_room_binds_total", "counter", "Room bindings added.", ld(m.binds));
   line("roomcast_bus_room_unbinds_total", "counter", "Room bindings removed.", ld(m.unbinds));
 }
@@ -289,9 +297,7 @@ void rabbitmq_bus::impl::run() {
   for (auto& w : outage)
     if (w.owner) w.owner->complete(make_error(bus_errc::stopped), {});
   std::vector<op> left;
-  {
-    left = box.take();
-  }
+  { left = box.take(); }
   for (auto& o : left)
     if (o.owner) o.owner->complete(make_error(bus_errc::stopped), {});
 }
@@ -338,8 +344,8 @@ bool rabbitmq_bus::impl::connect(std::string& err) {
     return false;
   }
   const auto login = amqp_login(conn, info.vhost, 0, 131072, 30, AMQP_SASL_METHOD_PLAIN, info.user, info.password);
-  const std::string where = std::string(info.host) + ":" + std::to_string(info.port) + " vhost " + info.vhost +
-                            " as " + info.user;
+  const std::string where =
+      std::string(info.host) + ":" + std::to_string(info.port) + " vhost " + info.vhost + " as " + info.user;
   if (!reply_ok(login, ("login to " + where + " failed").c_str(), err)) {
     // Wrong credentials show as ACCESS_REFUSED in the broker's close reason.
     amqp_destroy_connection(conn);
@@ -430,16 +436,14 @@ bool rabbitmq_bus::impl::declare_topology(std::string& err) {
 
 bool rabbitmq_bus::impl::bind_room(const std::string& room, bool bind, std::string& err) {
   if (bind) {
-    amqp_queue_bind(conn, channel, bytes_of(queue_name), bytes_of(rooms_exchange), bytes_of(room),
-                    amqp_empty_table);
+    amqp_queue_bind(conn, channel, bytes_of(queue_name), bytes_of(rooms_exchange), bytes_of(room), amqp_empty_table);
     if (!rpc_ok(conn, "queue.bind room", err)) return false;
     bound.insert(room);
     m.inc(m.binds);
     // Messages published before this bind reached no queue of this node: let the node catch up.
     if (on_bound) on_bound(room);
   } else {
-    amqp_queue_unbind(conn, channel, bytes_of(queue_name), bytes_of(rooms_exchange), bytes_of(room),
-                      amqp_empty_table);
+    amqp_queue_unbind(conn, channel, bytes_of(queue_name), bytes_of(rooms_exchange), bytes_of(room), amqp_empty_table);
     if (!rpc_ok(conn, "queue.unbind room", err)) return false;
     bound.erase(room);
     m.inc(m.unbinds);
@@ -472,9 +476,7 @@ void rabbitmq_bus::impl::disconnect(const std::string& why) {
 
 void rabbitmq_bus::impl::drain_inbox() {
   std::vector<op> ops;
-  {
-    ops = box.take();
-  }
+  { ops = box.take(); }
   for (auto& o : ops) handle_op(o);
 }
 
@@ -611,12 +613,14 @@ bool rabbitmq_bus::impl::read_frames(std::string& err) {
         case AMQP_CONNECTION_CLOSE_METHOD:
           err = "broker closed the connection";
           return false;
-        default: break;
+        default:
+          break;
       }
       continue;
     }
-    err = r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION ? std::string("consume: ") + amqp_error_string2(r.library_error)
-                                                          : std::string("consume failed");
+    err = r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION
+              ? std::string("consume: ") + amqp_error_string2(r.library_error)
+              : std::string("consume failed");
     return false;
   }
   return true;

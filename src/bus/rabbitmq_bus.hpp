@@ -27,7 +27,7 @@
 namespace roomcast::bus {
 
 struct rabbitmq_options {
-  std::vector<std::string> uris;      // amqp://user:pass@host:port/vhost, tried in turn
+  std::vector<std::string> uris;  // amqp://user:pass@host:port/vhost, tried in turn
   std::string node_id;
   std::string prefix = "roomcast";  // names: <prefix>.rooms/.nodes/.all, <prefix>.node.<id>
   std::chrono::milliseconds queue_expires{600'000};

@@ -39,9 +39,12 @@ struct bus_category_t : std::error_category {
   const char* name() const noexcept override { return "roomcast.redis"; }
   std::string message(int c) const override {
     switch (static_cast<bus_errc>(c)) {
-      case bus_errc::buffer_full: return "redis unreachable and outage buffer full";
-      case bus_errc::redis_error: return "redis refused the PUBLISH";
-      case bus_errc::stopped: return "bus stopped";
+      case bus_errc::buffer_full:
+        return "redis unreachable and outage buffer full";
+      case bus_errc::redis_error:
+        return "redis refused the PUBLISH";
+      case bus_errc::stopped:
+        return "bus stopped";
     }
     return "unknown";
   }
@@ -60,7 +63,7 @@ timeval to_timeval(std::chrono::milliseconds ms) {
 
 std::string_view str(const redisReply* r) {
   return r && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS) ? std::string_view(r->str, r->len)
-                                                                                : std::string_view();
+                                                                               : std::string_view();
 }
 
 // One API/client publish; it may need several PUBLISHes (a user on several nodes).
@@ -82,9 +85,9 @@ struct wire_message {
 };
 
 struct metrics_block {
-  std::atomic<std::uint64_t> published{0}, publish_errors{0}, buffered{0}, rejected_full{0}, resent{0},
-      received{0}, duplicates{0}, decode_errors{0}, reconnects{0}, fallback_all{0}, room_subscribes{0},
-      room_unsubscribes{0}, test_dropped{0}, read_batches{0};
+  std::atomic<std::uint64_t> published{0}, publish_errors{0}, buffered{0}, rejected_full{0}, resent{0}, received{0},
+      duplicates{0}, decode_errors{0}, reconnects{0}, fallback_all{0}, room_subscribes{0}, room_unsubscribes{0},
+      test_dropped{0}, read_batches{0};
   void inc(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) { c.fetch_add(n, std::memory_order_relaxed); }
 };
 
@@ -99,8 +102,7 @@ struct redis_bus::impl {
         room_prefix(opts.prefix + ":room:"),
         node_channel(opts.prefix + ":node:" + opts.node_id),
         all_channel(opts.prefix + ":all"),
-        seen(opts.dedupe_window) {
-  }
+        seen(opts.dedupe_window) {}
 
   // ---- shared with other threads (under mu) ----
   struct op {
@@ -116,15 +118,15 @@ struct redis_bus::impl {
   std::string room_prefix, node_channel, all_channel;
   message_handler handler;
   std::function<void(const std::string&)> on_bound;  // a room's SUBSCRIBE was confirmed
-  std::atomic<bool> connected{false};  // both connections up and the node's channels subscribed
+  std::atomic<bool> connected{false};                // both connections up and the node's channels subscribed
   std::atomic<bool> stopping{false};
   std::atomic<std::size_t> queued_count{0};
   metrics_block m;
   std::thread thread;
 
   // ---- bus thread only ----
-  redisContext* sub = nullptr;  // SUBSCRIBE/UNSUBSCRIBE, pushed messages
-  redisContext* pub = nullptr;  // PUBLISH
+  redisContext* sub = nullptr;     // SUBSCRIBE/UNSUBSCRIBE, pushed messages
+  redisContext* pub = nullptr;     // PUBLISH
   std::deque<wire_message> queue;  // waiting to be sent (the outage buffer while Redis is away), in order
   std::size_t queue_bytes = 0;
   std::set<std::string> rooms;       // rooms this node wants
@@ -184,8 +186,12 @@ void redis_bus::publish(envelope e, publish_callback done) {
   const std::string body = encode_envelope(e);
   impl::op o{impl::op::publish, {}, {}, owner};
   switch (e.kind) {
-    case protocol::target_kind::room: o.msgs.push_back({impl_->room_channel(e.target), body, owner}); break;
-    case protocol::target_kind::all: o.msgs.push_back({impl_->all_channel, body, owner}); break;
+    case protocol::target_kind::room:
+      o.msgs.push_back({impl_->room_channel(e.target), body, owner});
+      break;
+    case protocol::target_kind::all:
+      o.msgs.push_back({impl_->all_channel, body, owner});
+      break;
     case protocol::target_kind::user:
       if (e.nodes.empty()) {
         // The registry doesn't know (or is down): every node checks its own sessions.
@@ -215,18 +221,23 @@ void redis_bus::append_metrics(std::string& o) const {
   line("roomcast_bus_published_total", "counter", "PUBLISHes Redis replied to.", ld(m.published));
   line("roomcast_bus_publish_errors_total", "counter", "PUBLISHes Redis answered with an error.", ld(m.publish_errors));
   line("roomcast_bus_buffered_total", "counter", "Publishes that waited in the outage buffer.", ld(m.buffered));
-  line("roomcast_bus_buffer_full_total", "counter", "Publishes refused because the outage buffer was full.", ld(m.rejected_full));
-  line("roomcast_bus_outage_buffer_messages", "gauge", "Messages waiting to be sent to Redis.", impl_->queued_count.load());
+  line("roomcast_bus_buffer_full_total", "counter", "Publishes refused because the outage buffer was full.",
+       ld(m.rejected_full));
+  line("roomcast_bus_outage_buffer_messages", "gauge", "Messages waiting to be sent to Redis.",
+       impl_->queued_count.load());
   line("roomcast_bus_resent_total", "counter", "PUBLISHes re-sent after a reconnect (no reply came).", ld(m.resent));
   line("roomcast_bus_received_total", "counter", "Messages received from subscribed channels.", ld(m.received));
   line("roomcast_bus_duplicates_total", "counter", "Received messages dropped as already delivered.", ld(m.duplicates));
-  line("roomcast_bus_decode_errors_total", "counter", "Received messages that were not roomcast envelopes.", ld(m.decode_errors));
+  line("roomcast_bus_decode_errors_total", "counter", "Received messages that were not roomcast envelopes.",
+       ld(m.decode_errors));
   line("roomcast_bus_read_batches_total", "counter", "Socket reads of the subscriber connection.", ld(m.read_batches));
   line("roomcast_bus_reconnects_total", "counter", "Connections made to Redis.", ld(m.reconnects));
-  line("roomcast_bus_user_fallback_all_total", "counter", "User messages sent to every node (registry could not answer).", ld(m.fallback_all));
+  line("roomcast_bus_user_fallback_all_total", "counter",
+       "User messages sent to every node (registry could not answer).", ld(m.fallback_all));
   line("roomcast_bus_room_subscribes_total", "counter", "Room channels subscribed.", ld(m.room_subscribes));
   line("roomcast_bus_room_unsubscribes_total", "counter", "Room channels unsubscribed.", ld(m.room_unsubscribes));
-  line("roomcast_bus_test_dropped_total", "counter", "Room messages dropped on purpose (test-only option drop_every_nth_received).", ld(m.test_dropped));
+  line("roomcast_bus_test_dropped_total", "counter",
+       "Room messages dropped on purpose (test-only option drop_every_nth_received).", ld(m.test_dropped));
 }
 
 void redis_bus::append_stats(std::string& o) const {
@@ -275,9 +286,7 @@ void redis_bus::impl::run() {
   queue.clear();
   queued_count = 0;
   std::vector<op> left;
-  {
-    left = box.take();
-  }
+  { left = box.take(); }
   for (auto& o : left)
     if (o.owner) o.owner->complete(make_error(bus_errc::stopped), {});
 }
@@ -427,9 +436,7 @@ bool redis_bus::impl::send_command(redisContext* c, const std::vector<std::strin
 
 void redis_bus::impl::drain_inbox() {
   std::vector<op> ops;
-  {
-    ops = box.take();
-  }
+  { ops = box.take(); }
   for (auto& o : ops) handle_op(o);
 }
 

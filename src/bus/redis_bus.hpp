@@ -44,8 +44,8 @@ struct redis_bus_options {
   std::chrono::milliseconds timeout{2000};
   std::chrono::milliseconds reconnect_min{100};  // backoff between attempts: exponential, jittered
   std::chrono::milliseconds reconnect_max{5000};
-  std::size_t dedupe_window = 100000;            // ids remembered to drop duplicates
-  std::size_t outage_max_messages = 10000;       // bounds of the buffer of publishes waiting to be sent
+  std::size_t dedupe_window = 100000;       // ids remembered to drop duplicates
+  std::size_t outage_max_messages = 10000;  // bounds of the buffer of publishes waiting to be sent
   std::size_t outage_max_bytes = 64u << 20;
   std::chrono::milliseconds unbind_grace{5000};  // UNSUBSCRIBE a room this long after its last member left
   // TEST ONLY: when > 0, every nth received room message is dropped on purpose (counted in

@@ -20,8 +20,8 @@ namespace {
 
 // One config key: how it is named in every source, documented, and parsed.
 struct key_def {
-  const char* name;       // TOML key; flag is --name-with-dashes; env is ROOMCAST_NAME
-  const char* value_hint; // shown in the example file as the default
+  const char* name;        // TOML key; flag is --name-with-dashes; env is ROOMCAST_NAME
+  const char* value_hint;  // shown in the example file as the default
   const char* help;
   std::function<bool(config&, std::string_view, std::string&)> set;
 };
@@ -88,8 +88,8 @@ auto size_key(std::size_t config::*m, std::size_t lo, std::size_t hi) {
 auto count_key(std::size_t config::*m, std::size_t lo, std::size_t hi) {
   return [m, lo, hi](config& c, std::string_view v, std::string& err) {
     if (!parse_uint<std::size_t>(v, c.*m, lo, hi)) {
-      err = "expected an integer from " + std::to_string(lo) + " to " + std::to_string(hi) +
-            ", got '" + std::string(v) + "'";
+      err = "expected an integer from " + std::to_string(lo) + " to " + std::to_string(hi) + ", got '" +
+            std::string(v) + "'";
       return false;
     }
     return true;
@@ -100,8 +100,8 @@ auto duration_key(millis config::*m, millis lo, millis hi) {
   return [m, lo, hi](config& c, std::string_view v, std::string& err) {
     auto d = parse_duration(v);
     if (!d || *d < lo || *d > hi) {
-      err = "expected a duration from " + std::to_string(lo.count()) + "ms to " +
-            std::to_string(hi.count()) + "ms (like 500ms, 10s, 2m), got '" + std::string(v) + "'";
+      err = "expected a duration from " + std::to_string(lo.count()) + "ms to " + std::to_string(hi.count()) +
+            "ms (like 500ms, 10s, 2m), got '" + std::string(v) + "'";
       return false;
     }
     c.*m = *d;
@@ -114,8 +114,8 @@ auto rate_key(double config::*m, double lo, double hi) {
     double d = 0;
     auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), d);
     if (ec != std::errc{} || p != v.data() + v.size() || d < lo || d > hi) {
-      err = "expected a number from " + std::to_string(lo) + " to " + std::to_string(hi) + ", got '" +
-            std::string(v) + "'";
+      err = "expected a number from " + std::to_string(lo) + " to " + std::to_string(hi) + ", got '" + std::string(v) +
+            "'";
       return false;
     }
     c.*m = d;
@@ -125,8 +125,10 @@ auto rate_key(double config::*m, double lo, double hi) {
 
 auto bool_key(bool config::*m) {
   return [m](config& c, std::string_view v, std::string& err) {
-    if (v == "true") c.*m = true;
-    else if (v == "false") c.*m = false;
+    if (v == "true")
+      c.*m = true;
+    else if (v == "false")
+      c.*m = false;
     else {
       err = "expected true or false, got '" + std::string(v) + "'";
       return false;
@@ -165,8 +167,10 @@ const std::vector<key_def>& keys() {
        string_key(&config::web_root)},
       {"auth", "\"none\"", "client token check: \"none\" (demo) or \"jwt\" (HS256, exp required, sub = user)",
        [](config& c, std::string_view v, std::string& err) {
-         if (v == "none") c.auth = auth_mode::none;
-         else if (v == "jwt") c.auth = auth_mode::jwt;
+         if (v == "none")
+           c.auth = auth_mode::none;
+         else if (v == "jwt")
+           c.auth = auth_mode::jwt;
          else {
            err = "expected \"none\" or \"jwt\", got '" + std::string(v) + "'";
            return false;
@@ -205,7 +209,8 @@ const std::vector<key_def>& keys() {
        count_key(&config::max_connections, 1, 10'000'000)},
       {"max_frame_bytes", "\"64KiB\"", "largest client message; bigger closes with 1009",
        size_key(&config::max_frame_bytes, 126, 16u << 20)},
-      {"max_queue_bytes", "\"1MiB\"", "per-session outbound queue; a session over it is closed as a slow consumer (4008)",
+      {"max_queue_bytes", "\"1MiB\"",
+       "per-session outbound queue; a session over it is closed as a slow consumer (4008)",
        size_key(&config::max_queue_bytes, 1024, std::size_t{1} << 30)},
       {"send_buffer_bytes", "0",
        "SO_SNDBUF of each WebSocket socket; 0 = kernel autotuning (up to net.ipv4.tcp_wmem max, 4 MiB here). "
@@ -227,8 +232,7 @@ const std::vector<key_def>& keys() {
        duration_key(&config::pong_timeout, 100ms, 10min)},
       {"publish_rate", "10", "client publishes per second per session (token bucket)",
        rate_key(&config::publish_rate, 0.01, 1e6)},
-      {"publish_burst", "20", "bucket size for publish_rate",
-       rate_key(&config::publish_burst, 1, 1e6)},
+      {"publish_burst", "20", "bucket size for publish_rate", rate_key(&config::publish_burst, 1, 1e6)},
       {"api_publish_rate", "0", "POST /api/publish per second per shard; over it: 429; 0 = unlimited",
        rate_key(&config::api_publish_rate, 0, 1e9)},
       {"api_publish_batch_max", "1000",
@@ -242,9 +246,12 @@ const std::vector<key_def>& keys() {
        "cluster bus: \"local\" (one node, in-process), \"rabbitmq\" (durable, acked) or \"redis\" (Pub/Sub on "
        "redis_address; holes are filled from history)",
        [](config& c, std::string_view v, std::string& err) {
-         if (v == "local") c.bus = bus_kind::local;
-         else if (v == "rabbitmq") c.bus = bus_kind::rabbitmq;
-         else if (v == "redis") c.bus = bus_kind::redis;
+         if (v == "local")
+           c.bus = bus_kind::local;
+         else if (v == "rabbitmq")
+           c.bus = bus_kind::rabbitmq;
+         else if (v == "redis")
+           c.bus = bus_kind::redis;
          else {
            err = "expected \"local\", \"rabbitmq\" or \"redis\", got '" + std::string(v) + "'";
            return false;
@@ -266,7 +273,8 @@ const std::vector<key_def>& keys() {
          }
          return true;
        }},
-      {"rabbitmq_prefix", "\"roomcast\"", "prefix of the RabbitMQ bus's names: exchanges and queues (<prefix>.rooms, <prefix>.node.<id>)",
+      {"rabbitmq_prefix", "\"roomcast\"",
+       "prefix of the RabbitMQ bus's names: exchanges and queues (<prefix>.rooms, <prefix>.node.<id>)",
        string_key(&config::rabbitmq_prefix, false)},
       {"rabbitmq_queue_expires", "\"10m\"", "x-expires of this node's queue: a node gone for good leaves no queue",
        duration_key(&config::rabbitmq_queue_expires, 10s, 24h)},
@@ -274,7 +282,8 @@ const std::vector<key_def>& keys() {
        count_key(&config::rabbitmq_prefetch, 1, 65535)},
       {"rabbitmq_persistent", "true", "publish persistent messages (they survive a broker restart)",
        bool_key(&config::rabbitmq_persistent)},
-      {"publish_timeout", "\"5s\"", "wait this long for the broker's confirm; then POST /api/publish answers 202 queued",
+      {"publish_timeout", "\"5s\"",
+       "wait this long for the broker's confirm; then POST /api/publish answers 202 queued",
        duration_key(&config::publish_timeout, 100ms, 5min)},
       {"outage_buffer_messages", "10000", "publishes kept in order while the broker is away; beyond it 503",
        count_key(&config::outage_buffer_messages, 0, 10'000'000)},
@@ -288,9 +297,12 @@ const std::vector<key_def>& keys() {
        "where room history and publish ids live: \"local\" (this node), \"redis\" (redis_address; cluster-wide) or "
        "\"auto\" (local with bus = local, redis with a cluster bus)",
        [](config& c, std::string_view v, std::string& err) {
-         if (v == "auto") c.history_store = history_kind::automatic;
-         else if (v == "local") c.history_store = history_kind::local;
-         else if (v == "redis") c.history_store = history_kind::redis;
+         if (v == "auto")
+           c.history_store = history_kind::automatic;
+         else if (v == "local")
+           c.history_store = history_kind::local;
+         else if (v == "redis")
+           c.history_store = history_kind::redis;
          else {
            err = "expected \"auto\", \"local\" or \"redis\", got '" + std::string(v) + "'";
            return false;
@@ -307,10 +319,13 @@ const std::vector<key_def>& keys() {
        }},
       {"history_unavailable", "\"deliver\"",
        "when the history store is unreachable: \"deliver\" (room messages go out without seq, counted in "
-       "roomcast_history_bypassed_total; reconnecting clients can't recover them) or \"reject\" (503, the backend retries)",
+       "roomcast_history_bypassed_total; reconnecting clients can't recover them) or \"reject\" (503, the backend "
+       "retries)",
        [](config& c, std::string_view v, std::string& err) {
-         if (v == "deliver") c.history_reject_when_down = false;
-         else if (v == "reject") c.history_reject_when_down = true;
+         if (v == "deliver")
+           c.history_reject_when_down = false;
+         else if (v == "reject")
+           c.history_reject_when_down = true;
          else {
            err = "expected \"deliver\" or \"reject\", got '" + std::string(v) + "'";
            return false;
@@ -334,8 +349,10 @@ const std::vector<key_def>& keys() {
        bool_key(&config::dev_kill)},
       {"registry", "\"local\"", "who is online where: \"local\" (this node) or \"redis\" (cluster-wide)",
        [](config& c, std::string_view v, std::string& err) {
-         if (v == "local") c.registry = registry_kind::local;
-         else if (v == "redis") c.registry = registry_kind::redis;
+         if (v == "local")
+           c.registry = registry_kind::local;
+         else if (v == "redis")
+           c.registry = registry_kind::redis;
          else {
            err = "expected \"local\" or \"redis\", got '" + std::string(v) + "'";
            return false;
@@ -470,8 +487,9 @@ parse_result finish(std::map<std::string, source_value>& values) {
     rules.parse(c.history, ignored);
     if (rules.any_keeps()) {
       r.exit_code = 2;
-      r.message = "config: key 'history_store': \"local\" can't number rooms across nodes; use \"redis\" (or \"auto\") "
-                  "with a cluster bus, or turn history off (history = [\"* 0 0s\"])";
+      r.message =
+          "config: key 'history_store': \"local\" can't number rooms across nodes; use \"redis\" (or \"auto\") "
+          "with a cluster bus, or turn history off (history = [\"* 0 0s\"])";
       return r;
     }
   }
@@ -490,11 +508,16 @@ std::optional<std::size_t> parse_size(std::string_view s) {
   std::string_view unit(p, static_cast<std::size_t>(s.data() + s.size() - p));
   while (!unit.empty() && unit.front() == ' ') unit.remove_prefix(1);
   std::size_t mul = 1;
-  if (unit.empty() || unit == "B") mul = 1;
-  else if (unit == "KiB" || unit == "K" || unit == "k") mul = 1024;
-  else if (unit == "MiB" || unit == "M") mul = std::size_t{1} << 20;
-  else if (unit == "GiB" || unit == "G") mul = std::size_t{1} << 30;
-  else return std::nullopt;
+  if (unit.empty() || unit == "B")
+    mul = 1;
+  else if (unit == "KiB" || unit == "K" || unit == "k")
+    mul = 1024;
+  else if (unit == "MiB" || unit == "M")
+    mul = std::size_t{1} << 20;
+  else if (unit == "GiB" || unit == "G")
+    mul = std::size_t{1} << 30;
+  else
+    return std::nullopt;
   if (v > (std::size_t{1} << 62) / mul) return std::nullopt;
   return v * mul;
 }
@@ -505,11 +528,16 @@ std::optional<millis> parse_duration(std::string_view s) {
   if (ec != std::errc{} || p == s.data()) return std::nullopt;
   std::string_view unit(p, static_cast<std::size_t>(s.data() + s.size() - p));
   std::uint64_t mul;
-  if (unit == "ms") mul = 1;
-  else if (unit == "s") mul = 1000;
-  else if (unit == "m" || unit == "min") mul = 60'000;
-  else if (unit == "h") mul = 3'600'000;
-  else return std::nullopt;  // a unit is required: "10" is ambiguous
+  if (unit == "ms")
+    mul = 1;
+  else if (unit == "s")
+    mul = 1000;
+  else if (unit == "m" || unit == "min")
+    mul = 60'000;
+  else if (unit == "h")
+    mul = 3'600'000;
+  else
+    return std::nullopt;  // a unit is required: "10" is ambiguous
   if (v > (std::uint64_t{1} << 40)) return std::nullopt;
   return millis(v * mul);
 }
@@ -533,9 +561,10 @@ parse_result parse_toml_text(std::string_view text) {
 
 parse_result parse(int argc, const char* const* argv) {
   parse_result r;
-  CLI::App app{"roomcast: a distributed WebSocket push gateway node.\n"
-               "Every option is also a TOML key (--max-frame-bytes = max_frame_bytes) and an\n"
-               "environment variable (ROOMCAST_MAX_FRAME_BYTES). Flags win over env, env over the file."};
+  CLI::App app{
+      "roomcast: a distributed WebSocket push gateway node.\n"
+      "Every option is also a TOML key (--max-frame-bytes = max_frame_bytes) and an\n"
+      "environment variable (ROOMCAST_MAX_FRAME_BYTES). Flags win over env, env over the file."};
   app.set_help_flag("-h,--help", "print this help and exit");
   std::string config_path;
   bool print_example = false;

@@ -22,26 +22,26 @@ struct config {
   // Network
   std::string listen_address = "0.0.0.0";
   std::uint16_t port = 8091;
-  std::string node_id;       // default "<hostname>:<port>" (the seed's SERVER.HOST + port)
-  unsigned threads = 0;      // shards; 0 = one per core
+  std::string node_id;   // default "<hostname>:<port>" (the seed's SERVER.HOST + port)
+  unsigned threads = 0;  // shards; 0 = one per core
   std::string route = "/demo/websocket/{room}/{role}/{user}/{token}/{platform}";
   std::string web_root = "web";  // static files served at /; empty = none
 
   // Auth
   auth_mode auth = auth_mode::none;
-  std::string jwt_secret;          // required with auth = "jwt"
-  std::chrono::seconds jwt_leeway{30};  // clock skew tolerated on exp/nbf
-  std::string api_key;             // X-API-Key for /api/*; empty = no key (demo only)
+  std::string jwt_secret;                    // required with auth = "jwt"
+  std::chrono::seconds jwt_leeway{30};       // clock skew tolerated on exp/nbf
+  std::string api_key;                       // X-API-Key for /api/*; empty = no key (demo only)
   std::vector<std::string> allowed_origins;  // empty = any Origin
 
   // Rights
   std::vector<std::string> publish_roles{"THE"};  // roles whose clients may publish to their rooms
-  bool client_join = true;              // clients may join/leave rooms beyond their URL room
+  bool client_join = true;                        // clients may join/leave rooms beyond their URL room
   std::size_t max_rooms_per_session = 16;
 
   // Limits
-  std::size_t max_connections = 100000;     // WebSocket sessions per node; over it: 503
-  std::size_t max_frame_bytes = 64 * 1024;  // largest client message
+  std::size_t max_connections = 100000;       // WebSocket sessions per node; over it: 503
+  std::size_t max_frame_bytes = 64 * 1024;    // largest client message
   std::size_t max_queue_bytes = 1024 * 1024;  // per-session outbound queue; over it: slow consumer
   std::size_t max_body_bytes = 1024 * 1024;   // HTTP request body
   std::size_t send_buffer_bytes = 0;          // SO_SNDBUF of WebSocket sockets; 0 = kernel autotuning
@@ -58,22 +58,22 @@ struct config {
   // Cluster: bus
   bus_kind bus = bus_kind::local;
   std::vector<std::string> rabbitmq_uris{"amqp://guest:guest@127.0.0.1:5672/"};
-  std::string rabbitmq_prefix = "roomcast";  // exchange and queue names; several clusters share a broker
-  millis rabbitmq_queue_expires{600'000};   // node queue x-expires: a node gone for good leaves none
-  std::size_t rabbitmq_prefetch = 256;      // unacked deliveries in flight to this node
-  bool rabbitmq_persistent = true;          // persistent messages (survive a broker restart)
-  millis publish_timeout{5'000};            // wait for the broker's confirm before answering 202
-  std::size_t outage_buffer_messages = 10'000;   // publishes kept while the broker is away
+  std::string rabbitmq_prefix = "roomcast";     // exchange and queue names; several clusters share a broker
+  millis rabbitmq_queue_expires{600'000};       // node queue x-expires: a node gone for good leaves none
+  std::size_t rabbitmq_prefetch = 256;          // unacked deliveries in flight to this node
+  bool rabbitmq_persistent = true;              // persistent messages (survive a broker restart)
+  millis publish_timeout{5'000};                // wait for the broker's confirm before answering 202
+  std::size_t outage_buffer_messages = 10'000;  // publishes kept while the broker is away
   std::size_t outage_buffer_bytes = 64u << 20;
-  millis unbind_grace{5'000};               // keep a room bound this long after its last member
-  std::size_t dedupe_window = 100'000;      // message ids remembered to drop redeliveries
+  millis unbind_grace{5'000};           // keep a room bound this long after its last member
+  std::size_t dedupe_window = 100'000;  // message ids remembered to drop redeliveries
 
   // History and idempotency
   history_kind history_store = history_kind::automatic;  // resolved: local for bus local, else redis
-  std::vector<std::string> history{"* 300 10m"};  // "<room pattern> <messages> <ttl>", first match wins
-  millis idempotency_window{300'000};              // a publish id seen within this is a duplicate
-  bool history_reject_when_down = false;           // history store down: false = deliver without seq, true = 503
-  bool redis_script_publish = true;  // bus redis + history redis: the history script PUBLISHes room messages
+  std::vector<std::string> history{"* 300 10m"};         // "<room pattern> <messages> <ttl>", first match wins
+  millis idempotency_window{300'000};                    // a publish id seen within this is a duplicate
+  bool history_reject_when_down = false;                 // history store down: false = deliver without seq, true = 503
+  bool redis_script_publish = true;       // bus redis + history redis: the history script PUBLISHes room messages
   std::string redis_prefix = "roomcast";  // redis bus channel names; several clusters share a Redis
 
   // Cluster: registry
@@ -82,7 +82,7 @@ struct config {
   std::string redis_host = "127.0.0.1";  // redis_address, split once here
   std::uint16_t redis_port = 6379;
   millis registry_heartbeat{2'000};
-  millis registry_node_ttl{6'000};          // a node silent this long is reaped by the others
+  millis registry_node_ttl{6'000};  // a node silent this long is reaped by the others
   millis redis_timeout{2'000};
 
   // Logs

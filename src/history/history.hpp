@@ -31,9 +31,9 @@ struct append_result {
 
 struct read_result {
   std::error_code ec;
-  std::string epoch;  // empty: the room has no history (never had, or it expired)
-  std::uint64_t head = 0;  // last seq assigned
-  bool complete = false;   // entries hold every seq in (since, head]
+  std::string epoch;           // empty: the room has no history (never had, or it expired)
+  std::uint64_t head = 0;      // last seq assigned
+  bool complete = false;       // entries hold every seq in (since, head]
   std::vector<entry> entries;  // ascending seq, all > since
 };
 

@@ -84,8 +84,8 @@ void local_history::read(const std::string& room, std::uint64_t since, std::size
         r.entries.push_back(en);
       }
       // Complete when nothing between since and head is missing.
-      r.complete = since >= r.head || (!r.entries.empty() && r.entries.front().seq == since + 1 &&
-                                       r.entries.back().seq == r.head);
+      r.complete = since >= r.head ||
+                   (!r.entries.empty() && r.entries.front().seq == since + 1 && r.entries.back().seq == r.head);
     } else {
       r.complete = since == 0;
     }

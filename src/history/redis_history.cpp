@@ -71,9 +71,12 @@ struct category_t : std::error_category {
   const char* name() const noexcept override { return "roomcast.history"; }
   std::string message(int c) const override {
     switch (static_cast<errc>(c)) {
-      case errc::unreachable: return "history store (redis) unreachable";
-      case errc::overloaded: return "history store queue full";
-      case errc::bad_reply: return "unexpected reply from the history store";
+      case errc::unreachable:
+        return "history store (redis) unreachable";
+      case errc::overloaded:
+        return "history store queue full";
+      case errc::bad_reply:
+        return "unexpected reply from the history store";
     }
     return "unknown";
   }
@@ -335,10 +338,14 @@ void redis_history::read(const std::string& room, std::uint64_t since, std::size
   impl_->reads.fetch_add(1, std::memory_order_relaxed);
   op o;
   o.script = 1;
-  o.cmd = {"EVALSHA", "",
-           "2", pre + ":hm:" + room,
-           pre + ":hs:" + room, std::to_string(since),
-           std::to_string(limit), std::to_string(create_ttl.count()),
+  o.cmd = {"EVALSHA",
+           "",
+           "2",
+           pre + ":hm:" + room,
+           pre + ":hs:" + room,
+           std::to_string(since),
+           std::to_string(limit),
+           std::to_string(create_ttl.count()),
            new_epoch()};
   o.done = [cb = std::move(cb), since](const redisReply* r, std::error_code ec) {
     read_result res;
@@ -364,16 +371,18 @@ void redis_history::read(const std::string& room, std::uint64_t since, std::size
         const redisReply* kv = item->element[1];
         for (std::size_t k = 0; k + 1 < kv->elements; k += 2) {
           const std::string key = str(kv->element[k]);
-          if (key == "i") en.id = str(kv->element[k + 1]);
-          else if (key == "f") en.from = str(kv->element[k + 1]);
-          else if (key == "d") en.data = str(kv->element[k + 1]);
+          if (key == "i")
+            en.id = str(kv->element[k + 1]);
+          else if (key == "f")
+            en.from = str(kv->element[k + 1]);
+          else if (key == "d")
+            en.data = str(kv->element[k + 1]);
         }
         res.entries.push_back(std::move(en));
       }
     }
     res.complete = since >= res.head || (!res.entries.empty() && res.entries.front().seq == since + 1 &&
-                                         res.entries.back().seq == res.head &&
-                                         res.entries.size() == res.head - since);
+                                         res.entries.back().seq == res.head && res.entries.size() == res.head - since);
     if (res.epoch.empty()) res.complete = since == 0;
     cb(std::move(res));
   };

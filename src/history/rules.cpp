@@ -51,10 +51,14 @@ bool rules::parse(const std::vector<std::string>& specs, std::string& error) {
     auto [tp, tec] = std::from_chars(ttl.data(), ttl.data() + ttl.size(), v);
     const std::string_view unit(tp, static_cast<std::size_t>(ttl.data() + ttl.size() - tp));
     std::uint64_t mul = 0;
-    if (unit == "ms") mul = 1;
-    else if (unit == "s") mul = 1000;
-    else if (unit == "m") mul = 60'000;
-    else if (unit == "h") mul = 3'600'000;
+    if (unit == "ms")
+      mul = 1;
+    else if (unit == "s")
+      mul = 1000;
+    else if (unit == "m")
+      mul = 60'000;
+    else if (unit == "h")
+      mul = 3'600'000;
     if (tec != std::errc{} || tp == ttl.data() || mul == 0 || v * mul > 7ull * 24 * 3'600'000) {
       error = "rule '" + spec + "': ttl must be a duration like 10m (at most 7 days)";
       return false;

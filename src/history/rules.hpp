@@ -10,7 +10,7 @@ namespace roomcast::history {
 
 // How a room keeps history (from the `history` config rules).
 struct policy {
-  std::size_t max_messages = 300;  // 0 = no history (no seq)
+  std::size_t max_messages = 300;          // 0 = no history (no seq)
   std::chrono::milliseconds ttl{600'000};  // history is dropped after this long without a message
   bool keeps() const noexcept { return max_messages > 0; }
 };

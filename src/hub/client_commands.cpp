@@ -25,7 +25,9 @@ client_command decide_client_command(std::string_view text, const client_rights&
   if (!protocol::decode_client_frame(text, f, err)) return refuse(err.code, err.message, f.id, f.room);
   client_command c;
   switch (f.type) {
-    case protocol::client_frame::kind::ping: c.what = client_command::kind::pong; return c;
+    case protocol::client_frame::kind::ping:
+      c.what = client_command::kind::pong;
+      return c;
     case protocol::client_frame::kind::kill:
       if (!rights.dev_kill) return refuse(ec::forbidden, "kill needs dev_kill = true on the node");
       c.what = client_command::kind::kill;

@@ -61,9 +61,15 @@ void router::dispatch(const bus::envelope& e, bus::delivery_done done) {
     s.post([r, t, c] {
       const frame_ref local = make_local(r->frame);
       switch (r->kind) {
-        case protocol::target_kind::room: t->deliver_room(r->target, local, r->seq, r->epoch); break;
-        case protocol::target_kind::user: t->deliver_user(r->target, local); break;
-        case protocol::target_kind::all: t->deliver_all(local); break;
+        case protocol::target_kind::room:
+          t->deliver_room(r->target, local, r->seq, r->epoch);
+          break;
+        case protocol::target_kind::user:
+          t->deliver_user(r->target, local);
+          break;
+        case protocol::target_kind::all:
+          t->deliver_all(local);
+          break;
       }
       if (c) c->shard_finished();
     });

@@ -46,10 +46,10 @@ class router {
   }
 
   struct publish_outcome {
-    std::error_code ec;       // not accepted (history store or bus unavailable)
-    bool duplicate = false;   // the id was published before: not delivered again
-    bool queued = false;      // waiting in the bus's outage buffer
-    std::uint64_t seq = 0;    // the room's seq (0: no history)
+    std::error_code ec;      // not accepted (history store or bus unavailable)
+    bool duplicate = false;  // the id was published before: not delivered again
+    bool queued = false;     // waiting in the bus's outage buffer
+    std::uint64_t seq = 0;   // the room's seq (0: no history)
     std::string epoch;
     bool from_history = false;  // ec came from the history store (else from the bus)
     bool unsequenced = false;   // history store down: delivered without seq or id check

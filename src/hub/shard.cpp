@@ -20,9 +20,12 @@ bool parse_session_id(std::string_view text, std::uint64_t& id) noexcept {
   std::uint64_t v = 0;
   for (char c : text) {
     int d;
-    if (c >= '0' && c <= '9') d = c - '0';
-    else if (c >= 'a' && c <= 'f') d = c - 'a' + 10;
-    else return false;
+    if (c >= '0' && c <= '9')
+      d = c - '0';
+    else if (c >= 'a' && c <= 'f')
+      d = c - 'a' + 10;
+    else
+      return false;
     v = (v << 4) | static_cast<std::uint64_t>(d);
   }
   id = v;
@@ -189,8 +192,7 @@ bool shard::leave(member& m, std::string_view room) {
 }
 
 bool shard::in_room(const member& m, std::string_view room) const {
-  return std::any_of(m.rooms_.begin(), m.rooms_.end(),
-                     [&](const auto& ms) { return ms.room->name == room; });
+  return std::any_of(m.rooms_.begin(), m.rooms_.end(), [&](const auto& ms) { return ms.room->name == room; });
 }
 
 void shard::remove_from_room(member& m, std::size_t i) {
@@ -253,11 +255,14 @@ void shard::restart_epoch(room_entry& r, std::string_view epoch) {
   r.filling = false;
   r.held.clear();
   if (!had) return;
-  auto gap = make_local(protocol::make_frame(protocol::ws_opcode::text, protocol::encode_gap(r.name, "epoch", 0, epoch)));
+  auto gap =
+      make_local(protocol::make_frame(protocol::ws_opcode::text, protocol::encode_gap(r.name, "epoch", 0, epoch)));
   for (auto& slot : r.members) {
     slot.last_seq = 0;
-    if (slot.syncing) slot.held.push_back({0, gap});
-    else slot.m->deliver(gap);
+    if (slot.syncing)
+      slot.held.push_back({0, gap});
+    else
+      slot.m->deliver(gap);
   }
 }
 

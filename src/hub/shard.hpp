@@ -21,8 +21,8 @@ struct held_frame {
 // One member of one room on this shard, with its place in the room's sequence.
 struct room_slot {
   member* m;
-  std::uint64_t last_seq = 0;     // last seq this member got for the room
-  bool syncing = false;           // its history read is in flight: live frames wait in `held`
+  std::uint64_t last_seq = 0;  // last seq this member got for the room
+  bool syncing = false;        // its history read is in flight: live frames wait in `held`
   std::vector<held_frame> held;
 };
 

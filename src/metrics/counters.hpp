@@ -11,8 +11,12 @@ namespace roomcast::metrics {
 
 class counter {
  public:
-  void add(std::uint64_t n = 1) noexcept { v_.store(v_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
-  void sub(std::uint64_t n = 1) noexcept { v_.store(v_.load(std::memory_order_relaxed) - n, std::memory_order_relaxed); }
+  void add(std::uint64_t n = 1) noexcept {
+    v_.store(v_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+  void sub(std::uint64_t n = 1) noexcept {
+    v_.store(v_.load(std::memory_order_relaxed) - n, std::memory_order_relaxed);
+  }
   void set(std::uint64_t n) noexcept { v_.store(n, std::memory_order_relaxed); }
   std::uint64_t get() const noexcept { return v_.load(std::memory_order_relaxed); }
 
@@ -33,38 +37,39 @@ enum class close_reason : std::uint8_t {
   too_big,        // frame over max_frame_bytes (1009)
   count_
 };
-inline constexpr std::array<std::string_view, static_cast<std::size_t>(close_reason::count_)>
-    close_reason_names{"client", "error", "dropped", "ping_timeout", "slow_consumer", "kicked", "drain", "protocol", "too_big"};
+inline constexpr std::array<std::string_view, static_cast<std::size_t>(close_reason::count_)> close_reason_names{
+    "client", "error", "dropped", "ping_timeout", "slow_consumer", "kicked", "drain", "protocol", "too_big"};
 
 // Why an HTTP upgrade was refused.
 enum class handshake_failure : std::uint8_t {
-  not_found,     // 404: path does not match the route
-  bad_request,   // 400: empty room/user, bad upgrade headers
-  unauthorized,  // 401: bad or expired token
-  forbidden,     // 403: Origin not allowed
-  over_capacity, // 503: max_connections
-  draining,      // 503: node is shutting down
-  timeout,       // request not complete within handshake_timeout
+  not_found,      // 404: path does not match the route
+  bad_request,    // 400: empty room/user, bad upgrade headers
+  unauthorized,   // 401: bad or expired token
+  forbidden,      // 403: Origin not allowed
+  over_capacity,  // 503: max_connections
+  draining,       // 503: node is shutting down
+  timeout,        // request not complete within handshake_timeout
   count_
 };
 inline constexpr std::array<std::string_view, static_cast<std::size_t>(handshake_failure::count_)>
-    handshake_failure_names{"not_found", "bad_request", "unauthorized", "forbidden", "over_capacity", "draining", "timeout"};
+    handshake_failure_names{"not_found",     "bad_request", "unauthorized", "forbidden",
+                            "over_capacity", "draining",    "timeout"};
 
 struct shard_counters {
-  counter connections;   // gauge: open sessions
-  counter index_rooms;   // gauge: rooms in this shard's index
-  counter index_users;   // gauge: users in this shard's index
-  counter joins;         // sessions opened
-  counter room_joins;    // room memberships added (URL room + join frames)
+  counter connections;  // gauge: open sessions
+  counter index_rooms;  // gauge: rooms in this shard's index
+  counter index_users;  // gauge: users in this shard's index
+  counter joins;        // sessions opened
+  counter room_joins;   // room memberships added (URL room + join frames)
   std::array<counter, static_cast<std::size_t>(close_reason::count_)> closes;
   std::array<counter, static_cast<std::size_t>(handshake_failure::count_)> handshake_failures;
-  counter messages_in;      // client text frames received
-  counter messages_out;     // frames queued to sessions (deliveries)
-  counter bytes_out;        // bytes written to WebSocket sockets
-  counter publishes_api;    // POST /api/publish accepted
-  counter publishes_client; // client publishes accepted
-  counter client_errors;    // error frames sent
-  counter http_requests;    // HTTP requests served (API, metrics, files)
+  counter messages_in;         // client text frames received
+  counter messages_out;        // frames queued to sessions (deliveries)
+  counter bytes_out;           // bytes written to WebSocket sockets
+  counter publishes_api;       // POST /api/publish accepted
+  counter publishes_client;    // client publishes accepted
+  counter client_errors;       // error frames sent
+  counter http_requests;       // HTTP requests served (API, metrics, files)
   counter duplicates_dropped;  // room messages dropped as already delivered (seq <= last)
   counter gap_fills;           // holes in a room's sequence read from history
   counter gaps_unfilled;       // holes history could not fill (clients got a gap frame)
@@ -72,9 +77,7 @@ struct shard_counters {
   counter recovery_gaps;       // joins with since that got a gap frame
 
   void close(close_reason r) noexcept { closes[static_cast<std::size_t>(r)].add(); }
-  void handshake_failed(handshake_failure f) noexcept {
-    handshake_failures[static_cast<std::size_t>(f)].add();
-  }
+  void handshake_failed(handshake_failure f) noexcept { handshake_failures[static_cast<std::size_t>(f)].add(); }
 };
 
 }  // namespace roomcast::metrics

@@ -14,13 +14,27 @@ void append_json_string(std::string& out, std::string_view s) {
   for (char c : s) {
     const auto u = static_cast<unsigned char>(c);
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
       default:
         if (u < 0x20) {
           out += "\\u00";
@@ -76,8 +90,8 @@ std::size_t skip_value(std::string_view s, std::size_t i) {
     return i;
   }
   // number, true, false, null
-  while (i < s.size() && s[i] != ',' && s[i] != '}' && s[i] != ']' && s[i] != ' ' &&
-         s[i] != '\n' && s[i] != '\r' && s[i] != '\t')
+  while (i < s.size() && s[i] != ',' && s[i] != '}' && s[i] != ']' && s[i] != ' ' && s[i] != '\n' && s[i] != '\r' &&
+         s[i] != '\t')
     ++i;
   return i;
 }
@@ -176,8 +190,10 @@ bool decode_client_frame(std::string_view text, client_frame& out, decode_error&
     // The room first: an error about the other fields can then name it (docs/protocol.md).
     if (!room_of(true)) return false;
     if (const auto* since = o.if_contains("since")) {
-      if (since->is_uint64()) out.since = since->get_uint64();
-      else if (since->is_int64() && since->get_int64() >= 0) out.since = static_cast<std::uint64_t>(since->get_int64());
+      if (since->is_uint64())
+        out.since = since->get_uint64();
+      else if (since->is_int64() && since->get_int64() >= 0)
+        out.since = static_cast<std::uint64_t>(since->get_int64());
       else {
         err = {error_code::bad_request, "\"since\" must be a non-negative integer"};
         return false;
@@ -294,7 +310,9 @@ void append_message(std::string& out, const message_view& m) {
       out += "\"user\":";
       append_json_string(out, m.target);
       break;
-    case target_kind::all: out += "\"all\":true"; break;
+    case target_kind::all:
+      out += "\"all\":true";
+      break;
   }
   if (m.seq != 0) out += ",\"seq\":" + std::to_string(m.seq);
   out += ",\"id\":";

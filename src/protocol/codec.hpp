@@ -34,11 +34,11 @@ inline constexpr std::string_view too_many_rooms = "too_many_rooms";
 struct client_frame {
   enum class kind : std::uint8_t { publish, join, leave, ping, chat, kill };  // kill: dev_kill only
   kind type = kind::chat;
-  std::string room;  // publish, join, leave
-  std::string id;    // publish: optional idempotency key
+  std::string room;         // publish, join, leave
+  std::string id;           // publish: optional idempotency key
   std::uint64_t since = 0;  // join: last seq the client has (0 = none)
   std::string epoch;        // join: the epoch that seq belongs to
-  std::string data;  // publish: raw JSON; chat: {"text": ...} built from the plain text
+  std::string data;         // publish: raw JSON; chat: {"text": ...} built from the plain text
 };
 
 struct decode_error {

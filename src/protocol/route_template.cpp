@@ -29,11 +29,16 @@ std::optional<route_template> route_template::parse(std::string_view text, std::
       }
       const std::string_view name = seg.substr(1, seg.size() - 2);
       field f;
-      if (name == "room") f = field::room;
-      else if (name == "role") f = field::role;
-      else if (name == "user") f = field::user;
-      else if (name == "token") f = field::token;
-      else if (name == "platform") f = field::platform;
+      if (name == "room")
+        f = field::room;
+      else if (name == "role")
+        f = field::role;
+      else if (name == "user")
+        f = field::user;
+      else if (name == "token")
+        f = field::token;
+      else if (name == "platform")
+        f = field::platform;
       else {
         error = "unknown placeholder {" + std::string(name) + "} (room, role, user, token, platform)";
         return std::nullopt;
@@ -61,8 +66,7 @@ std::optional<route_template> route_template::parse(std::string_view text, std::
   return t;
 }
 
-route_template::match_result route_template::match(const std::vector<std::string>& segs,
-                                                   route_params& out) const {
+route_template::match_result route_template::match(const std::vector<std::string>& segs, route_params& out) const {
   if (segs.size() != segments_.size()) return match_result::no_match;
   for (std::size_t i = 0; i < segs.size(); ++i) {
     const auto& s = segments_[i];
@@ -70,11 +74,21 @@ route_template::match_result route_template::match(const std::vector<std::string
       case field::literal:
         if (segs[i] != s.literal) return match_result::no_match;
         break;
-      case field::room: out.room = segs[i]; break;
-      case field::role: out.role = segs[i]; break;
-      case field::user: out.user = segs[i]; break;
-      case field::token: out.token = segs[i]; break;
-      case field::platform: out.platform = segs[i]; break;
+      case field::room:
+        out.room = segs[i];
+        break;
+      case field::role:
+        out.role = segs[i];
+        break;
+      case field::user:
+        out.user = segs[i];
+        break;
+      case field::token:
+        out.token = segs[i];
+        break;
+      case field::platform:
+        out.platform = segs[i];
+        break;
     }
   }
   if (out.room.empty() || out.user.empty()) return match_result::empty_param;

@@ -9,10 +9,14 @@ namespace roomcast::protocol {
 
 std::uint16_t close_code_for(ws_error e) noexcept {
   switch (e) {
-    case ws_error::too_big: return close_code::too_big;
-    case ws_error::bad_utf8: return close_code::invalid_payload;
-    case ws_error::protocol: return close_code::protocol_error;
-    case ws_error::none: break;
+    case ws_error::too_big:
+      return close_code::too_big;
+    case ws_error::bad_utf8:
+      return close_code::invalid_payload;
+    case ws_error::protocol:
+      return close_code::protocol_error;
+    case ws_error::none:
+      break;
   }
   return close_code::normal;
 }
@@ -71,8 +75,7 @@ void unmask(std::span<char> p, const std::uint8_t (&mask)[4]) noexcept {
 }
 }  // namespace
 
-ws_error ws_reader::handle_frame(const header& h, std::span<char> payload, ws_event& out,
-                                 bool& have_event) {
+ws_error ws_reader::handle_frame(const header& h, std::span<char> payload, ws_event& out, bool& have_event) {
   // RFC 6455 5.1: a client must mask; 5.2: no extension negotiated, so RSV bits must be zero.
   if (!h.masked || h.rsv != 0) return ws_error::protocol;
   unmask(payload, h.mask);
@@ -157,8 +160,8 @@ bool valid_utf8(std::string_view s) noexcept {
       cp = (cp << 6) | (p[i] & 0x3f);
     }
     // Overlong forms, surrogates and values past U+10FFFF are invalid.
-    if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
-        cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+    if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10ffff ||
+        (cp >= 0xd800 && cp <= 0xdfff))
       return false;
     p += n + 1;
   }

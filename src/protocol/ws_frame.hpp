@@ -94,12 +94,10 @@ class encoded_frame {
 
   encoded_frame() { buf_.resize(max_header); }
   std::string& payload_buffer() noexcept { return buf_; }  // append payload bytes after construction
-  void finish(ws_opcode op) noexcept;                       // writes the header; call once
-  void finish_raw() noexcept { offset_ = max_header; }      // no header: the bytes go out as they are
+  void finish(ws_opcode op) noexcept;                      // writes the header; call once
+  void finish_raw() noexcept { offset_ = max_header; }     // no header: the bytes go out as they are
   std::string_view bytes() const noexcept { return {buf_.data() + offset_, buf_.size() - offset_}; }
-  std::string_view payload() const noexcept {
-    return {buf_.data() + max_header, buf_.size() - max_header};
-  }
+  std::string_view payload() const noexcept { return {buf_.data() + max_header, buf_.size() - max_header}; }
 
  private:
   std::string buf_;
@@ -137,8 +135,7 @@ ws_reader::result ws_reader::feed(std::span<char> data, OnEvent&& on_event) {
     if (rest.size() < total) break;
     ws_event ev{};
     bool have_event = false;
-    r.error = handle_frame(h, rest.subspan(h.header_len, static_cast<std::size_t>(h.payload_len)),
-                           ev, have_event);
+    r.error = handle_frame(h, rest.subspan(h.header_len, static_cast<std::size_t>(h.payload_len)), ev, have_event);
     if (r.error != ws_error::none) return r;
     r.consumed += total;
     if (have_event && !on_event(static_cast<const ws_event&>(ev))) return r;

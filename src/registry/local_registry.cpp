@@ -25,7 +25,8 @@ void local_registry::describe_user(const std::string& user, user_callback cb) {
         for (auto& p : parts)
           for (auto& s : p)
             sessions.push_back({{hub::format_session_id(s.session_id), s.user, s.role, s.platform, s.rooms}, node});
-        std::sort(sessions.begin(), sessions.end(), [](const auto& a, const auto& b) { return a.s.session < b.s.session; });
+        std::sort(sessions.begin(), sessions.end(),
+                  [](const auto& a, const auto& b) { return a.s.session < b.s.session; });
         cb({}, std::move(sessions));
       });
 }

@@ -4,7 +4,6 @@
 #include "hub/router.hpp"
 #include "registry/registry.hpp"
 
-
 namespace roomcast::registry {
 
 class local_registry final : public registry {

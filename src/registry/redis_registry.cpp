@@ -143,7 +143,9 @@ struct query {
   std::function<void(const redisReply*)> on_reply;
 };
 
-std::string str(const redisReply* r) { return r && r->type == REDIS_REPLY_STRING ? std::string(r->str, r->len) : std::string(); }
+std::string str(const redisReply* r) {
+  return r && r->type == REDIS_REPLY_STRING ? std::string(r->str, r->len) : std::string();
+}
 
 }  // namespace
 
@@ -154,10 +156,10 @@ struct redis_registry::impl {
 
   std::mutex mu;
   std::condition_variable cv;
-  std::vector<command> writes;          // pending, in order
+  std::vector<command> writes;  // pending, in order
   std::vector<query> queries;
   std::optional<std::vector<session_record>> snapshot_result;
-  bool overflowed = false;               // writes were dropped: resync when possible
+  bool overflowed = false;  // writes were dropped: resync when possible
   bool stopping = false;
 
   std::atomic<bool> connected{false};
@@ -356,31 +358,32 @@ void redis_registry::describe_nodes(nodes_callback cb) {
                        std::vector<node_entry> nodes;
                        for (std::size_t i = 0; i + 1 < r->elements; i += 2)
                          nodes.push_back({str(r->element[i]), str(r->element[i + 1])});
-                       std::sort(nodes.begin(), nodes.end(), [](const auto& a, const auto& b) { return a.node < b.node; });
+                       std::sort(nodes.begin(), nodes.end(),
+                                 [](const auto& a, const auto& b) { return a.node < b.node; });
                        cb({}, std::move(nodes));
                      }});
 }
 
 void redis_registry::busiest_rooms(std::size_t offset, std::size_t limit, rooms_callback cb) {
-  impl_->push_query({{"EVAL", busiest_rooms_script, "0", std::to_string(offset), std::to_string(limit)},
-                     [cb = std::move(cb)](const redisReply* r) {
-                       if (!r || r->type != REDIS_REPLY_ARRAY || r->elements == 0 ||
-                           r->element[0]->type != REDIS_REPLY_INTEGER)
-                         return cb(unreachable, {});
-                       room_page p;
-                       p.total = static_cast<std::size_t>(r->element[0]->integer);
-                       for (std::size_t i = 1; i + 2 < r->elements; i += 3) {
-                         const redisReply* roles = r->element[i + 2];
-                         if (r->element[i + 1]->type != REDIS_REPLY_INTEGER) continue;
-                         room_summary s{str(r->element[i]), static_cast<std::size_t>(r->element[i + 1]->integer), {}};
-                         if (roles->type == REDIS_REPLY_ARRAY)
-                           for (std::size_t j = 0; j + 1 < roles->elements; j += 2)
-                             if (roles->element[j + 1]->type == REDIS_REPLY_INTEGER)
-                               s.by_role[str(roles->element[j])] = static_cast<std::size_t>(roles->element[j + 1]->integer);
-                         p.rooms.push_back(std::move(s));
-                       }
-                       cb({}, std::move(p));
-                     }});
+  impl_->push_query(
+      {{"EVAL", busiest_rooms_script, "0", std::to_string(offset), std::to_string(limit)},
+       [cb = std::move(cb)](const redisReply* r) {
+         if (!r || r->type != REDIS_REPLY_ARRAY || r->elements == 0 || r->element[0]->type != REDIS_REPLY_INTEGER)
+           return cb(unreachable, {});
+         room_page p;
+         p.total = static_cast<std::size_t>(r->element[0]->integer);
+         for (std::size_t i = 1; i + 2 < r->elements; i += 3) {
+           const redisReply* roles = r->element[i + 2];
+           if (r->element[i + 1]->type != REDIS_REPLY_INTEGER) continue;
+           room_summary s{str(r->element[i]), static_cast<std::size_t>(r->element[i + 1]->integer), {}};
+           if (roles->type == REDIS_REPLY_ARRAY)
+             for (std::size_t j = 0; j + 1 < roles->elements; j += 2)
+               if (roles->element[j + 1]->type == REDIS_REPLY_INTEGER)
+                 s.by_role[str(roles->element[j])] = static_cast<std::size_t>(roles->element[j + 1]->integer);
+           p.rooms.push_back(std::move(s));
+         }
+         cb({}, std::move(p));
+       }});
 }
 
 void redis_registry::append_metrics(std::string& o) const {
@@ -390,23 +393,28 @@ void redis_registry::append_metrics(std::string& o) const {
   line("roomcast_registry_up", "gauge", "1 while connected to Redis.", healthy() ? 1 : 0);
   line("roomcast_registry_batches_total", "counter", "Pipelines sent to Redis.", impl_->batches.load());
   line("roomcast_registry_commands_total", "counter", "Commands sent to Redis.", impl_->commands_sent.load());
-  line("roomcast_registry_reaped_nodes_total", "counter", "Dead nodes whose entries this node removed.", impl_->reaped_nodes.load());
+  line("roomcast_registry_reaped_nodes_total", "counter", "Dead nodes whose entries this node removed.",
+       impl_->reaped_nodes.load());
   line("roomcast_registry_resyncs_total", "counter", "Full rewrites of this node's state.", impl_->resyncs.load());
-  line("roomcast_registry_dropped_writes_total", "counter", "Writes dropped while Redis was away (covered by a resync).", impl_->dropped_writes.load());
-  line("roomcast_registry_failed_queries_total", "counter", "Queries answered 'unavailable'.", impl_->failed_queries.load());
+  line("roomcast_registry_dropped_writes_total", "counter",
+       "Writes dropped while Redis was away (covered by a resync).", impl_->dropped_writes.load());
+  line("roomcast_registry_failed_queries_total", "counter", "Queries answered 'unavailable'.",
+       impl_->failed_queries.load());
 }
 
 // ---------------- registry thread ----------------
 
 bool redis_registry::impl::connect() {
-  timeval tv{static_cast<time_t>(opts.timeout.count() / 1000), static_cast<suseconds_t>((opts.timeout.count() % 1000) * 1000)};
+  timeval tv{static_cast<time_t>(opts.timeout.count() / 1000),
+             static_cast<suseconds_t>((opts.timeout.count() % 1000) * 1000)};
   ctx = redisConnectWithTimeout(opts.host.c_str(), opts.port, tv);
   if (!ctx || ctx->err) {
     // Logged once per outage, not once per retry.
     if (!reported_down) {
-      spdlog::warn("registry: redis {}:{} unreachable ({}); retrying. Room delivery goes on; user messages go to "
-                   "every node meanwhile",
-                   opts.host, opts.port, ctx ? ctx->errstr : "out of memory");
+      spdlog::warn(
+          "registry: redis {}:{} unreachable ({}); retrying. Room delivery goes on; user messages go to "
+          "every node meanwhile",
+          opts.host, opts.port, ctx ? ctx->errstr : "out of memory");
       reported_down = true;
     }
     if (ctx) {

@@ -150,7 +150,8 @@ upgrade_decision decide_upgrade(shard_context& ctx, const http::request<http::st
       return fail(404, handshake_failure::not_found, "path does not match " + svc.route.text());
     case protocol::route_template::match_result::empty_param:
       return fail(400, handshake_failure::bad_request, "room and user must not be empty");
-    case protocol::route_template::match_result::ok: break;
+    case protocol::route_template::match_result::ok:
+      break;
   }
   if (p.room.size() > 256 || p.user.size() > 256 || p.role.size() > 64 || p.platform.size() > 64)
     return fail(400, handshake_failure::bad_request, "room, user, role or platform too long");
@@ -166,8 +167,8 @@ upgrade_decision decide_upgrade(shard_context& ctx, const http::request<http::st
       return fail(403, handshake_failure::forbidden, "origin not allowed");
   }
   if (svc.cfg.auth == config::auth_mode::jwt) {
-    const auto e = auth::verify_hs256(p.token, svc.cfg.jwt_secret, p.user, std::chrono::system_clock::now(),
-                                      svc.cfg.jwt_leeway);
+    const auto e =
+        auth::verify_hs256(p.token, svc.cfg.jwt_secret, p.user, std::chrono::system_clock::now(), svc.cfg.jwt_leeway);
     if (e != auth::jwt_error::none) return fail(401, handshake_failure::unauthorized, std::string(auth::to_string(e)));
   }
   if (svc.state.draining.load(std::memory_order_relaxed))
@@ -246,15 +247,17 @@ asio::awaitable<void> run_http(shard_context& ctx, asio::ip::tcp::socket socket)
       if (d.status != 101) {
         ctx.counters().handshake_failed(d.failure);
         spdlog::debug("upgrade refused {} {}: {}", d.status, redacted_path(svc.route, req.target()), d.message);
-        auto r = api::handler::error(d.status, metrics::handshake_failure_names[static_cast<std::size_t>(d.failure)], d.message);
+        auto r = api::handler::error(d.status, metrics::handshake_failure_names[static_cast<std::size_t>(d.failure)],
+                                     d.message);
         if (d.status == 503) r.headers.emplace_back("Retry-After", retry_after_value(cfg));
         auto res = make_response(r, req.version(), false);
         co_await http::async_write(stream, res, use_tuple);
         co_return;
       }
       // The 101 is not written here: the session sends it in one write with its welcome.
-      std::string handshake = "HTTP/1.1 101 Switching Protocols\r\nServer: roomcast\r\nUpgrade: websocket\r\n"
-                              "Connection: Upgrade\r\nSec-WebSocket-Accept: ";
+      std::string handshake =
+          "HTTP/1.1 101 Switching Protocols\r\nServer: roomcast\r\nUpgrade: websocket\r\n"
+          "Connection: Upgrade\r\nSec-WebSocket-Accept: ";
       handshake += protocol::websocket_accept_key(req[http::field::sec_websocket_key]);
       handshake += "\r\n\r\n";
       // Bytes the client sent right after its request belong to the WebSocket stream.
@@ -275,8 +278,9 @@ asio::awaitable<void> run_http(shard_context& ctx, asio::ip::tcp::socket socket)
     if (get && probe.status != 101 && probe.failure != handshake_failure::not_found) {
       // A plain GET of the WebSocket route: what its upgrade would get (426 = it would be accepted).
       r = api::handler::error(probe.status,
-                              probe.status == 426 ? std::string_view("upgrade_required")
-                                                  : metrics::handshake_failure_names[static_cast<std::size_t>(probe.failure)],
+                              probe.status == 426
+                                  ? std::string_view("upgrade_required")
+                                  : metrics::handshake_failure_names[static_cast<std::size_t>(probe.failure)],
                               probe.message);
       if (probe.status == 426) r.headers.emplace_back("Upgrade", "websocket");
       if (probe.status == 503) r.headers.emplace_back("Retry-After", retry_after_value(cfg));

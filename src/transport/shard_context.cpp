@@ -32,25 +32,27 @@ shard_context::shard_context(unsigned index, services& svc)
     auto* h = svc_.history;
     if (!h) return back(false, {}, {}, 0);
     const auto limit = std::max<std::size_t>(1, svc_.router.policy_for(room).max_messages);
-    h->read(room, since, limit, std::chrono::milliseconds(0), [this, room, back = std::move(back)](history::read_result r) {
-      std::vector<hub::held_frame> frames;
-      if (!r.ec)
-        for (const auto& en : r.entries) frames.push_back({en.seq, hub::make_local(hub::router::encode(room, en))});
-      asio::post(io_, [back, ok = !r.ec, epoch = std::move(r.epoch), frames = std::move(frames), head = r.head]() mutable {
-        back(ok, std::move(epoch), std::move(frames), head);
-      });
-    });
+    h->read(room, since, limit, std::chrono::milliseconds(0),
+            [this, room, back = std::move(back)](history::read_result r) {
+              std::vector<hub::held_frame> frames;
+              if (!r.ec)
+                for (const auto& en : r.entries)
+                  frames.push_back({en.seq, hub::make_local(hub::router::encode(room, en))});
+              asio::post(io_, [back, ok = !r.ec, epoch = std::move(r.epoch), frames = std::move(frames),
+                               head = r.head]() mutable { back(ok, std::move(epoch), std::move(frames), head); });
+            });
   };
   tables_.on_fill([this, read_hole](const std::string& room, std::uint64_t since) {
-    read_hole(room, since, [this, room](bool ok, std::string epoch, std::vector<hub::held_frame> frames, std::uint64_t head) {
-      tables_.fill_done(room, ok, epoch, std::move(frames), head);
-    });
+    read_hole(room, since,
+              [this, room](bool ok, std::string epoch, std::vector<hub::held_frame> frames, std::uint64_t head) {
+                tables_.fill_done(room, ok, epoch, std::move(frames), head);
+              });
   });
   tables_.on_member_fill([this, read_hole](std::uint64_t sid, const std::string& room, std::uint64_t since) {
-    read_hole(room, since, [this, sid, room](bool ok, std::string epoch, std::vector<hub::held_frame> frames,
-                                             std::uint64_t head) {
-      tables_.member_fill_done(sid, room, ok, epoch, std::move(frames), head);
-    });
+    read_hole(room, since,
+              [this, sid, room](bool ok, std::string epoch, std::vector<hub::held_frame> frames, std::uint64_t head) {
+                tables_.member_fill_done(sid, room, ok, epoch, std::move(frames), head);
+              });
   });
 }
 

@@ -32,7 +32,7 @@ struct services {
   hub::router& router;
   api::handler& api;
   api::node_state& state;
-  history::history* history;  // null: no history at all
+  history::history* history;         // null: no history at all
   const hub::client_rights& rights;  // what client frames may do (from cfg)
 };
 
@@ -67,8 +67,8 @@ class shard_context {
   void start();
 
   // Takes an upgraded socket; the session lives on this shard until it is destroyed.
-  void adopt(boost::asio::ip::tcp::socket socket, hub::identity id, std::string url_room,
-             recovery_request recovery, std::string initial_bytes, std::string handshake);
+  void adopt(boost::asio::ip::tcp::socket socket, hub::identity id, std::string url_room, recovery_request recovery,
+             std::string initial_bytes, std::string handshake);
   void destroy(ws_session* s);  // only from a posted handler, when the session has no pending op
 
   // Sessions ask for a flush; one posted handler writes all of them (coalesces a burst).
@@ -100,8 +100,7 @@ class shard_context {
   clock::time_point now_;
   std::array<char, 16 * 1024> read_buf_;
 
-  using session_list =
-      boost::intrusive::list<ws_session, boost::intrusive::constant_time_size<true>>;
+  using session_list = boost::intrusive::list<ws_session, boost::intrusive::constant_time_size<true>>;
   std::unique_ptr<session_list> sessions_;
 
   std::vector<ws_session*> flush_list_;

@@ -41,8 +41,7 @@ constexpr int max_reads_per_wakeup = 16;  // then yield so one busy client can't
 constexpr std::size_t max_gather = 64;
 }  // namespace
 
-ws_session::ws_session(shard_context& ctx, asio::ip::tcp::socket socket, hub::identity id,
-                       std::string url_room)
+ws_session::ws_session(shard_context& ctx, asio::ip::tcp::socket socket, hub::identity id, std::string url_room)
     : hub::member(std::move(id)),
       ctx_(ctx),
       socket_(std::move(socket)),
@@ -92,11 +91,14 @@ void ws_session::join_room(const std::string& room, recovery_request recovery, b
   auto* ctx = &ctx_;
   const auto sid = id().session_id;
   const std::size_t limit = recovery.wanted ? policy.max_messages : 0;  // 0: the position only
-  store->read(room, recovery.since, limit, policy.ttl, [ctx, sid, room, recovery, initial](history::read_result res) mutable {
-    asio::post(ctx->io(), [ctx, sid, room = std::move(room), recovery = std::move(recovery), initial, res = std::move(res)]() mutable {
-      if (auto* m = ctx->tables().find(sid)) static_cast<ws_session*>(m)->on_synced(room, recovery, initial, std::move(res));
-    });
-  });
+  store->read(room, recovery.since, limit, policy.ttl,
+              [ctx, sid, room, recovery, initial](history::read_result res) mutable {
+                asio::post(ctx->io(), [ctx, sid, room = std::move(room), recovery = std::move(recovery), initial,
+                                       res = std::move(res)]() mutable {
+                  if (auto* m = ctx->tables().find(sid))
+                    static_cast<ws_session*>(m)->on_synced(room, recovery, initial, std::move(res));
+                });
+              });
 }
 
 void ws_session::on_synced(const std::string& room, const recovery_request& recovery, bool initial,
@@ -202,9 +204,9 @@ bool ws_session::process(std::size_t n) {
   const auto r = reader_.feed(input, [this](const protocol::ws_event& ev) { return on_event(ev); });
   if (state_ == state::closed) return false;
   if (r.error != protocol::ws_error::none) {
-    const auto why = r.error == protocol::ws_error::too_big ? metrics::close_reason::too_big
-                                                             : metrics::close_reason::protocol;
-    const char* text = r.error == protocol::ws_error::too_big ? "message too big"
+    const auto why =
+        r.error == protocol::ws_error::too_big ? metrics::close_reason::too_big : metrics::close_reason::protocol;
+    const char* text = r.error == protocol::ws_error::too_big    ? "message too big"
                        : r.error == protocol::ws_error::bad_utf8 ? "invalid UTF-8"
                                                                  : "protocol error";
     close_after_flush_ = true;  // a broken stream can't be read further: fail the connection
@@ -244,14 +246,15 @@ bool ws_session::on_event(const protocol::ws_event& ev) {
     case ws_opcode::ping:
       if (state_ == state::open) enqueue(hub::make_local(protocol::make_frame(ws_opcode::pong, ev.payload)));
       break;
-    case ws_opcode::pong: break;
+    case ws_opcode::pong:
+      break;
     case ws_opcode::close:
       if (state_ == state::open) {
         // Peer-initiated: echo its code, then close once the echo is written.
         state_ = state::closing;
         close_reason_ = metrics::close_reason::client;
-        const auto code = ev.close_code == protocol::close_code::no_status ? protocol::close_code::normal
-                                                                            : ev.close_code;
+        const auto code =
+            ev.close_code == protocol::close_code::no_status ? protocol::close_code::normal : ev.close_code;
         close_after_flush_ = true;
         deadline_ = ctx_.now() + ctx_.svc().cfg.pong_timeout;
         enqueue(hub::make_local(protocol::make_close_frame(code, {})));
@@ -259,19 +262,23 @@ bool ws_session::on_event(const protocol::ws_event& ev) {
         terminate(close_reason_);  // the reply to our close
       }
       return false;
-    case ws_opcode::cont: break;
+    case ws_opcode::cont:
+      break;
   }
   return state_ == state::open;
 }
 
 void ws_session::on_text(std::string_view text) {
   auto& tables = ctx_.tables();
-  const hub::client_session self{id().role, url_room_, [&](std::string_view room) { return tables.in_room(*this, room); },
-                                 &publish_bucket_, ctx_.now()};
+  const hub::client_session self{id().role, url_room_,
+                                 [&](std::string_view room) { return tables.in_room(*this, room); }, &publish_bucket_,
+                                 ctx_.now()};
   auto c = hub::decide_client_command(text, ctx_.svc().rights, self);
   using kind = hub::client_command::kind;
   switch (c.what) {
-    case kind::pong: enqueue(hub::make_local(pong_json_frame())); return;
+    case kind::pong:
+      enqueue(hub::make_local(pong_json_frame()));
+      return;
     case kind::error:
       ctx_.counters().client_errors.add();
       send_text(c.text);
@@ -293,7 +300,9 @@ void ws_session::on_text(std::string_view text) {
       tables.leave(*this, c.room);
       send_text(protocol::encode_left(c.room));
       return;
-    case kind::publish: publish(std::move(c.room), std::move(c.id), std::move(c.data)); return;
+    case kind::publish:
+      publish(std::move(c.room), std::move(c.id), std::move(c.data));
+      return;
   }
 }
 
@@ -314,16 +323,17 @@ void ws_session::publish(std::string room, std::string id, std::string data) {
   const auto sid = this->id().session_id;
   std::string ack_id = want_ack ? e.id : std::string();
   std::string to_room = e.target;
-  router.publish(std::move(e), [ctx, sid, ack_id = std::move(ack_id), room = std::move(to_room)](hub::router::publish_outcome o) {
-    if (!o.ec && ack_id.empty()) return;
-    asio::post(ctx->io(), [ctx, sid, ack_id, room, o = std::move(o)] {
-      auto* m = ctx->tables().find(sid);
-      if (!m) return;
-      auto* s = static_cast<ws_session*>(m);
-      if (o.ec) return s->send_error("unavailable", "publish failed: " + o.ec.message(), ack_id, room);
-      s->send_text(protocol::encode_ack(ack_id, o.seq, o.duplicate));
-    });
-  });
+  router.publish(std::move(e),
+                 [ctx, sid, ack_id = std::move(ack_id), room = std::move(to_room)](hub::router::publish_outcome o) {
+                   if (!o.ec && ack_id.empty()) return;
+                   asio::post(ctx->io(), [ctx, sid, ack_id, room, o = std::move(o)] {
+                     auto* m = ctx->tables().find(sid);
+                     if (!m) return;
+                     auto* s = static_cast<ws_session*>(m);
+                     if (o.ec) return s->send_error("unavailable", "publish failed: " + o.ec.message(), ack_id, room);
+                     s->send_text(protocol::encode_ack(ack_id, o.seq, o.duplicate));
+                   });
+                 });
 }
 
 void ws_session::send_error(std::string_view code, std::string_view message, std::string_view id,
@@ -452,8 +462,7 @@ int wmem_max() {
 }
 }  // namespace
 
-void ws_session::begin_close(std::uint16_t code, std::string_view reason, metrics::close_reason why,
-                             bool drop_queue) {
+void ws_session::begin_close(std::uint16_t code, std::string_view reason, metrics::close_reason why, bool drop_queue) {
   if (state_ != state::open) return;
   state_ = state::closing;
   close_reason_ = why;
@@ -490,7 +499,8 @@ void ws_session::begin_close(std::uint16_t code, std::string_view reason, metric
 void ws_session::tick(clock::time_point now) {
   const auto& cfg = ctx_.svc().cfg;
   switch (state_) {
-    case state::closed: return;
+    case state::closed:
+      return;
     case state::closing:
       if (now >= deadline_) terminate(close_reason_);  // no close reply, or a peer that won't read
       return;

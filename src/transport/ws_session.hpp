@@ -24,13 +24,13 @@ namespace roomcast::transport {
 class shard_context;
 struct recovery_request;
 
-class ws_session final : public hub::member,
-                         public boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::normal_link>> {
+class ws_session final
+    : public hub::member,
+      public boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::normal_link>> {
  public:
   using clock = std::chrono::steady_clock;
 
-  ws_session(shard_context& ctx, boost::asio::ip::tcp::socket socket, hub::identity id,
-             std::string url_room);
+  ws_session(shard_context& ctx, boost::asio::ip::tcp::socket socket, hub::identity id, std::string url_room);
   ~ws_session() override;
 
   // Joins the URL room, sends welcome (after the room's history position is known, and what the
@@ -40,9 +40,9 @@ class ws_session final : public hub::member,
 
   void deliver(const hub::frame_ref& f) override;
   void kick(std::uint16_t code, std::string_view reason) override;
-  void drain();                     // close with 1012
+  void drain();                      // close with 1012
   void tick(clock::time_point now);  // liveness sweep: ping, pong and close deadlines
-  void flush();                     // called by the shard's flush handler
+  void flush();                      // called by the shard's flush handler
   void send_text(std::string_view payload);
 
   bool open() const noexcept { return state_ == state::open; }
@@ -52,10 +52,10 @@ class ws_session final : public hub::member,
 
   // Open, or closing by our side and waiting for the peer's close reply.
   // The 101 is still at the head of the queue (not written, or only in part).
-  bool handshake_first() const noexcept {
-    return handshake_ && head_ < queue_.size() && queue_[head_] == handshake_;
+  bool handshake_first() const noexcept { return handshake_ && head_ < queue_.size() && queue_[head_] == handshake_; }
+  bool wants_read() const noexcept {
+    return state_ == state::open || (state_ == state::closing && !close_after_flush_);
   }
-  bool wants_read() const noexcept { return state_ == state::open || (state_ == state::closing && !close_after_flush_); }
   void arm_read();
   void on_readable(const boost::system::error_code& ec);
   bool process(std::size_t n);
@@ -73,8 +73,7 @@ class ws_session final : public hub::member,
   void consume(std::size_t n);
   void wait_writable();
 
-  void begin_close(std::uint16_t code, std::string_view reason, metrics::close_reason why,
-                   bool drop_queue);
+  void begin_close(std::uint16_t code, std::string_view reason, metrics::close_reason why, bool drop_queue);
   void terminate(metrics::close_reason why);
   void op_done();
 
@@ -89,8 +88,8 @@ class ws_session final : public hub::member,
   protocol::ws_reader reader_;
   hub::token_bucket publish_bucket_;
   clock::time_point last_seen_;
-  clock::time_point deadline_;     // pong or close-reply deadline
-  std::uint8_t pending_ops_ = 0;   // async waits and scheduled flushes that reference this
+  clock::time_point deadline_;    // pong or close-reply deadline
+  std::uint8_t pending_ops_ = 0;  // async waits and scheduled flushes that reference this
   state state_ = state::open;
   metrics::close_reason close_reason_ = metrics::close_reason::error;
   bool flush_scheduled_ = false;

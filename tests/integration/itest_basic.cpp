@@ -141,7 +141,8 @@ TEST_F(basic_test, batch_publish_delivers_in_array_order_with_one_answer_each) {
   const std::string raw = R"({"k": [1, 2]})";
   auto res = http_post_json(port(), "/api/publish",
                             R"([{"room":"345","data":1},{"user":"u2","data":"for u2","id":"b-2"},)"
-                            R"({"room":"345","data":)" + raw + R"(},{"all":true,"data":3},{"room":"345","data":4}])");
+                            R"({"room":"345","data":)" +
+                                raw + R"(},{"all":true,"data":3},{"room":"345","data":4}])");
   ASSERT_EQ(res.status, 200u) << res.body;
   const auto v = res.json();
   EXPECT_TRUE(json_bool(v, "ok")) << res.body;
@@ -367,10 +368,12 @@ TEST_F(basic_test, nodes_carry_the_dashboard_counters) {
   ASSERT_TRUE(t->send_text(R"({"type":"publish","data":{"n":1},"id":"c-1"})"));
   ASSERT_TRUE(t->read_type("ack").has_value()) << t->read_error();
   publish(R"({"room":"345","data":{"n":2}})");
-  ASSERT_TRUE(poll_until([&] {
-    auto n = get_json(port(), "/api/nodes").at("nodes").at(0);
-    return json_int(n, "messages_out") >= 2 && json_int(n, "publishes_api") >= 1;
-  }, std::chrono::seconds(5)));
+  ASSERT_TRUE(poll_until(
+      [&] {
+        auto n = get_json(port(), "/api/nodes").at("nodes").at(0);
+        return json_int(n, "messages_out") >= 2 && json_int(n, "publishes_api") >= 1;
+      },
+      std::chrono::seconds(5)));
   auto n = get_json(port(), "/api/nodes").at("nodes").at(0);
   EXPECT_EQ(json_int(n, "connections"), 1) << json::serialize(n);
   EXPECT_EQ(json_int(n, "publishes_client"), 1) << json::serialize(n);

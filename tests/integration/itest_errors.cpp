@@ -100,8 +100,8 @@ TEST_F(jwt_test, subject_must_match_url_user) { EXPECT_EQ(status_for("452784", t
 
 TEST_F(jwt_test, alg_none_is_401) {
   auto exp = std::to_string(std::time(nullptr) + 3600);
-  auto unsigned_token = base64url(R"({"alg":"none","typ":"JWT"})") + "." +
-                        base64url(R"({"sub":"452784","exp":)" + exp + "}") + ".";
+  auto unsigned_token =
+      base64url(R"({"alg":"none","typ":"JWT"})") + "." + base64url(R"({"sub":"452784","exp":)" + exp + "}") + ".";
   EXPECT_EQ(status_for("452784", unsigned_token), 401u);
 }
 
@@ -195,7 +195,7 @@ TEST_F(api_test, non_json_content_type_is_415) {
 
 TEST_F(api_test, bad_json_body_is_400) {
   expect_json_error(http_post_json(port(), "/api/publish", R"({"room":"345","data":)", "k"), 400);
-  expect_json_error(http_post_json(port(), "/api/publish", R"({"data":1})", "k"), 400);  // no target
+  expect_json_error(http_post_json(port(), "/api/publish", R"({"data":1})", "k"), 400);      // no target
   expect_json_error(http_post_json(port(), "/api/publish", R"({"room":"345"})", "k"), 400);  // no data
   expect_json_error(http_post_json(port(), "/api/disconnect", R"({"user":"u1","code":1000})", "k"), 400);
 }
@@ -211,8 +211,9 @@ TEST_F(api_test, bad_disconnect_targets_are_400_and_the_node_lives) {
 
 TEST_F(api_test, bad_batch_is_400_and_publishes_nothing) {
   auto m = join(port(), "345", "STU", "u1");
-  expect_json_error(http_post_json(port(), "/api/publish", "[]", "k"), 400);                          // empty
-  expect_json_error(http_post_json(port(), "/api/publish", R"([{"room":"345","data":1},2])", "k"), 400);  // not an object
+  expect_json_error(http_post_json(port(), "/api/publish", "[]", "k"), 400);  // empty
+  expect_json_error(http_post_json(port(), "/api/publish", R"([{"room":"345","data":1},2])", "k"),
+                    400);  // not an object
   // One bad message refuses the whole batch: the good one before it is not delivered either.
   auto bad = http_post_json(port(), "/api/publish", R"([{"room":"345","data":{"first":1}},{"room":"345"}])", "k");
   expect_json_error(bad, 400);
@@ -228,9 +229,10 @@ TEST(api_batch, batch_over_api_publish_batch_max_is_400) {
   auto node = start_node({"--api-publish-batch-max", "3"});
   const std::string three = R"([{"room":"r","data":1},{"room":"r","data":2},{"room":"r","data":3}])";
   EXPECT_EQ(http_post_json(node->port(), "/api/publish", three).status, 200u);
-  expect_json_error(http_post_json(node->port(), "/api/publish",
-                                   R"([{"room":"r","data":1},{"room":"r","data":2},{"room":"r","data":3},{"room":"r","data":4}])"),
-                    400);
+  expect_json_error(
+      http_post_json(node->port(), "/api/publish",
+                     R"([{"room":"r","data":1},{"room":"r","data":2},{"room":"r","data":3},{"room":"r","data":4}])"),
+      400);
 }
 
 TEST(api_batch, batch_counts_against_api_publish_rate) {
@@ -364,8 +366,8 @@ TEST(errors_config, unknown_toml_key_exits_2_and_names_it) {
     out << "frobnicate_level = 3\n";
   }
   // Flags keep the node off the default port should it wrongly accept the file.
-  auto r = run_to_exit(roomcast_bin(), {"--config", path, "--listen-address", "127.0.0.1", "--port",
-                                        std::to_string(pick_free_port())});
+  auto r = run_to_exit(roomcast_bin(),
+                       {"--config", path, "--listen-address", "127.0.0.1", "--port", std::to_string(pick_free_port())});
   std::remove(path);
   EXPECT_EQ(r.exit_code, std::optional<int>(2)) << r.output;
   EXPECT_NE(r.output.find("frobnicate_level"), std::string::npos) << r.output;

@@ -43,7 +43,8 @@ TEST(lifecycle, slow_consumer_is_closed_while_others_keep_up) {
 
   const std::string pad(16 * 1024, 'x');
   for (int seq = 0; seq < 300; ++seq) {
-    auto id = api_publish(port, R"({"room":"345","data":{"seq":)" + std::to_string(seq) + R"(,"pad":")" + pad + R"("}})");
+    auto id =
+        api_publish(port, R"({"room":"345","data":{"seq":)" + std::to_string(seq) + R"(,"pad":")" + pad + R"("}})");
     // Read each message before the next publish so the fast client's queue stays short.
     auto frame = fast->read_json();
     ASSERT_TRUE(frame.has_value()) << "fast client lost message " << seq << " (stream: " << fast->read_error() << ")";
@@ -80,7 +81,8 @@ TEST(lifecycle, slow_consumer_is_closed_while_others_keep_up) {
     if (pos + head + len > bytes.size()) break;
     last_opcode = b0 & 0x0f;
     if (last_opcode == 8 && len >= 2)
-      close_code = (static_cast<unsigned char>(bytes[pos + head]) << 8) | static_cast<unsigned char>(bytes[pos + head + 1]);
+      close_code =
+          (static_cast<unsigned char>(bytes[pos + head]) << 8) | static_cast<unsigned char>(bytes[pos + head + 1]);
     pos += head + len;
   }
   EXPECT_EQ(pos, bytes.size()) << "a frame was cut off in the " << bytes.size() << " bytes read";
@@ -206,8 +208,8 @@ TEST(lifecycle, sigterm_drains_with_1012_and_exits_0) {
 // Thousands of sessions over several rooms and users, each ending differently; afterwards
 // every index must be empty and the process must exit cleanly (ASan reports leaks at exit).
 TEST(lifecycle, no_leaks_after_thousands_of_sessions) {
-  auto node = start_node({"--max-queue-bytes", "65536", "--max-frame-bytes", "4096", "--ping-interval", "2s",
-                          "--pong-timeout", "2s"});
+  auto node = start_node(
+      {"--max-queue-bytes", "65536", "--max-frame-bytes", "4096", "--ping-interval", "2s", "--pong-timeout", "2s"});
   auto port = node->port();
   int upgraded = 0;
 
@@ -241,9 +243,15 @@ TEST(lifecycle, no_leaks_after_thousands_of_sessions) {
     for (int i = 0; i < 12; ++i) {
       auto& m = batch[i];
       switch (i % 6) {
-        case 0: m->close(1000); break;
-        case 1: m->reset(); break;
-        case 2: m->drop(); break;
+        case 0:
+          m->close(1000);
+          break;
+        case 1:
+          m->reset();
+          break;
+        case 2:
+          m->drop();
+          break;
         case 3:
           m->send_binary("\x01");
           EXPECT_TRUE(m->wait_closed()) << "binary frame did not close the session";

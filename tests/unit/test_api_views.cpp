@@ -34,7 +34,8 @@ TEST(api_views, room_counts_roles_and_users) {
 }
 
 TEST(api_views, nodes_splice_each_summary_after_the_name) {
-  const auto v = json::parse(api::nodes_json({{"n1", R"({"connections":4,"ready":true})"}, {"n2", "garbage"}, {"n3", "{}"}}));
+  const auto v =
+      json::parse(api::nodes_json({{"n1", R"({"connections":4,"ready":true})"}, {"n2", "garbage"}, {"n3", "{}"}}));
   const auto& a = v.at("nodes").as_array();
   ASSERT_EQ(a.size(), 3u);
   EXPECT_EQ(json::serialize(a[0]), R"({"node":"n1","connections":4,"ready":true})");

@@ -61,7 +61,8 @@ TEST(envelope, kicks_and_bad_input) {
   EXPECT_EQ(d.reason, "bye");
   EXPECT_FALSE(decode_envelope("not json", d));
   EXPECT_FALSE(decode_envelope(R"({"type":"message"})", d));
-  EXPECT_FALSE(decode_envelope(R"({"v":1,"type":"x","kind":"room","target":"","id":"","from":"","origin":"","data":1})", d));
+  EXPECT_FALSE(
+      decode_envelope(R"({"v":1,"type":"x","kind":"room","target":"","id":"","from":"","origin":"","data":1})", d));
 }
 
 TEST(dedupe_window, remembers_the_last_n) {

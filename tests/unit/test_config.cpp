@@ -37,8 +37,8 @@ TEST(config, flags_win_over_env_over_file) {
   auto r = parse_args({"--config", path, "--port", "9002"});
   ::unsetenv("ROOMCAST_THREADS");
   ASSERT_TRUE(r.cfg) << r.message;
-  EXPECT_EQ(r.cfg->port, 9002);     // flag
-  EXPECT_EQ(r.cfg->threads, 4u);    // env over file
+  EXPECT_EQ(r.cfg->port, 9002);   // flag
+  EXPECT_EQ(r.cfg->threads, 4u);  // env over file
   EXPECT_EQ(r.cfg->max_queue_bytes, 2u << 20);
   EXPECT_EQ(r.cfg->publish_roles, (std::vector<std::string>{"THE", "TA"}));
 }
@@ -84,7 +84,8 @@ TEST(config, example_file_is_complete_and_parses) {
   ASSERT_TRUE(f) << "deploy/roomcast.example.toml missing";
   std::stringstream ss;
   ss << f.rdbuf();
-  EXPECT_EQ(ss.str(), example_toml()) << "regenerate with: roomcast --print-example-config > deploy/roomcast.example.toml";
+  EXPECT_EQ(ss.str(), example_toml())
+      << "regenerate with: roomcast --print-example-config > deploy/roomcast.example.toml";
   auto r = parse_toml_text(ss.str());
   EXPECT_TRUE(r.cfg) << r.message;
 }

@@ -45,8 +45,8 @@ TEST(rules, first_match_wins_and_globs) {
   EXPECT_TRUE(rules::glob_match("*", ""));
   EXPECT_FALSE(r.parse({"* 300"}, err));
   EXPECT_FALSE(r.parse({"* lots 10m"}, err));
-  EXPECT_FALSE(r.parse({"* 300 10"}, err));   // unit required
-  EXPECT_FALSE(r.parse({"* 300 0s"}, err));   // history needs a ttl
+  EXPECT_FALSE(r.parse({"* 300 10"}, err));  // unit required
+  EXPECT_FALSE(r.parse({"* 300 0s"}, err));  // history needs a ttl
   ASSERT_TRUE(r.parse({"* 0 0s"}, err));
   EXPECT_FALSE(r.any_keeps());
   EXPECT_FALSE(rules().for_room("x").keeps());  // no rule: no history
@@ -129,8 +129,8 @@ TEST(local_history, a_room_written_again_outlives_its_first_expiry) {
   append_sync(h, room_msg("r", "", "1"), p);
   std::this_thread::sleep_for(90ms);
   append_sync(h, room_msg("r", "", "2"), p);  // expires now 150 ms after this
-  std::this_thread::sleep_for(90ms);           // past the first expiry
+  std::this_thread::sleep_for(90ms);          // past the first expiry
   EXPECT_EQ(read_sync(h, "r", 0, 10).head, 2u);
-  std::this_thread::sleep_for(120ms);          // past the second
+  std::this_thread::sleep_for(120ms);  // past the second
   EXPECT_EQ(read_sync(h, "r", 0, 10).head, 0u);
 }

@@ -119,7 +119,7 @@ TEST(token_bucket, limits_and_refills) {
   EXPECT_EQ(ok, 3);  // burst
   EXPECT_FALSE(b.try_take(2, 3, t0 + std::chrono::milliseconds(400)));
   EXPECT_TRUE(b.try_take(2, 3, t0 + std::chrono::milliseconds(600)));  // 2/s refill
-  EXPECT_TRUE(b.try_take(0, 1, t0));                                    // 0 = unlimited
+  EXPECT_TRUE(b.try_take(0, 1, t0));                                   // 0 = unlimited
 }
 
 TEST(session_id, round_trip) {
@@ -225,8 +225,8 @@ TEST(shard_sequence, syncing_member_gets_held_frames_after_its_recovery) {
   s.add(b);
   s.join(a, "r", 4);
   s.deliver_room("r", seq_frame(1), 1, "e1");
-  s.join(b, "r", 4, /*sync=*/true);               // b reconnects; its history read is in flight
-  s.deliver_room("r", seq_frame(2), 2, "e1");     // live while b syncs
+  s.join(b, "r", 4, /*sync=*/true);            // b reconnects; its history read is in flight
+  s.deliver_room("r", seq_frame(2), 2, "e1");  // live while b syncs
   s.deliver_room("r", seq_frame(3), 3, "e1");
   EXPECT_TRUE(b.got.empty());
   // b's recovery sent it everything up to 2 from history; 3 is still new to it.
@@ -294,7 +294,8 @@ TEST(shard_sequence, hole_between_a_members_position_and_held_frames_is_read_for
   shard s(0, c);
   std::vector<std::pair<std::uint64_t, std::uint64_t>> member_fills;
   s.on_fill([](const std::string&, std::uint64_t) {});
-  s.on_member_fill([&](std::uint64_t sid, const std::string&, std::uint64_t since) { member_fills.emplace_back(sid, since); });
+  s.on_member_fill(
+      [&](std::uint64_t sid, const std::string&, std::uint64_t since) { member_fills.emplace_back(sid, since); });
   fake_member a(1, "a");
   s.add(a);
   s.join(a, "r", 4, true);

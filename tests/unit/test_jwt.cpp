@@ -24,18 +24,19 @@ TEST(jwt, rejects_what_it_must) {
   EXPECT_EQ(verify_hs256(good, "k", "u", now + seconds(601), seconds(0)), jwt_error::expired);
   EXPECT_EQ(verify_hs256(good, "k", "u", now + seconds(601), seconds(30)), jwt_error::none);  // leeway
   EXPECT_EQ(verify_hs256(sign_hs256(R"({"sub":"u"})", "k"), "k", "u", now, seconds(0)), jwt_error::missing_exp);
-  EXPECT_EQ(verify_hs256(sign_hs256(R"({"sub":"u","exp":1700000600,"nbf":1700000100})", "k"), "k", "u", now,
-                         seconds(0)),
-            jwt_error::not_yet_valid);
+  EXPECT_EQ(
+      verify_hs256(sign_hs256(R"({"sub":"u","exp":1700000600,"nbf":1700000100})", "k"), "k", "u", now, seconds(0)),
+      jwt_error::not_yet_valid);
   EXPECT_EQ(verify_hs256("abc", "k", "u", now, seconds(0)), jwt_error::malformed);
   EXPECT_EQ(verify_hs256("a.b.c.d", "k", "u", now, seconds(0)), jwt_error::malformed);
   // alg "none" with an empty signature must never pass.
-  const auto none = base64url_encode(R"({"alg":"none"})") + "." + base64url_encode(R"({"sub":"u","exp":1700000600})") + ".";
+  const auto none =
+      base64url_encode(R"({"alg":"none"})") + "." + base64url_encode(R"({"sub":"u","exp":1700000600})") + ".";
   EXPECT_EQ(verify_hs256(none, "k", "u", now, seconds(0)), jwt_error::bad_algorithm);
   // A tampered payload with the old signature.
   auto dot2 = good.rfind('.');
-  const auto forged = good.substr(0, good.find('.') + 1) + base64url_encode(R"({"sub":"u","exp":9999999999})") +
-                      good.substr(dot2);
+  const auto forged =
+      good.substr(0, good.find('.') + 1) + base64url_encode(R"({"sub":"u","exp":9999999999})") + good.substr(dot2);
   EXPECT_EQ(verify_hs256(forged, "k", "u", now, seconds(0)), jwt_error::bad_signature);
 }
 

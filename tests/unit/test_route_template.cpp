@@ -61,8 +61,8 @@ TEST(route_template, rejects_bad_templates) {
   EXPECT_FALSE(route_template::parse("demo/{room}/{user}", err));
   EXPECT_FALSE(route_template::parse("/x/{nope}/{room}/{user}", err));
   EXPECT_NE(err.find("nope"), std::string::npos);
-  EXPECT_FALSE(route_template::parse("/x/{room}", err));             // no user
+  EXPECT_FALSE(route_template::parse("/x/{room}", err));                // no user
   EXPECT_FALSE(route_template::parse("/x/{room}/{room}/{user}", err));  // twice
-  EXPECT_FALSE(route_template::parse("/x/a{room}/{user}", err));     // partial segment
-  EXPECT_FALSE(route_template::parse("/x//{room}/{user}", err));     // empty segment
+  EXPECT_FALSE(route_template::parse("/x/a{room}/{user}", err));        // partial segment
+  EXPECT_FALSE(route_template::parse("/x//{room}/{user}", err));        // empty segment
 }

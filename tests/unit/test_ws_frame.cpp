@@ -126,13 +126,13 @@ TEST(ws_reader, protocol_errors) {
   std::string unmasked = "\x81\x02hi";
   std::vector<bad_case> cases{
       {unmasked, ws_error::protocol},
-      {client_frame(ws_opcode::text, "x", true, 4), ws_error::protocol},         // RSV1 without extension
-      {client_frame(ws_opcode::cont, "x"), ws_error::protocol},                  // continuation of nothing
+      {client_frame(ws_opcode::text, "x", true, 4), ws_error::protocol},           // RSV1 without extension
+      {client_frame(ws_opcode::cont, "x"), ws_error::protocol},                    // continuation of nothing
       {client_frame(ws_opcode::ping, std::string(126, 'p')), ws_error::protocol},  // control > 125
-      {client_frame(ws_opcode::ping, "p", false), ws_error::protocol},           // fragmented control
-      {client_frame(static_cast<ws_opcode>(3), "x"), ws_error::protocol},        // reserved opcode
+      {client_frame(ws_opcode::ping, "p", false), ws_error::protocol},             // fragmented control
+      {client_frame(static_cast<ws_opcode>(3), "x"), ws_error::protocol},          // reserved opcode
       {client_frame(ws_opcode::text, "\xc3\x28"), ws_error::bad_utf8},
-      {client_frame(ws_opcode::close, "\x03"), ws_error::protocol},              // 1-byte close body
+      {client_frame(ws_opcode::close, "\x03"), ws_error::protocol},  // 1-byte close body
   };
   for (auto& bc : cases) {
     ws_reader r(1024);

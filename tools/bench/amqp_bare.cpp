@@ -51,7 +51,8 @@ std::int64_t now_ns() {
 void check_rpc(amqp_connection_state_t c, const char* what) {
   const amqp_rpc_reply_t r = amqp_get_rpc_reply(c);
   if (r.reply_type == AMQP_RESPONSE_NORMAL) return;
-  if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION) die(std::string(what) + ": " + amqp_error_string2(r.library_error));
+  if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION)
+    die(std::string(what) + ": " + amqp_error_string2(r.library_error));
   die(std::string(what) + ": server exception " + std::to_string(r.reply.id));
 }
 
@@ -189,8 +190,10 @@ bool pump(amqp_connection_state_t c, confirms& cf, std::int64_t deadline_ns) {
         return true;
       }
       case AMQP_CHANNEL_CLOSE_METHOD:
-      case AMQP_CONNECTION_CLOSE_METHOD: die("broker closed the publisher's channel/connection");
-      default: break;
+      case AMQP_CONNECTION_CLOSE_METHOD:
+        die("broker closed the publisher's channel/connection");
+      default:
+        break;
     }
   }
 }
@@ -208,31 +211,49 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "-h" || a == "--help") {
-      std::puts("usage: amqp_bare --uri URI [--messages N] [--seconds S] [--drain S] [--size B] [--persistent 0|1]\n"
-                "                 [--confirm none|window|each] [--window W] [--rate R] [--ack manual|none]\n"
-                "                 [--prefetch P] [--queue NAME] [--warmup S]");
+      std::puts(
+          "usage: amqp_bare --uri URI [--messages N] [--seconds S] [--drain S] [--size B] [--persistent 0|1]\n"
+          "                 [--confirm none|window|each] [--window W] [--rate R] [--ack manual|none]\n"
+          "                 [--prefetch P] [--queue NAME] [--warmup S]");
       return 0;
     }
     if (i + 1 >= argc) die("missing value for " + a);
     const std::string v = argv[++i];
-    if (a == "--uri") cfg.uri = v;
-    else if (a == "--messages") cfg.messages = std::strtoull(v.c_str(), nullptr, 10);
-    else if (a == "--seconds") cfg.seconds = std::atof(v.c_str());
-    else if (a == "--drain") cfg.drain = std::atof(v.c_str());
-    else if (a == "--size") cfg.size = std::max<std::size_t>(16, std::strtoull(v.c_str(), nullptr, 10));
-    else if (a == "--persistent") cfg.persistent = v == "1";
+    if (a == "--uri")
+      cfg.uri = v;
+    else if (a == "--messages")
+      cfg.messages = std::strtoull(v.c_str(), nullptr, 10);
+    else if (a == "--seconds")
+      cfg.seconds = std::atof(v.c_str());
+    else if (a == "--drain")
+      cfg.drain = std::atof(v.c_str());
+    else if (a == "--size")
+      cfg.size = std::max<std::size_t>(16, std::strtoull(v.c_str(), nullptr, 10));
+    else if (a == "--persistent")
+      cfg.persistent = v == "1";
     else if (a == "--confirm") {
-      if (v == "none") cfg.confirm = config::none;
-      else if (v == "window") cfg.confirm = config::window;
-      else if (v == "each") cfg.confirm = config::each;
-      else die("--confirm none|window|each");
-    } else if (a == "--window") cfg.window_size = std::max<std::uint64_t>(1, std::strtoull(v.c_str(), nullptr, 10));
-    else if (a == "--rate") cfg.rate = std::atof(v.c_str());
-    else if (a == "--ack") cfg.manual_ack = v != "none";
-    else if (a == "--prefetch") cfg.prefetch = std::uint16_t(std::atoi(v.c_str()));
-    else if (a == "--queue") cfg.queue = v;
-    else if (a == "--warmup") cfg.warmup = std::atof(v.c_str());
-    else die("unknown flag " + a);
+      if (v == "none")
+        cfg.confirm = config::none;
+      else if (v == "window")
+        cfg.confirm = config::window;
+      else if (v == "each")
+        cfg.confirm = config::each;
+      else
+        die("--confirm none|window|each");
+    } else if (a == "--window")
+      cfg.window_size = std::max<std::uint64_t>(1, std::strtoull(v.c_str(), nullptr, 10));
+    else if (a == "--rate")
+      cfg.rate = std::atof(v.c_str());
+    else if (a == "--ack")
+      cfg.manual_ack = v != "none";
+    else if (a == "--prefetch")
+      cfg.prefetch = std::uint16_t(std::atoi(v.c_str()));
+    else if (a == "--queue")
+      cfg.queue = v;
+    else if (a == "--warmup")
+      cfg.warmup = std::atof(v.c_str());
+    else
+      die("unknown flag " + a);
   }
   if (cfg.queue.empty()) cfg.queue = "amqp_bare." + std::to_string(::getpid());
   if (cfg.warmup < 0) cfg.warmup = cfg.rate > 0 ? 1.0 : 0.0;
@@ -279,8 +300,10 @@ int main(int argc, char** argv) {
         // milliseconds, so a wait shorter than that returned at once and the publisher spun on
         // a core of the machine it measures. Each message carries its send time.
         const std::int64_t until = std::max(due, now + 1'500'000);
-        if (cfg.confirm == config::none) std::this_thread::sleep_for(std::chrono::nanoseconds(until - now));
-        else pump(pub, cf, until);  // read confirms while waiting
+        if (cfg.confirm == config::none)
+          std::this_thread::sleep_for(std::chrono::nanoseconds(until - now));
+        else
+          pump(pub, cf, until);  // read confirms while waiting
         continue;
       }
       max_lag_ns = std::max(max_lag_ns, now - due);
@@ -326,15 +349,20 @@ int main(int argc, char** argv) {
   std::printf("amqp_bare: size=%zu persistent=%d confirm=%s window=%llu rate=%.0f ack=%s prefetch=%u\n", cfg.size,
               int(cfg.persistent), cm, (unsigned long long)cfg.window_size, cfg.rate,
               cfg.manual_ack ? "manual" : "none", unsigned(cfg.prefetch));
-  std::printf("  published %llu in %.3f s = %.0f msgs/s (publisher side); confirmed %llu (nacked %llu) by %.3f s = %.0f msgs/s\n",
-              (unsigned long long)sent, pub_s, pub_s > 0 ? double(sent) / pub_s : 0.0, (unsigned long long)cf.acked,
-              (unsigned long long)cf.nacked, conf_s, cfg.confirm != config::none && conf_s > 0 ? double(cf.acked) / conf_s : 0.0);
-  std::printf("  consumed %llu (lost %lld, out of order %llu); end-to-end %.0f msgs/s (first publish -> last consume, %.3f s)\n",
-              (unsigned long long)cres.received, (long long)sent - (long long)cres.received,
-              (unsigned long long)cres.out_of_order, e2e_s > 0 ? double(cres.received) / e2e_s : 0.0, e2e_s);
-  std::printf("  latency publish->consume (%zu samples after %.1f s warm-up): p50 %u us, p99 %u us, max %u us; "
-              "publisher max lag behind schedule %.1f ms\n",
-              lat.size(), cfg.warmup, pct(lat, 0.50), pct(lat, 0.99), lat.empty() ? 0u : lat.back(),
-              double(max_lag_ns) / 1e6);
+  std::printf(
+      "  published %llu in %.3f s = %.0f msgs/s (publisher side); confirmed %llu (nacked %llu) by %.3f s = %.0f "
+      "msgs/s\n",
+      (unsigned long long)sent, pub_s, pub_s > 0 ? double(sent) / pub_s : 0.0, (unsigned long long)cf.acked,
+      (unsigned long long)cf.nacked, conf_s,
+      cfg.confirm != config::none && conf_s > 0 ? double(cf.acked) / conf_s : 0.0);
+  std::printf(
+      "  consumed %llu (lost %lld, out of order %llu); end-to-end %.0f msgs/s (first publish -> last consume, %.3f "
+      "s)\n",
+      (unsigned long long)cres.received, (long long)sent - (long long)cres.received,
+      (unsigned long long)cres.out_of_order, e2e_s > 0 ? double(cres.received) / e2e_s : 0.0, e2e_s);
+  std::printf(
+      "  latency publish->consume (%zu samples after %.1f s warm-up): p50 %u us, p99 %u us, max %u us; "
+      "publisher max lag behind schedule %.1f ms\n",
+      lat.size(), cfg.warmup, pct(lat, 0.50), pct(lat, 0.99), lat.empty() ? 0u : lat.back(), double(max_lag_ns) / 1e6);
   return cres.received == sent && cf.nacked == 0 ? 0 : 1;
 }

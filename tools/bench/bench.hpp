@@ -59,13 +59,13 @@ struct config {
   long cycles = 1000;
   double slow_share = 0.1;
   int slow_rcvbuf = 4096;
-  int payload = 0;          // extra bytes of padding in each published data
+  int payload = 0;  // extra bytes of padding in each published data
   double connect_timeout = 10;
-  double grace = 3;         // after the last publish, time for deliveries to arrive
+  double grace = 3;  // after the last publish, time for deliveries to arrive
   int api_conns = 4;
   int api_batch = 1;  // messages per POST /api/publish (> 1: a JSON array body)
   std::uint64_t seed = 42;
-  std::int64_t t0 = 0;      // run start (CLOCK_MONOTONIC ns), shared by all processes
+  std::int64_t t0 = 0;  // run start (CLOCK_MONOTONIC ns), shared by all processes
 };
 
 // Log-linear histogram of non-negative integers (µs): exact below 64, then 32 buckets per power
@@ -124,7 +124,7 @@ struct results {
   std::map<int, std::uint64_t> per_sec;      // deliveries per second since t0
   std::map<int, hist> per_sec_lat;           // latency per receive second since t0
   std::map<std::uint32_t, target_stat> targets;
-  std::vector<std::int64_t> slow_close_ms;   // when slow clients saw their connection end (since t0)
+  std::vector<std::int64_t> slow_close_ms;  // when slow clients saw their connection end (since t0)
 
   void add(const std::string& k, std::uint64_t v = 1) { cnt[k] += v; }
   void set_max(const std::string& k, std::int64_t v) {

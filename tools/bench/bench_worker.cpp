@@ -148,8 +148,7 @@ struct worker {
     return std::floor(double(i + 1) * cfg.slow_share) > std::floor(double(i) * cfg.slow_share);
   }
   const endpoint& endpoint_of(long i) const {
-    if (cfg.spread_members)
-      return cfg.targets[std::size_t(i / std::max(1L, cfg.rooms)) % cfg.targets.size()];
+    if (cfg.spread_members) return cfg.targets[std::size_t(i / std::max(1L, cfg.rooms)) % cfg.targets.size()];
     return cfg.targets[std::size_t(i) % cfg.targets.size()];
   }
   std::uint32_t target_of(long i) const {
@@ -198,8 +197,10 @@ struct worker {
     if (c->out.empty()) {
       const ssize_t n = ::send(c->fd, data.data(), data.size(), MSG_NOSIGNAL);
       if (n == ssize_t(data.size())) return;
-      if (n > 0) data.remove_prefix(std::size_t(n));
-      else if (errno != EAGAIN && errno != EWOULDBLOCK) return;  // the read side will see the error
+      if (n > 0)
+        data.remove_prefix(std::size_t(n));
+      else if (errno != EAGAIN && errno != EWOULDBLOCK)
+        return;  // the read side will see the error
     }
     c->out.append(data);
     if (!c->want_out) {
@@ -359,8 +360,10 @@ struct worker {
       return true;
     }
     if (p.size() >= 2 && p[0] == '4' && p[1] == '2') {  // event 42["message",{…}]
-      if (c->state == st::open) on_message(c, p, now);
-      else r.add("other_frames");
+      if (c->state == st::open)
+        on_message(c, p, now);
+      else
+        r.add("other_frames");
       return true;
     }
     if (p.size() >= 2 && p[0] == '4' && p[1] == '4') {  // connect_error
@@ -416,8 +419,10 @@ struct worker {
       return;
     }
     c->seen[w] |= bit;
-    if (s < c->max_s) r.add("reordered");
-    else c->max_s = s;
+    if (s < c->max_s)
+      r.add("reordered");
+    else
+      c->max_s = s;
     const std::int64_t lat = (now - t) / 1000;
     r.add("received");
     r.targets[c->target].received++;
@@ -465,7 +470,8 @@ struct worker {
           on_message(c, p, now);
         }
       } else if (f.opcode == 8) {
-        const int code = p.size() >= 2 ? (static_cast<unsigned char>(p[0]) << 8) | static_cast<unsigned char>(p[1]) : 1005;
+        const int code =
+            p.size() >= 2 ? (static_cast<unsigned char>(p[0]) << 8) | static_cast<unsigned char>(p[1]) : 1005;
         if (c->state == st::closing) {
           if (is_churn()) {
             r.add("churn.closeframe");

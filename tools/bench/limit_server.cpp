@@ -223,7 +223,8 @@ struct shard {
           if (k == "data") data = v;
         });
         if (!ok || data.empty() || room.empty() == user.empty()) {
-          resp = http(400, "Bad Request", R"({"error":{"code":"bad_request","message":"need room or user, and data"}})");
+          resp =
+              http(400, "Bad Request", R"({"error":{"code":"bad_request","message":"need room or user, and data"}})");
         } else {
           publish(!user.empty(), user.empty() ? room : user, data);
           resp = http(200, "OK", R"({"ok":true})");
@@ -242,12 +243,14 @@ struct shard {
           resp = http(400, "Bad Request", R"({"error":{"code":"bad_request","message":"bad upgrade"}})", true);
           c->closing = true;
         } else {
-          resp = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                 "Sec-WebSocket-Accept: " + bench::ws_accept(key) + "\r\n\r\n";
+          resp =
+              "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+              "Sec-WebSocket-Accept: " +
+              bench::ws_accept(key) + "\r\n\r\n";
           c->room = seg[0];
           c->user = seg[2];
-          resp += bench::server_frame(1, R"({"type":"welcome","user":")" + c->user + R"(","rooms":[{"room":")" +
-                                             c->room + R"("}]})");
+          resp += bench::server_frame(
+              1, R"({"type":"welcome","user":")" + c->user + R"(","rooms":[{"room":")" + c->room + R"("}]})");
           upgrade = true;
         }
       } else {
@@ -397,10 +400,14 @@ int main(int argc, char** argv) {
       }
       return argv[++i];
     };
-    if (a == "--port") port = std::atoi(next());
-    else if (a == "--threads") threads = std::max(1, std::atoi(next()));
-    else if (a == "--max-seconds") max_seconds = std::atof(next());
-    else if (a == "--sndbuf") g_sndbuf = std::atoi(next());
+    if (a == "--port")
+      port = std::atoi(next());
+    else if (a == "--threads")
+      threads = std::max(1, std::atoi(next()));
+    else if (a == "--max-seconds")
+      max_seconds = std::atof(next());
+    else if (a == "--sndbuf")
+      g_sndbuf = std::atoi(next());
     else {
       std::fprintf(stderr, "usage: limit-server [--port P] [--threads N] [--sndbuf BYTES] [--max-seconds S]\n");
       return a == "--help" || a == "-h" ? 0 : 2;
@@ -411,7 +418,7 @@ int main(int argc, char** argv) {
   rl.rlim_cur = rl.rlim_max;
   setrlimit(RLIMIT_NOFILE, &rl);
   std::signal(SIGPIPE, SIG_IGN);
-  struct sigaction sa{};
+  struct sigaction sa {};
   sa.sa_handler = [](int) { g_stop = true; };
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);

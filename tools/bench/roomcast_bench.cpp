@@ -70,13 +70,16 @@ const char* usage =
     "  MODE: surge | hold | fanout | churn | slow | user\n"
     "  --target H:P[,H:P…]   WebSocket targets (round-robin)      --api H:P   publish target (default first target)\n"
     "  --connections N       surge/hold                            --concurrency N  connects in flight (default 1000)\n"
-    "  --hold S              surge: hold time (10)                 --rate R    hold: connects/s; fanout/slow: msgs/s per room; user: msgs/s\n"
+    "  --hold S              surge: hold time (10)                 --rate R    hold: connects/s; fanout/slow: msgs/s "
+    "per room; user: msgs/s\n"
     "  --duration S          hold: hold time; fanout/slow/user: publish time (10)\n"
     "  --rooms R --members M fanout/slow (members per room)        --users U   user mode\n"
     "  --cycles N            churn                                  --slow-share F (0.1)  --slow-rcvbuf B (4096)\n"
-    "  --payload B           padding bytes in each message's data   --grace S   wait for deliveries after publishing (3)\n"
+    "  --payload B           padding bytes in each message's data   --grace S   wait for deliveries after publishing "
+    "(3)\n"
     "  --flavor F            roomcast (default; also limit-server) | socketio (Engine.IO v4 over WebSocket,\n"
-    "                        tools/bench/socketio) | nchan (nginx + Nchan, tools/bench/nchan): URL, handshake and publish request\n"
+    "                        tools/bench/socketio) | nchan (nginx + Nchan, tools/bench/nchan): URL, handshake and "
+    "publish request\n"
     "  --path-template T     default /demo/websocket/{room}/STU/{user}/{token}/pc  ({role} {platform} also replaced);\n"
     "                        socketio: /socket.io/?EIO=4&transport=websocket&room={room}; nchan: /sub/{room}\n"
     "  --target-spread S     index (default: connection i -> target i % T) | members (i -> (i / rooms) % T:\n"
@@ -96,9 +99,9 @@ config parse_args(int argc, char** argv) {
     std::fputs(usage, stdout);
     std::exit(0);
   }
-  static const std::map<std::string, mode> modes = {{"surge", mode::surge}, {"hold", mode::hold},
+  static const std::map<std::string, mode> modes = {{"surge", mode::surge},   {"hold", mode::hold},
                                                     {"fanout", mode::fanout}, {"churn", mode::churn},
-                                                    {"slow", mode::slow},   {"user", mode::user}};
+                                                    {"slow", mode::slow},     {"user", mode::user}};
   auto it = modes.find(c.mode_name);
   if (it == modes.end()) die("unknown mode '" + c.mode_name + "'\n" + usage);
   c.m = it->second;
@@ -114,54 +117,86 @@ config parse_args(int argc, char** argv) {
     const std::string v = argv[++i];
     if (a == "--target") {
       for (auto& t : split(v, ',')) c.targets.push_back(parse_endpoint(t));
-    } else if (a == "--api") api = v;
+    } else if (a == "--api")
+      api = v;
     else if (a == "--path-template") {
       c.path_template = v;
       path_given = true;
     } else if (a == "--flavor") {
       c.flavor_name = v;
-      if (v == "roomcast") c.fl = flavor::roomcast;
-      else if (v == "socketio") c.fl = flavor::socketio;
-      else if (v == "nchan") c.fl = flavor::nchan;
-      else die("unknown flavor '" + v + "' (roomcast | socketio | nchan)");
+      if (v == "roomcast")
+        c.fl = flavor::roomcast;
+      else if (v == "socketio")
+        c.fl = flavor::socketio;
+      else if (v == "nchan")
+        c.fl = flavor::nchan;
+      else
+        die("unknown flavor '" + v + "' (roomcast | socketio | nchan)");
     } else if (a == "--target-spread") {
-      if (v == "members") c.spread_members = true;
-      else if (v != "index") die("--target-spread: index | members");
-    }
-    else if (a == "--token") c.token = v;
-    else if (a == "--role") c.role = v;
-    else if (a == "--platform") c.platform = v;
-    else if (a == "--api-key") c.api_key = v;
+      if (v == "members")
+        c.spread_members = true;
+      else if (v != "index")
+        die("--target-spread: index | members");
+    } else if (a == "--token")
+      c.token = v;
+    else if (a == "--role")
+      c.role = v;
+    else if (a == "--platform")
+      c.platform = v;
+    else if (a == "--api-key")
+      c.api_key = v;
     else if (a == "--sources") {
       for (auto& s : split(v, ',')) {
         in_addr ad{};
         if (inet_pton(AF_INET, s.c_str(), &ad) != 1) die("bad source address " + s);
         c.sources.push_back(ad);
       }
-    } else if (a == "--workers") c.workers = std::max(1, std::atoi(v.c_str()));
+    } else if (a == "--workers")
+      c.workers = std::max(1, std::atoi(v.c_str()));
     else if (a == "--server-pid") {
       for (auto& p : split(v, ',')) c.server_pids.push_back(std::atoi(p.c_str()));
-    } else if (a == "--json") c.json_file = v;
-    else if (a == "--plot") c.plot_file = v;
-    else if (a == "--timeout") c.timeout = std::atof(v.c_str());
-    else if (a == "--connections" || a == "-n") c.connections = std::atol(v.c_str());
-    else if (a == "--concurrency") c.concurrency = std::max(1L, std::atol(v.c_str()));
-    else if (a == "--hold") c.hold = std::atof(v.c_str());
-    else if (a == "--rate") c.rate = std::atof(v.c_str());
-    else if (a == "--duration") c.duration = std::atof(v.c_str());
-    else if (a == "--rooms") c.rooms = std::max(1L, std::atol(v.c_str()));
-    else if (a == "--members") c.members = std::atol(v.c_str());
-    else if (a == "--users") c.users = std::atol(v.c_str());
-    else if (a == "--cycles") c.cycles = std::atol(v.c_str());
-    else if (a == "--slow-share") c.slow_share = std::atof(v.c_str());
-    else if (a == "--slow-rcvbuf") c.slow_rcvbuf = std::atoi(v.c_str());
-    else if (a == "--payload") c.payload = std::max(0, std::atoi(v.c_str()));
-    else if (a == "--connect-timeout") c.connect_timeout = std::atof(v.c_str());
-    else if (a == "--grace") c.grace = std::atof(v.c_str());
-    else if (a == "--api-conns") c.api_conns = std::max(1, std::atoi(v.c_str()));
-    else if (a == "--api-batch") c.api_batch = std::max(1, std::atoi(v.c_str()));
-    else if (a == "--seed") c.seed = std::strtoull(v.c_str(), nullptr, 10);
-    else die("unknown flag " + a + "\n" + usage);
+    } else if (a == "--json")
+      c.json_file = v;
+    else if (a == "--plot")
+      c.plot_file = v;
+    else if (a == "--timeout")
+      c.timeout = std::atof(v.c_str());
+    else if (a == "--connections" || a == "-n")
+      c.connections = std::atol(v.c_str());
+    else if (a == "--concurrency")
+      c.concurrency = std::max(1L, std::atol(v.c_str()));
+    else if (a == "--hold")
+      c.hold = std::atof(v.c_str());
+    else if (a == "--rate")
+      c.rate = std::atof(v.c_str());
+    else if (a == "--duration")
+      c.duration = std::atof(v.c_str());
+    else if (a == "--rooms")
+      c.rooms = std::max(1L, std::atol(v.c_str()));
+    else if (a == "--members")
+      c.members = std::atol(v.c_str());
+    else if (a == "--users")
+      c.users = std::atol(v.c_str());
+    else if (a == "--cycles")
+      c.cycles = std::atol(v.c_str());
+    else if (a == "--slow-share")
+      c.slow_share = std::atof(v.c_str());
+    else if (a == "--slow-rcvbuf")
+      c.slow_rcvbuf = std::atoi(v.c_str());
+    else if (a == "--payload")
+      c.payload = std::max(0, std::atoi(v.c_str()));
+    else if (a == "--connect-timeout")
+      c.connect_timeout = std::atof(v.c_str());
+    else if (a == "--grace")
+      c.grace = std::atof(v.c_str());
+    else if (a == "--api-conns")
+      c.api_conns = std::max(1, std::atoi(v.c_str()));
+    else if (a == "--api-batch")
+      c.api_batch = std::max(1, std::atoi(v.c_str()));
+    else if (a == "--seed")
+      c.seed = std::strtoull(v.c_str(), nullptr, 10);
+    else
+      die("unknown flag " + a + "\n" + usage);
   }
   if (c.targets.empty()) die("--target is required");
   if (!path_given && c.fl == flavor::socketio) c.path_template = "/socket.io/?EIO=4&transport=websocket&room={room}";
@@ -223,8 +258,8 @@ struct api_conn {
   bool busy = false;
   std::string in, out;
   std::int64_t sent_ns = 0;
-  std::vector<std::uint32_t> targets;          // in the request in flight
-  std::string pending;                         // batch mode: items waiting for the connection
+  std::vector<std::uint32_t> targets;  // in the request in flight
+  std::string pending;                 // batch mode: items waiting for the connection
   std::vector<std::uint32_t> pending_targets;
 };
 
@@ -304,10 +339,14 @@ struct parent {
     while ((nl = k.buf.find('\n', pos)) != std::string::npos) {
       const std::string line = k.buf.substr(pos, nl - pos);
       pos = nl + 1;
-      if (line == "READY" || line == "DONE") k.ready = true;
-      else if (line == "RESULT") k.result_started = true;
-      else if (line == "END") k.done = true;
-      else if (k.result_started && !k.done) agg.parse_line(line);
+      if (line == "READY" || line == "DONE")
+        k.ready = true;
+      else if (line == "RESULT")
+        k.result_started = true;
+      else if (line == "END")
+        k.done = true;
+      else if (k.result_started && !k.done)
+        agg.parse_line(line);
     }
     k.buf.erase(0, pos);
     if (eof) {
@@ -341,7 +380,9 @@ struct parent {
     }
   }
 
-  std::string padding() const { return cfg.payload > 0 ? R"(,"p":")" + std::string(std::size_t(cfg.payload), 'x') + '"' : ""; }
+  std::string padding() const {
+    return cfg.payload > 0 ? R"(,"p":")" + std::string(std::size_t(cfg.payload), 'x') + '"' : "";
+  }
 
   // Target of the next publish; each target is pinned to one API connection (target % conns) so
   // that a target's messages are sent one after the other and any reordering is the server's.
@@ -353,7 +394,8 @@ struct parent {
   void publish_one(api_conn& a, std::uint32_t target, std::int64_t scheduled) {
     const std::uint64_t s = seq[target]++;
     const std::int64_t now = now_ns();
-    publish_lag_max_us = std::max<std::uint64_t>(publish_lag_max_us, std::uint64_t(std::max<std::int64_t>(0, now - scheduled) / 1000));
+    publish_lag_max_us =
+        std::max<std::uint64_t>(publish_lag_max_us, std::uint64_t(std::max<std::int64_t>(0, now - scheduled) / 1000));
     static const std::string pad = padding();
     if (cfg.fl == flavor::nchan) {  // POST /pub/<room>, the data object is the body
       ++published_sent;
@@ -363,7 +405,8 @@ struct parent {
       return;
     }
     std::string body = cfg.m == mode::user ? R"({"user":"u)" : R"({"room":"r)";
-    body += std::to_string(target) + R"(","data":{"t":)" + std::to_string(now) + R"(,"s":)" + std::to_string(s) + pad + "}}";
+    body += std::to_string(target) + R"(","data":{"t":)" + std::to_string(now) + R"(,"s":)" + std::to_string(s) + pad +
+            "}}";
     ++published_sent;
     if (cfg.api_batch == 1) {
       a.targets.assign(1, target);
@@ -391,8 +434,10 @@ struct parent {
       // The end of item `take`: items are the bench's own objects (no braces inside strings).
       std::size_t pos = 1, depth = 0, items = 0;
       for (; pos < a.pending.size() && items < take; ++pos) {
-        if (a.pending[pos] == '{') ++depth;
-        else if (a.pending[pos] == '}' && --depth == 0) ++items;
+        if (a.pending[pos] == '{')
+          ++depth;
+        else if (a.pending[pos] == '}' && --depth == 0)
+          ++items;
       }
       body = a.pending.substr(0, pos) + "]";
       a.pending = "[" + a.pending.substr(pos + 1);
@@ -413,9 +458,12 @@ struct parent {
     std::size_t off = 0;
     for (int tries = 0; off < req.size() && tries < 1000; ++tries) {
       const ssize_t n = ::send(a.fd, req.data() + off, req.size() - off, MSG_NOSIGNAL);
-      if (n > 0) off += std::size_t(n);
-      else if (n < 0 && errno != EAGAIN && errno != EINTR) break;
-      else usleep(100);
+      if (n > 0)
+        off += std::size_t(n);
+      else if (n < 0 && errno != EAGAIN && errno != EINTR)
+        break;
+      else
+        usleep(100);
     }
     if (off < req.size()) {
       ++api_errors;
@@ -479,8 +527,10 @@ struct parent {
       const int n = epoll_wait(ep, evs.data(), int(evs.size()), std::max(0, wait_ms));
       for (int i = 0; i < n; ++i) {
         const std::uint64_t u = evs[std::size_t(i)].data.u64;
-        if (u >> 32) on_api(api[std::size_t(u & 0xffffffff)]);
-        else on_child(kids[std::size_t(u)]);
+        if (u >> 32)
+          on_api(api[std::size_t(u & 0xffffffff)]);
+        else
+          on_child(kids[std::size_t(u)]);
       }
     }
   }
@@ -522,11 +572,13 @@ struct parent {
     loop([&] { return k >= total; }, end + 1'000'000'000, tick);
     publish_dropped = total - k;
     // wait for outstanding responses, then for the deliveries
-    loop([&] {
-      for (auto& a : api)
-        if ((a.busy || !a.pending_targets.empty()) && a.fd >= 0) return false;
-      return true;
-    }, now_ns() + std::int64_t(5'000'000'000));
+    loop(
+        [&] {
+          for (auto& a : api)
+            if ((a.busy || !a.pending_targets.empty()) && a.fd >= 0) return false;
+          return true;
+        },
+        now_ns() + std::int64_t(5'000'000'000));
     pub_end = now_ns();
     loop([] { return false; }, pub_end + std::int64_t(cfg.grace * 1e9));
     s_pub_end = sample_servers(cfg.server_pids);
@@ -551,8 +603,12 @@ struct parent {
     all_open_ns = now_ns() - cfg.t0;
     s_open = sample_servers(cfg.server_pids);
     sample();
-    if (cfg.m == mode::surge) loop([] { return false; }, std::min(now_ns() + std::int64_t(cfg.hold * 1e9), deadline - std::int64_t(3'000'000'000)));
-    if (cfg.m == mode::hold) loop([] { return false; }, std::min(now_ns() + std::int64_t(cfg.duration * 1e9), deadline - std::int64_t(3'000'000'000)));
+    if (cfg.m == mode::surge)
+      loop([] { return false; },
+           std::min(now_ns() + std::int64_t(cfg.hold * 1e9), deadline - std::int64_t(3'000'000'000)));
+    if (cfg.m == mode::hold)
+      loop([] { return false; },
+           std::min(now_ns() + std::int64_t(cfg.duration * 1e9), deadline - std::int64_t(3'000'000'000)));
     if (cfg.m == mode::fanout || cfg.m == mode::slow || cfg.m == mode::user) publish_phase();
     for (auto& k : kids) {
       [[maybe_unused]] auto n = ::write(k.ctl, "S", 1);
@@ -586,7 +642,9 @@ struct parent {
     return b;
   }
   void put(const std::string& k, double v, int prec = 0) { rows.push_back({k, num(v, prec), num(v, prec)}); }
-  void put_raw(const std::string& k, const std::string& json, const std::string& text) { rows.push_back({k, json, text}); }
+  void put_raw(const std::string& k, const std::string& json, const std::string& text) {
+    rows.push_back({k, json, text});
+  }
 
   int report() {
     const auto& c = agg.cnt;
@@ -676,9 +734,12 @@ struct parent {
           const std::uint64_t mem = agg.targets.count(t) ? agg.targets[t].open : 0;
           const std::uint64_t rec = agg.targets.count(t) ? agg.targets[t].received : 0;
           const std::uint64_t exp = (published_ok.count(t) ? published_ok[t] : 0) * mem;
-          rj += (rj.empty() ? "" : ",") + ("{\"room\":\"r" + std::to_string(r) + "\",\"members\":" + std::to_string(mem) +
-                                           ",\"expected\":" + std::to_string(exp) + ",\"received\":" + std::to_string(rec) + "}");
-          if (exp != rec) rt += (rt.empty() ? "" : " ") + ("r" + std::to_string(r) + ":" + std::to_string(rec) + "/" + std::to_string(exp));
+          rj += (rj.empty() ? "" : ",") +
+                ("{\"room\":\"r" + std::to_string(r) + "\",\"members\":" + std::to_string(mem) +
+                 ",\"expected\":" + std::to_string(exp) + ",\"received\":" + std::to_string(rec) + "}");
+          if (exp != rec)
+            rt += (rt.empty() ? "" : " ") +
+                  ("r" + std::to_string(r) + ":" + std::to_string(rec) + "/" + std::to_string(exp));
         }
         put_raw("rooms", "[" + rj + "]", rt.empty() ? "all rooms complete" : rt);
       }
@@ -706,7 +767,8 @@ struct parent {
       auto v = agg.slow_close_ms;
       std::sort(v.begin(), v.end());
       const double ps = double(pub_start - cfg.t0) / 1e6;
-      put("slow_end_times_known", double(v.size()));  // RDHUP/reset seen live, else: publish time of the last message the slow client got before its end
+      put("slow_end_times_known", double(v.size()));  // RDHUP/reset seen live, else: publish time of the last message
+                                                      // the slow client got before its end
       if (!v.empty()) {
         put("slow_end_first_s_after_publish_start", (double(v.front()) - ps) / 1e3, 2);
         put("slow_end_median_s_after_publish_start", (double(v[v.size() / 2]) - ps) / 1e3, 2);
@@ -752,8 +814,9 @@ struct parent {
     bool first = true;
     for (auto& [s, n] : agg.per_sec) {
       const hist& h = agg.per_sec_lat[s];
-      j += std::string(first ? "" : ",") + "\n    {\"t\":" + num(double(s) - ps, 0) + ",\"deliveries\":" + std::to_string(n) +
-           ",\"p50_us\":" + std::to_string(h.pct(0.5)) + ",\"p99_us\":" + std::to_string(h.pct(0.99)) + "}";
+      j += std::string(first ? "" : ",") + "\n    {\"t\":" + num(double(s) - ps, 0) +
+           ",\"deliveries\":" + std::to_string(n) + ",\"p50_us\":" + std::to_string(h.pct(0.5)) +
+           ",\"p99_us\":" + std::to_string(h.pct(0.99)) + "}";
       first = false;
     }
     j += "],\n  \"server_rss_series\": [";
@@ -771,7 +834,9 @@ struct parent {
     const double ps = double(pub_start - cfg.t0) / 1e9;
     std::vector<std::tuple<double, double, double>> pts;
     for (auto& [s, h] : agg.per_sec_lat)
-      if (h.n) pts.emplace_back(double(s) - ps, double(std::max<std::int64_t>(1, h.pct(0.5))), double(std::max<std::int64_t>(1, h.pct(0.99))));
+      if (h.n)
+        pts.emplace_back(double(s) - ps, double(std::max<std::int64_t>(1, h.pct(0.5))),
+                         double(std::max<std::int64_t>(1, h.pct(0.99))));
     const double W = 800, H = 400, L = 70, R = 20, T = 30, B = 50;
     double xmin = 0, xmax = 1, ymin = 1e9, ymax = 10;
     for (auto& [x, a, b] : pts) {
@@ -783,22 +848,31 @@ struct parent {
     const double lmin = std::floor(std::log10(std::min(ymin, ymax))), lmax = std::ceil(std::log10(ymax));
     auto X = [&](double x) { return L + (x - xmin) / (xmax - xmin) * (W - L - R); };
     auto Y = [&](double y) { return H - B - (std::log10(y) - lmin) / std::max(1.0, lmax - lmin) * (H - T - B); };
-    std::string s = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"800\" height=\"400\" font-family=\"sans-serif\" font-size=\"12\">\n"
-                    "<rect width=\"800\" height=\"400\" fill=\"white\"/>\n";
-    s += "<text x=\"400\" y=\"18\" text-anchor=\"middle\">roomcast-bench " + cfg.mode_name + ": end-to-end latency per second (µs, log scale)</text>\n";
+    std::string s =
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"800\" height=\"400\" font-family=\"sans-serif\" "
+        "font-size=\"12\">\n"
+        "<rect width=\"800\" height=\"400\" fill=\"white\"/>\n";
+    s += "<text x=\"400\" y=\"18\" text-anchor=\"middle\">roomcast-bench " + cfg.mode_name +
+         ": end-to-end latency per second (µs, log scale)</text>\n";
     for (double l = lmin; l <= lmax; l += 1) {
       const double y = Y(std::pow(10, l));
-      s += "<line x1=\"" + num(L) + "\" x2=\"" + num(W - R) + "\" y1=\"" + num(y, 1) + "\" y2=\"" + num(y, 1) + "\" stroke=\"#ddd\"/>";
-      s += "<text x=\"" + num(L - 5) + "\" y=\"" + num(y + 4, 1) + "\" text-anchor=\"end\">" + num(std::pow(10, l)) + "</text>\n";
+      s += "<line x1=\"" + num(L) + "\" x2=\"" + num(W - R) + "\" y1=\"" + num(y, 1) + "\" y2=\"" + num(y, 1) +
+           "\" stroke=\"#ddd\"/>";
+      s += "<text x=\"" + num(L - 5) + "\" y=\"" + num(y + 4, 1) + "\" text-anchor=\"end\">" + num(std::pow(10, l)) +
+           "</text>\n";
     }
     const double step = std::max(1.0, std::ceil((xmax - xmin) / 10));
     for (double x = std::ceil(xmin); x <= xmax; x += step)
-      s += "<text x=\"" + num(X(x), 1) + "\" y=\"" + num(H - B + 18) + "\" text-anchor=\"middle\">" + num(x) + "</text>\n";
+      s += "<text x=\"" + num(X(x), 1) + "\" y=\"" + num(H - B + 18) + "\" text-anchor=\"middle\">" + num(x) +
+           "</text>\n";
     s += "<text x=\"400\" y=\"" + num(H - 10) + "\" text-anchor=\"middle\">seconds since publishing started</text>\n";
-    s += "<line x1=\"" + num(L) + "\" x2=\"" + num(L) + "\" y1=\"" + num(T) + "\" y2=\"" + num(H - B) + "\" stroke=\"black\"/>";
-    s += "<line x1=\"" + num(L) + "\" x2=\"" + num(W - R) + "\" y1=\"" + num(H - B) + "\" y2=\"" + num(H - B) + "\" stroke=\"black\"/>\n";
+    s += "<line x1=\"" + num(L) + "\" x2=\"" + num(L) + "\" y1=\"" + num(T) + "\" y2=\"" + num(H - B) +
+         "\" stroke=\"black\"/>";
+    s += "<line x1=\"" + num(L) + "\" x2=\"" + num(W - R) + "\" y1=\"" + num(H - B) + "\" y2=\"" + num(H - B) +
+         "\" stroke=\"black\"/>\n";
     for (int which = 0; which < 2; ++which) {
-      s += std::string("<polyline fill=\"none\" stroke=\"") + (which ? "#d62728" : "#1f77b4") + "\" stroke-width=\"2\" points=\"";
+      s += std::string("<polyline fill=\"none\" stroke=\"") + (which ? "#d62728" : "#1f77b4") +
+           "\" stroke-width=\"2\" points=\"";
       for (auto& [x, a, b] : pts) s += num(X(x + 0.5), 1) + "," + num(Y(which ? b : a), 1) + " ";
       s += "\"/>\n";
     }

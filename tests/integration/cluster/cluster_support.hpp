@@ -45,7 +45,7 @@ using namespace std::chrono_literals;
 // ---------------------------------------------------------------- shell helpers
 
 struct command_result {
-  int status = -1;  // exit code
+  int status = -1;     // exit code
   std::string output;  // stdout + stderr
 };
 
@@ -65,8 +65,10 @@ inline command_result run_command(const std::string& command) {
 inline std::string shell_quote(const std::string& s) {
   std::string q = "'";
   for (char c : s) {
-    if (c == '\'') q += "'\\''";
-    else q += c;
+    if (c == '\'')
+      q += "'\\''";
+    else
+      q += c;
   }
   return q + "'";
 }
@@ -224,16 +226,16 @@ class nginx_server {
 // ---------------------------------------------------------------- nodes
 
 struct cluster_options {
-  std::string prefix;             // --rabbitmq-prefix
-  std::string amqp;               // --rabbitmq-uris
-  std::string redis;              // --redis-address; empty = --registry local
+  std::string prefix;              // --rabbitmq-prefix
+  std::string amqp;                // --rabbitmq-uris
+  std::string redis;               // --redis-address; empty = --registry local
   std::vector<std::string> extra;  // more flags
 };
 
 // Flags of one cluster node (node_process adds --listen-address and --port).
 inline std::vector<std::string> cluster_args(const std::string& node_id, const cluster_options& o) {
-  std::vector<std::string> a{"--node-id", node_id, "--threads", "2", "--bus", "rabbitmq", "--rabbitmq-uris",
-                             o.amqp, "--rabbitmq-prefix", o.prefix, "--unbind-grace", "200ms",
+  std::vector<std::string> a{"--node-id", node_id, "--threads", "2", "--bus", "rabbitmq", "--rabbitmq-uris", o.amqp,
+                             "--rabbitmq-prefix", o.prefix, "--unbind-grace", "200ms",
                              // the shared broker keeps no queue of a killed test node for long
                              "--rabbitmq-queue-expires", "60s"};
   if (o.redis.empty()) {
@@ -290,9 +292,7 @@ inline double metric_value(std::uint16_t port, const std::string& name) {
   return -1;
 }
 
-inline std::int64_t stat_int(std::uint16_t port, const std::string& key) {
-  return json_int(get_stats(port), key);
-}
+inline std::int64_t stat_int(std::uint16_t port, const std::string& key) { return json_int(get_stats(port), key); }
 
 // Waits until the node's queue has at least `n` room bindings (binds are counted after bind-ok).
 inline bool wait_room_binds(std::uint16_t port, double n, std::chrono::milliseconds timeout = 10s) {

@@ -158,7 +158,8 @@ std::string sequence_problems(const std::vector<std::int64_t>& got) {
 // start+1 .. start+total, each once, in order, and the message with seq s must be the one the
 // backend published (n = s - start - 1: it publishes one after another, so the room numbers its
 // messages in the order of n).
-std::string seq_problems(std::int64_t start, const std::vector<std::int64_t>& seqs, const std::vector<std::int64_t>& ns) {
+std::string seq_problems(std::int64_t start, const std::vector<std::int64_t>& seqs,
+                         const std::vector<std::int64_t>& ns) {
   if (start < 0) return "the welcome carried no seq for the room";
   std::string out;
   int shown = 0;
@@ -222,7 +223,7 @@ TEST(cluster_broker_restart, nothing_is_lost_or_duplicated_across_a_broker_resta
   std::mutex answers_mu;
   std::map<unsigned, int> answers;  // status -> count (0 = transport error or timeout)
   std::string refused;              // the first few non-200/202 answers
-  std::jthread backend([&] {  // joined below; also on an early exit
+  std::jthread backend([&] {        // joined below; also on an early exit
     const auto start = std::chrono::steady_clock::now();
     for (int i = 0; i < total_messages; ++i) {
       std::this_thread::sleep_until(start + i * publish_interval);

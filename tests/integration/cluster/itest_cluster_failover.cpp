@@ -121,11 +121,9 @@ TEST_F(cluster_failover, client_reconnects_to_a_survivor_and_the_dead_node_is_re
   // The survivors reap the dead node: the room lists only live sessions (2 observers + the roamer).
   const std::set<std::string> live_users{"obs" + std::to_string(survivor),
                                          "obs" + std::to_string((dead + 2) % nodes_.size()), "roamer" + tok};
-  auto after = poll_json(nodes_[survivor].port(), "/api/rooms/" + room,
-                         [&](const json::value& j) {
-                           return json_int(j, "online") == 3 && string_set(j, "users") == live_users;
-                         },
-                         8s);
+  auto after = poll_json(
+      nodes_[survivor].port(), "/api/rooms/" + room,
+      [&](const json::value& j) { return json_int(j, "online") == 3 && string_set(j, "users") == live_users; }, 8s);
   const auto reaped_after =
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - killed_at);
   EXPECT_EQ(json_int(after, "online"), 3) << json::serialize(after);

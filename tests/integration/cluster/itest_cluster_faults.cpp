@@ -84,10 +84,13 @@ TEST(cluster_faults, killed_nodes_queue_expires_and_its_sessions_are_reaped) {
       [&](const json::value& j) { return json_int(j, "online") == 1 && string_set(j, "users") == live; }, 10s);
   EXPECT_EQ(json_int(room_after, "online"), 1) << json::serialize(room_after);
   EXPECT_EQ(string_set(room_after, "users"), live) << json::serialize(room_after);
-  auto user_after = poll_json(keep, "/api/users/" + vuser, [](const json::value& j) {
-    const auto* s = json_find(j, "sessions");
-    return s && s->is_array() && s->get_array().empty();
-  }, 10s - since_kill());
+  auto user_after = poll_json(
+      keep, "/api/users/" + vuser,
+      [](const json::value& j) {
+        const auto* s = json_find(j, "sessions");
+        return s && s->is_array() && s->get_array().empty();
+      },
+      10s - since_kill());
   const auto* sessions = json_find(user_after, "sessions");
   EXPECT_TRUE(sessions && sessions->is_array() && sessions->get_array().empty())
       << "the killed node's session is still listed " << since_kill().count()
@@ -160,8 +163,7 @@ TEST(cluster_faults, same_envelope_twice_is_delivered_once) {
       << "bus_duplicates did not go up: " << stats_summary(port);
   EXPECT_EQ(stat_int(port, "bus_duplicates"), dups_before + 1) << stats_summary(port);
   auto rest = collect(m, 500ms);
-  for (const auto& x : rest)
-    EXPECT_NE(json_string(x, "id"), id) << "delivered twice: " << dump(rest);
+  for (const auto& x : rest) EXPECT_NE(json_string(x, "id"), id) << "delivered twice: " << dump(rest);
   dump_on_failure(nodes);
 }
 
@@ -195,9 +197,10 @@ TEST(cluster_faults, wrong_broker_credentials_keep_the_node_up_but_not_ready) {
   nodes.push_back(start_cluster_node("badpw", o));
   const auto port = nodes[0].port();
 
-  auto line = wait_for_output(*nodes[0].proc, [](const std::string& l) {
-    return contains_ci(l, "login") || l.find("ACCESS_REFUSED") != std::string::npos;
-  }, 10s);
+  auto line = wait_for_output(
+      *nodes[0].proc,
+      [](const std::string& l) { return contains_ci(l, "login") || l.find("ACCESS_REFUSED") != std::string::npos; },
+      10s);
   EXPECT_FALSE(line.empty()) << "no log line mentions the failed login within 10 s";
   if (!line.empty()) std::cout << "[ INFO     ] log: " << line << "\n";
 
@@ -228,9 +231,12 @@ TEST(cluster_faults, redis_down_at_start_keeps_the_node_ready_and_logs_it) {
     EXPECT_EQ(json_string(v, "registry"), "down") << r.body;
     EXPECT_EQ(json_string(v, "bus"), "up") << r.body;
   }
-  auto line = wait_for_output(*nodes[0].proc, [](const std::string& l) {
-    return contains_ci(l, "registry") && contains_ci(l, "redis") && contains_ci(l, "unreachable");
-  }, 5s);
+  auto line = wait_for_output(
+      *nodes[0].proc,
+      [](const std::string& l) {
+        return contains_ci(l, "registry") && contains_ci(l, "redis") && contains_ci(l, "unreachable");
+      },
+      5s);
   EXPECT_FALSE(line.empty()) << "no log line says the registry's redis is unreachable";
   if (!line.empty()) std::cout << "[ INFO     ] log: " << line << "\n";
   // The registry logs it once per outage, not once per retry (other Redis users log their own line).

@@ -25,7 +25,9 @@ void dump_on_failure(const std::vector<cluster_node>& nodes) {
 
 TEST(cluster_outage, broker_unreachable_buffers_publishes_then_refuses) {
   const auto dead_port = script_free_port();
-  cluster_options o{unique_prefix(), "amqp://guest:guest@127.0.0.1:" + std::to_string(dead_port) + "/", {},
+  cluster_options o{unique_prefix(),
+                    "amqp://guest:guest@127.0.0.1:" + std::to_string(dead_port) + "/",
+                    {},
                     {"--outage-buffer-messages", "3"}};
   std::vector<cluster_node> nodes;
   nodes.push_back(start_cluster_node("down0", o));
@@ -150,8 +152,8 @@ TEST(cluster_outage, second_process_with_the_same_node_id_waits_instead_of_takin
   // The first node's queue and bindings are intact: its member still gets room messages.
   auto id = api_publish(p0, R"({"room":")" + room + R"(","data":"still here"})");
   std::vector<json::value> skipped;
-  EXPECT_TRUE(read_message_id(member, id, &skipped).has_value()) << "the first node lost its queue; got "
-                                                                 << dump(skipped);
+  EXPECT_TRUE(read_message_id(member, id, &skipped).has_value())
+      << "the first node lost its queue; got " << dump(skipped);
 
   // Once the first process is gone, the second takes the node_id over.
   nodes[0].proc->terminate();

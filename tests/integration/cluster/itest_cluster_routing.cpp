@@ -22,8 +22,7 @@ class cluster_routing : public ::testing::Test {
     try {
       redis_ = std::make_unique<redis_server>();
       cluster_options o{unique_prefix(), amqp_uri(), redis_->address(), {}};
-      for (std::size_t i = 0; i < node_count; ++i)
-        nodes_.push_back(start_cluster_node("n" + std::to_string(i), o));
+      for (std::size_t i = 0; i < node_count; ++i) nodes_.push_back(start_cluster_node("n" + std::to_string(i), o));
       for (auto& n : nodes_) {
         auto r = wait_ready(n.port());
         if (r.status != 200) throw std::runtime_error("node " + n.id + " not ready: " + r.body);
@@ -61,8 +60,9 @@ class cluster_routing : public ::testing::Test {
   // Waits until node i bound `rooms` more rooms than at the start of the test.
   void expect_bound(std::size_t i, int rooms) {
     EXPECT_TRUE(wait_room_binds(port(i), binds_base_.at(i) + rooms))
-        << "node " << id(i) << " did not bind " << rooms << " room(s); binds_total="
-        << metric_value(port(i), "roomcast_bus_room_binds_total") << " base=" << binds_base_.at(i);
+        << "node " << id(i) << " did not bind " << rooms
+        << " room(s); binds_total=" << metric_value(port(i), "roomcast_bus_room_binds_total")
+        << " base=" << binds_base_.at(i);
   }
   // Waits until the registry lists `n` sessions of `user`.
   json::value wait_user_sessions(const std::string& user, std::size_t n, std::size_t on = 0) {

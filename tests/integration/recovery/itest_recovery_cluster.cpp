@@ -103,8 +103,8 @@ class recovery_cluster : public ::testing::Test {
         const bool ok = diff.empty() && c->t.anomalies.empty() && c->t.gaps.empty();
         if (!ok && ++bad > 5) ADD_FAILURE() << what << ": " << c->describe() << ": " << diff;
         if (!ok && bad <= 5) {
-          ADD_FAILURE() << what << ": " << c->describe() << ": " << diff << "\n  anomalies: "
-                        << (c->t.anomalies.empty() ? std::string("none") : c->t.anomalies.front())
+          ADD_FAILURE() << what << ": " << c->describe() << ": " << diff
+                        << "\n  anomalies: " << (c->t.anomalies.empty() ? std::string("none") : c->t.anomalies.front())
                         << "\n  gaps: " << dump(c->t.gaps) << "\n  recovered: " << dump(c->t.recovered)
                         << "\n  recent frames:" << c->t.context();
         }
@@ -118,10 +118,10 @@ class recovery_cluster : public ::testing::Test {
         if (!n.proc || !n.proc->running()) continue;
         try {
           auto st = get_stats(n.port());
-          std::cerr << "  stats of " << n.id << ": gap_fills " << json_int(st, "gap_fills") << ", room_duplicates_dropped "
-                    << json_int(st, "room_duplicates_dropped") << ", recoveries " << json_int(st, "recoveries")
-                    << ", recovery_gaps " << json_int(st, "recovery_gaps") << ", gaps_unfilled "
-                    << cluster::metric_value(n.port(), "roomcast_gaps_unfilled_total") << "\n";
+          std::cerr << "  stats of " << n.id << ": gap_fills " << json_int(st, "gap_fills")
+                    << ", room_duplicates_dropped " << json_int(st, "room_duplicates_dropped") << ", recoveries "
+                    << json_int(st, "recoveries") << ", recovery_gaps " << json_int(st, "recovery_gaps")
+                    << ", gaps_unfilled " << cluster::metric_value(n.port(), "roomcast_gaps_unfilled_total") << "\n";
         } catch (const std::exception& e) {
           std::cerr << "  stats of " << n.id << ": " << e.what() << "\n";
         }
@@ -241,15 +241,14 @@ TEST_F(recovery_cluster, kill9_behind_nginx_clients_recover_every_seq) {
             return c->ws.is_open() && c->welcomed && c->nodes.back() != victim;
           });
         });
-        if (back)
-          all_back_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - killed_at).count();
+        if (back) all_back_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - killed_at).count();
         return back;
       },
       4000ms, 50ms);
   std::this_thread::sleep_until(killed_at + 4000ms);
   pub.stop();
-  std::cout << "[ INFO     ] publisher: " << pub.total_accepted() << " accepted in " << pub.run_seconds() << " s = "
-            << pub.achieved_rate() << " msgs/s (target " << rate * room_count << "), " << pub.skipped_ticks()
+  std::cout << "[ INFO     ] publisher: " << pub.total_accepted() << " accepted in " << pub.run_seconds()
+            << " s = " << pub.achieved_rate() << " msgs/s (target " << rate * room_count << "), " << pub.skipped_ticks()
             << " ticks skipped, publish took " << pub.mean_publish_ms() << " ms on average, "
             << pub.slowest_publish_ms() << " ms at most; victim's clients back in "
             << (all_back_s ? std::to_string(*all_back_s) + " s" : std::string("> 4 s")) << "\n";
@@ -271,8 +270,8 @@ TEST_F(recovery_cluster, kill9_behind_nginx_clients_recover_every_seq) {
         ++moved;
         EXPECT_GE(c->connects, 2) << c->describe();
         EXPECT_NE(c->nodes.back(), victim) << c->describe();
-        EXPECT_FALSE(c->t.recovered.empty()) << "reconnected without a recovered frame: " << c->describe()
-                                             << c->t.context();
+        EXPECT_FALSE(c->t.recovered.empty())
+            << "reconnected without a recovered frame: " << c->describe() << c->t.context();
       }
     return 0;
   });
@@ -325,8 +324,7 @@ TEST_F(recovery_cluster, flushall_starts_a_new_epoch_and_clients_get_a_gap) {
   start_nodes(2, redis.address());
   const std::string tok = random_token(5);
   std::vector<std::string> rooms{"cf" + tok + "a", "cf" + tok + "b"};
-  for (int i = 0; i < 8; ++i)
-    pool_->add(nodes_[i % 2].port(), rooms[(i / 2) % 2], "u" + tok + "-" + std::to_string(i));
+  for (int i = 0; i < 8; ++i) pool_->add(nodes_[i % 2].port(), rooms[(i / 2) % 2], "u" + tok + "-" + std::to_string(i));
   connect_pool(rooms, nodes_[0].port());
   if (HasFatalFailure()) return;
 
@@ -357,8 +355,8 @@ TEST_F(recovery_cluster, flushall_starts_a_new_epoch_and_clients_get_a_gap) {
   const std::string new_epoch = st0.epochs[1];
   EXPECT_NE(new_epoch, old_epoch);
 
-  const bool caught_up = pool_->wait_all(
-      [&](const pooled_client& c) { return !c.t.gaps.empty() && c.t.last >= pub.head(c.room); }, 15s);
+  const bool caught_up =
+      pool_->wait_all([&](const pooled_client& c) { return !c.t.gaps.empty() && c.t.last >= pub.head(c.room); }, 15s);
   std::this_thread::sleep_for(300ms);
   pool_->stop();
   EXPECT_TRUE(caught_up) << "not every client reached the new epoch's head";
@@ -424,8 +422,8 @@ TEST_F(recovery_cluster, redis_restart_mid_stream_loses_nothing) {
   ASSERT_EQ(start.status, 0) << start.output;
   std::this_thread::sleep_for(3000ms);
   pub.stop();
-  std::cout << "[ INFO     ] publisher: " << pub.total_accepted() << " accepted in " << pub.run_seconds() << " s = "
-            << pub.achieved_rate() << " msgs/s (target " << 20 * rooms.size() << ")\n";
+  std::cout << "[ INFO     ] publisher: " << pub.total_accepted() << " accepted in " << pub.run_seconds()
+            << " s = " << pub.achieved_rate() << " msgs/s (target " << 20 * rooms.size() << ")\n";
   pub.publish_once_each();
   EXPECT_TRUE(pub.given_up().empty()) << pub.given_up().front();
   EXPECT_GT(pub.stats.retries.load(), before_restart) << "no publish was refused while redis was down";
@@ -435,8 +433,7 @@ TEST_F(recovery_cluster, redis_restart_mid_stream_loses_nothing) {
     EXPECT_EQ(st.epochs.size(), 1u) << "room " << r << " changed epoch across a persistent restart";
   }
 
-  const bool caught_up =
-      pool_->wait_all([&](const pooled_client& c) { return c.t.last >= pub.head(c.room); }, 20s);
+  const bool caught_up = pool_->wait_all([&](const pooled_client& c) { return c.t.last >= pub.head(c.room); }, 20s);
   std::this_thread::sleep_for(300ms);
   pool_->stop();
   EXPECT_TRUE(caught_up) << "not every client reached its room's head";
@@ -444,7 +441,8 @@ TEST_F(recovery_cluster, redis_restart_mid_stream_loses_nothing) {
   {
     std::lock_guard lk(pub.stats.mu);
     std::cout << "[ INFO     ] refused while redis was down, e.g.:";
-    for (std::size_t i = 0; i < pub.stats.failures.size() && i < 3; ++i) std::cout << " [" << pub.stats.failures[i] << "]";
+    for (std::size_t i = 0; i < pub.stats.failures.size() && i < 3; ++i)
+      std::cout << " [" << pub.stats.failures[i] << "]";
     std::cout << "\n";
   }
 }

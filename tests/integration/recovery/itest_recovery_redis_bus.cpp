@@ -19,9 +19,20 @@ namespace {
 
 std::vector<std::string> redis_bus_args(const std::string& node_id, const std::string& redis, const std::string& prefix,
                                         bool script_publish) {
-  return {"--node-id", node_id, "--threads", "2", "--bus", "redis", "--redis-address", redis,
-          "--redis-prefix", prefix, "--registry", "local",
-          "--redis-script-publish", script_publish ? "true" : "false"};
+  return {"--node-id",
+          node_id,
+          "--threads",
+          "2",
+          "--bus",
+          "redis",
+          "--redis-address",
+          redis,
+          "--redis-prefix",
+          prefix,
+          "--registry",
+          "local",
+          "--redis-script-publish",
+          script_publish ? "true" : "false"};
 }
 
 class recovery_redis_bus : public ::testing::TestWithParam<bool> {};
@@ -33,7 +44,8 @@ TEST_P(recovery_redis_bus, holes_left_by_a_lossy_bus_are_filled_from_history) {
   std::vector<std::unique_ptr<node_process>> nodes;
   // The nodes inherit the hook from this process's environment (test builds read it).
   ::setenv("ROOMCAST_TEST_HOOK_DROP_EVERY_NTH", "7", 1);
-  for (int i = 0; i < 2; ++i) nodes.push_back(start_node(redis_bus_args("n" + std::to_string(i), redis.address(), prefix, script_publish)));
+  for (int i = 0; i < 2; ++i)
+    nodes.push_back(start_node(redis_bus_args("n" + std::to_string(i), redis.address(), prefix, script_publish)));
   ::unsetenv("ROOMCAST_TEST_HOOK_DROP_EVERY_NTH");
   for (auto& n : nodes) {
     auto r = cluster::wait_ready(n->port());
@@ -47,17 +59,17 @@ TEST_P(recovery_redis_bus, holes_left_by_a_lossy_bus_are_filled_from_history) {
   pool.start();
   ASSERT_TRUE(pool.wait_all([](const pooled_client& c) { return c.ever_welcomed; }, 10s));
   for (auto& n : nodes)
-    ASSERT_TRUE(poll_until([&] { return cluster::metric_value(n->port(), "roomcast_bus_room_subscribes_total") >= 1; },
-                           10s))
+    ASSERT_TRUE(
+        poll_until([&] { return cluster::metric_value(n->port(), "roomcast_bus_room_subscribes_total") >= 1; }, 10s))
         << "node on port " << n->port() << " never subscribed the room";
 
   constexpr int total = 300;
   retry_stats st;
   std::uint64_t head = 0;
   for (int i = 1; i <= total; ++i) {
-    auto a = publish_retrying(nodes[i % 2]->port(),
-                              room_body(room, "b-" + tok + "-" + std::to_string(i), "{\"n\":" + std::to_string(i) + "}"),
-                              st, 10s);
+    auto a = publish_retrying(
+        nodes[i % 2]->port(),
+        room_body(room, "b-" + tok + "-" + std::to_string(i), "{\"n\":" + std::to_string(i) + "}"), st, 10s);
     ASSERT_EQ(a.status, 200u) << a.error << json::serialize(a.body);
     ASSERT_EQ(a.seq(), static_cast<std::uint64_t>(i)) << json::serialize(a.body);
     head = a.seq();

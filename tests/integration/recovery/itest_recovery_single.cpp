@@ -52,8 +52,8 @@ class recovery_single : public ::testing::Test {
   // The next frame must be a room message with `seq`.
   static void expect_message(member& m, const std::string& room, std::uint64_t seq, const std::string& what) {
     auto f = m->read_json();
-    ASSERT_TRUE(f.has_value()) << what << ": no frame where seq " << seq << " was expected (stream: "
-                               << m->read_error() << ")";
+    ASSERT_TRUE(f.has_value()) << what << ": no frame where seq " << seq << " was expected (stream: " << m->read_error()
+                               << ")";
     EXPECT_EQ(json_string(*f, "type"), "message") << what << ": " << json::serialize(*f);
     EXPECT_EQ(json_string(*f, "room"), room) << what << ": " << json::serialize(*f);
     EXPECT_EQ(json_int(*f, "seq"), static_cast<std::int64_t>(seq)) << what << ": " << json::serialize(*f);
@@ -281,8 +281,8 @@ TEST_F(recovery_single, a_publish_id_is_delivered_once) {
   ASSERT_TRUE(cluster::read_message_id(stu, "marker-" + tok_, &frames).has_value()) << dump(frames);
   ASSERT_EQ(frames.size(), 1u) << "the member must see the id once, then the marker: " << dump(frames);
   EXPECT_EQ(json_string(frames[0], "id"), id);
-  EXPECT_EQ(json_int(frames[0], "data.n"), 1) << "the second publish's data must not replace the first: "
-                                               << dump(frames);
+  EXPECT_EQ(json_int(frames[0], "data.n"), 1)
+      << "the second publish's data must not replace the first: " << dump(frames);
 
   // Client publish frames (teacher).
   auto the = join_path(port(), recovery_path(room, "THE", "t1"));
@@ -348,8 +348,8 @@ TEST_F(recovery_single, history_api_lists_messages_after_since) {
   auto f = stu->read_json();
   ASSERT_TRUE(f.has_value());
   EXPECT_EQ(json_string(*f, "type"), "message") << json::serialize(*f);
-  EXPECT_EQ(json_find(*f, "seq"), nullptr) << "a room without history must not number messages: "
-                                             << json::serialize(*f);
+  EXPECT_EQ(json_find(*f, "seq"), nullptr)
+      << "a room without history must not number messages: " << json::serialize(*f);
   auto res = http_get(port(), "/api/rooms/" + none + "/history?since=0");
   EXPECT_EQ(res.status, 404u) << res.body;
   EXPECT_NE(res.body.find("no_history"), std::string::npos) << res.body;
@@ -429,8 +429,8 @@ TEST_F(recovery_single, live_messages_during_recovery_are_merged_by_seq) {
   EXPECT_EQ(check_exact(t.seqs, 2, final_head), "");
   EXPECT_TRUE(t.gaps.empty()) << dump(t.gaps);
   EXPECT_EQ(t.recovered.size(), 3u) << dump(t.recovered);
-  std::cout << "[ INFO     ] " << t.seqs.size() << " messages over " << reconnects + 1 << " connections; recovered: "
-            << dump(t.recovered) << "\n";
+  std::cout << "[ INFO     ] " << t.seqs.size() << " messages over " << reconnects + 1
+            << " connections; recovered: " << dump(t.recovered) << "\n";
 }
 
 }  // namespace

@@ -70,8 +70,8 @@ inline member join_path(std::uint16_t port, const std::string& path) {
   member m{std::make_unique<ws_client>(), {}};
   auto status = m.ws->connect(port, path);
   if (status != 101)
-    throw std::runtime_error("upgrade of " + path + " answered " + std::to_string(status) + " (" +
-                             m.ws->last_error() + ")");
+    throw std::runtime_error("upgrade of " + path + " answered " + std::to_string(status) + " (" + m.ws->last_error() +
+                             ")");
   auto welcome = m.ws->read_json();
   if (!welcome || json_string(*welcome, "type") != "welcome")
     throw std::runtime_error("no welcome frame on " + path + " (stream: " + m.ws->read_error() + ")");
@@ -156,7 +156,7 @@ class lite_ws {
   bool closed() const { return phase_ == phase::closed; }
   bool is_open() const { return phase_ == phase::open; }
   bool wants_write() const { return phase_ == phase::connecting || (phase_ == phase::upgrading && !out_.empty()); }
-  unsigned status() const { return status_; }  // HTTP status of the upgrade answer (0 until one was read)
+  unsigned status() const { return status_; }      // HTTP status of the upgrade answer (0 until one was read)
   const std::string& why() const { return why_; }  // why the connection ended (empty while it lives)
   std::optional<std::uint16_t> close_code() const { return close_code_; }
   void drop() {
@@ -198,8 +198,10 @@ class lite_ws {
       read_available();
       const auto end = inbuf_.find("\r\n\r\n");
       if (end == std::string::npos) {
-        if (inbuf_.size() > 16384) fail("upgrade answer head over 16 KiB");
-        else if (eof_) fail("closed during the upgrade (" + why_ + ")");
+        if (inbuf_.size() > 16384)
+          fail("upgrade answer head over 16 KiB");
+        else if (eof_)
+          fail("closed during the upgrade (" + why_ + ")");
         return;
       }
       const auto line = inbuf_.substr(0, inbuf_.find("\r\n"));
@@ -349,9 +351,9 @@ class lite_ws {
 // One client's view of one room, as a real client would keep it.
 struct seq_tracker {
   std::string room;
-  std::string epoch;      // learnt from welcome / joined / gap
-  std::uint64_t last = 0;  // last seq delivered in `epoch`
-  bool positioned = false;  // saw a welcome/joined position (or a message)
+  std::string epoch;                // learnt from welcome / joined / gap
+  std::uint64_t last = 0;           // last seq delivered in `epoch`
+  bool positioned = false;          // saw a welcome/joined position (or a message)
   std::vector<std::uint64_t> seqs;  // every message seq, in arrival order (current epoch)
   std::vector<std::string> anomalies;
   std::vector<json::value> gaps;
@@ -396,8 +398,8 @@ struct seq_tracker {
       } else {
         const auto seq = static_cast<std::uint64_t>(s);
         if (positioned && seq != last + 1)
-          anomalies.push_back("expected seq " + std::to_string(last + 1) + " got " + std::to_string(seq) +
-                              " (epoch " + epoch + "); recent frames:" + context());
+          anomalies.push_back("expected seq " + std::to_string(last + 1) + " got " + std::to_string(seq) + " (epoch " +
+                              epoch + "); recent frames:" + context());
         last = seq;
         positioned = true;
         seqs.push_back(seq);
@@ -453,11 +455,11 @@ struct pooled_client {
   std::uint16_t port = 0;  // where it connects (a node or nginx)
   lite_ws ws;
   seq_tracker t;
-  bool welcomed = false;        // the current connection's welcome arrived
+  bool welcomed = false;  // the current connection's welcome arrived
   bool ever_welcomed = false;
-  std::uint64_t start = 0;      // seq in the first welcome: it must get start+1..head
+  std::uint64_t start = 0;  // seq in the first welcome: it must get start+1..head
   std::string start_epoch;
-  int connects = 0;             // upgrades that succeeded
+  int connects = 0;  // upgrades that succeeded
   int failed_connects = 0;
   std::vector<std::string> nodes;   // node of each welcome
   std::vector<std::size_t> gap_at;  // seqs.size() when each gap frame arrived
@@ -465,8 +467,8 @@ struct pooled_client {
 
   // Pool bookkeeping (owned by client_pool).
   std::uint32_t index = 0, gen = 0;
-  std::uint32_t events = 0;     // what the socket is registered for
-  bool pending = false;         // wants a connection
+  std::uint32_t events = 0;  // what the socket is registered for
+  bool pending = false;      // wants a connection
   std::chrono::steady_clock::time_point next_try{}, attempt_deadline{};
 
   std::string path() const {
@@ -593,22 +595,22 @@ class client_pool {
   bool wait_all(const std::function<bool(const pooled_client&)>& pred, std::chrono::milliseconds timeout) {
     return poll_until(
         [&] {
-          return inspect([&](auto& cs) {
-            return std::all_of(cs.begin(), cs.end(), [&](const auto& c) { return pred(*c); });
-          });
+          return inspect(
+              [&](auto& cs) { return std::all_of(cs.begin(), cs.end(), [&](const auto& c) { return pred(*c); }); });
         },
         timeout, 50ms);
   }
 
   std::atomic<bool> reconnect{true};
-  std::size_t max_in_flight = 200;  // concurrent connects/upgrades
+  std::size_t max_in_flight = 200;                 // concurrent connects/upgrades
   std::chrono::milliseconds attempt_timeout = 5s;  // connect + upgrade
 
  private:
   static bool in_flight(lite_ws::phase p) { return p == lite_ws::phase::connecting || p == lite_ws::phase::upgrading; }
 
   std::string stamp() const {
-    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - born_).count();
+    const auto ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - born_).count();
     char b[32];
     std::snprintf(b, sizeof b, "t+%.3fs ", static_cast<double>(ms) / 1000.0);
     return b;
@@ -659,8 +661,7 @@ class client_pool {
     c.ws.step(frames_);
     if (in_flight(before) && c.ws.is_open()) {
       ++c.connects;
-      const double ms =
-          std::chrono::duration<double, std::milli>(now - (c.attempt_deadline - attempt_timeout)).count();
+      const double ms = std::chrono::duration<double, std::milli>(now - (c.attempt_deadline - attempt_timeout)).count();
       ++upgrades_;
       upgrade_ms_total_ += ms;
       upgrade_ms_max_ = std::max(upgrade_ms_max_, ms);
@@ -834,7 +835,8 @@ class http_keepalive {
                             [&](beast::error_code ec) { result = ec; });
       ioc_.restart();
       ioc_.run();
-      if (result) throw std::runtime_error("POST " + std::string(req.target()) + " failed at connect: " + result.message());
+      if (result)
+        throw std::runtime_error("POST " + std::string(req.target()) + " failed at connect: " + result.message());
       open_ = true;
       ++connections_;
       buffer_.clear();
@@ -881,13 +883,14 @@ class http_keepalive {
 inline publish_answer parse_publish_answer(const http_response& res) {
   publish_answer a;
   a.status = res.status;
-  if (auto v = try_parse_json(res.body)) a.body = std::move(*v);
-  else a.body = json::string(res.body);
+  if (auto v = try_parse_json(res.body))
+    a.body = std::move(*v);
+  else
+    a.body = json::string(res.body);
   return a;
 }
 
-inline publish_answer try_publish(std::uint16_t port, const std::string& body,
-                                  std::chrono::milliseconds timeout = 5s) {
+inline publish_answer try_publish(std::uint16_t port, const std::string& body, std::chrono::milliseconds timeout = 5s) {
   publish_answer a;
   try {
     a = parse_publish_answer(http_post_json(port, "/api/publish", body, {}, timeout));
@@ -897,7 +900,8 @@ inline publish_answer try_publish(std::uint16_t port, const std::string& body,
   return a;
 }
 
-inline publish_answer try_publish(http_keepalive& conn, const std::string& body, std::chrono::milliseconds timeout = 5s) {
+inline publish_answer try_publish(http_keepalive& conn, const std::string& body,
+                                  std::chrono::milliseconds timeout = 5s) {
   publish_answer a;
   try {
     a = parse_publish_answer(conn.post_json("/api/publish", body, timeout));
@@ -938,7 +942,8 @@ publish_answer publish_retrying_with(Attempt&& attempt, retry_stats& st, std::ch
       if (trail && !trail->empty()) trail->push_back("200 " + json::serialize(a.body));
       return a;
     }
-    const std::string what = a.status ? std::to_string(a.status) + " " + json::serialize(a.body) : "transport: " + a.error;
+    const std::string what =
+        a.status ? std::to_string(a.status) + " " + json::serialize(a.body) : "transport: " + a.error;
     if (trail) trail->push_back(what);
     st.note(what);
     ++st.retries;
@@ -980,17 +985,14 @@ class stream_publisher {
     const auto period = std::chrono::microseconds(static_cast<std::int64_t>(1e6 / rate_));
     for (const auto& room : rooms_)
       for (unsigned k = 0; k < per_room; ++k)
-        threads_.emplace_back([this, room, per_room, k, period] {
-          run({room}, rate_ / per_room, period * k);
-        });
+        threads_.emplace_back([this, room, per_room, k, period] { run({room}, rate_ / per_room, period * k); });
   }
   // One thread (and connection) per room; every request carries all of that room's messages that
   // came due while the previous one was answered (a JSON-array batch), so the rate holds however
   // long a publish takes (a confirm on a loaded debug build takes hundreds of ms).
   void start_batched() {
     begin_run();
-    for (const auto& room : rooms_)
-      threads_.emplace_back([this, room] { run_batched(room); });
+    for (const auto& room : rooms_) threads_.emplace_back([this, room] { run_batched(room); });
   }
   void stop() {
     stop_ = true;
@@ -1016,8 +1018,8 @@ class stream_publisher {
   }
 
   struct room_state {
-    std::vector<std::string> epochs;                  // in the order first seen
-    std::map<std::string, std::uint64_t> max_seq;    // per epoch
+    std::vector<std::string> epochs;               // in the order first seen
+    std::map<std::string, std::uint64_t> max_seq;  // per epoch
     std::uint64_t accepted = 0;
   };
   room_state state(const std::string& room) {
@@ -1081,7 +1083,8 @@ class stream_publisher {
 
   // Sends body until it is accepted (or 20 s pass); keeps the attempts of a request that needed
   // more than one. Returns the last answer and the time all attempts took, in ms.
-  std::pair<publish_answer, double> send_retrying(http_keepalive& conn, const std::string& body, const std::string& what) {
+  std::pair<publish_answer, double> send_retrying(http_keepalive& conn, const std::string& body,
+                                                  const std::string& what) {
     std::vector<std::string> trail;
     const auto t0 = std::chrono::steady_clock::now();
     auto a = publish_retrying_with(

@@ -315,7 +315,8 @@ TEST_F(redis_bus_test, outage_buffers_publishes_and_sends_them_in_order_after_re
   // A re-subscribed before it sent its buffer, so it hears its own buffered messages, in order.
   ASSERT_TRUE(wait_for([&] {
     const auto got = got_a.ids();
-    return std::count_if(got.begin(), got.end(), [](const std::string& s) { return s.rfind("buffered-", 0) == 0; }) == 5;
+    return std::count_if(got.begin(), got.end(), [](const std::string& s) { return s.rfind("buffered-", 0) == 0; }) ==
+           5;
   }));
   std::vector<std::string> in_a;
   for (const auto& id : got_a.ids())
@@ -503,7 +504,7 @@ TEST_F(redis_bus_test, history_script_publishes_with_its_seq) {
   e2.claim_id = true;
   append(e1, keep);
   append(e2, keep);
-  append(e2, keep);  // the same claimed id again: a duplicate, not published
+  append(e2, keep);                              // the same claimed id again: a duplicate, not published
   auto e3 = make(target_kind::room, "r", "m3");  // a room without history: published without seq
   e3.claim_id = true;
   append(e3, roomcast::history::policy{0, {}});

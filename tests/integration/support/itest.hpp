@@ -56,8 +56,8 @@ inline member join(std::uint16_t port, const std::string& room, const std::strin
   auto path = ws_path(room, role, user, token, platform);
   auto status = m.ws->connect(port, path);
   if (status != 101) {
-    throw std::runtime_error("upgrade of " + path + " answered " + std::to_string(status) + " (" +
-                             m.ws->last_error() + ")");
+    throw std::runtime_error("upgrade of " + path + " answered " + std::to_string(status) + " (" + m.ws->last_error() +
+                             ")");
   }
   auto welcome = m.ws->read_json();
   if (!welcome || json_string(*welcome, "type") != "welcome") {

@@ -37,8 +37,8 @@ std::string make_jwt_hs256(std::string_view payload_json, std::string_view secre
   unsigned char mac[EVP_MAX_MD_SIZE];
   unsigned int mac_len = 0;
   if (HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
-           reinterpret_cast<const unsigned char*>(signing_input.data()), signing_input.size(), mac, &mac_len) ==
-      nullptr) {
+           reinterpret_cast<const unsigned char*>(signing_input.data()), signing_input.size(), mac,
+           &mac_len) == nullptr) {
     throw std::runtime_error("HMAC-SHA256 failed");
   }
   return signing_input + "." + base64url(std::string_view(reinterpret_cast<const char*>(mac), mac_len));

@@ -148,8 +148,7 @@ node_process::node_process(std::string binary, std::vector<std::string> args)
     reap(true);
   }
   if (!log_path_.empty()) ::unlink(log_path_.c_str());
-  throw std::runtime_error("roomcast did not become healthy: " + why + "\n--- node output ---\n" +
-                           tail_lines(out, 80));
+  throw std::runtime_error("roomcast did not become healthy: " + why + "\n--- node output ---\n" + tail_lines(out, 80));
 }
 
 bool node_process::start_once(std::string& why) {
