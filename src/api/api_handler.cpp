@@ -67,7 +67,7 @@ response handler::error(unsigned status, std::string_view code, std::string_view
   return r;
 }
 
-void handler::handle(request req, respond_fn done) {
+void handler::handle(const request& req, respond_fn done) {
   const std::string_view target = req.target;
   const std::string_view path = target.substr(0, target.find('?'));
   const bool get = req.method == "GET" || req.method == "HEAD";
@@ -135,12 +135,12 @@ void handler::handle(request req, respond_fn done) {
     if ((*segs)[2].empty() || (*segs)[2].size() > 256) return done(error(400, "bad_request", "bad name"));
     std::string name((*segs)[2]);
     if ((*segs)[1] == "rooms")
-      return registry_.describe_room(name,
-                                     [name, done = std::move(done)](std::error_code ec, registry::room_members m) {
-                                       done(ec ? registry_unavailable() : ok_json(room_json(name, m)));
-                                     });
+      return registry_.describe_room(
+          name, [name, done = std::move(done)](std::error_code ec, const registry::room_members& m) {
+            done(ec ? registry_unavailable() : ok_json(room_json(name, m)));
+          });
     return registry_.describe_user(
-        name, [name, done = std::move(done)](std::error_code ec, std::vector<registry::located_session> s) {
+        name, [name, done = std::move(done)](std::error_code ec, const std::vector<registry::located_session>& s) {
           done(ec ? registry_unavailable() : ok_json(user_json(name, s)));
         });
   }
@@ -150,9 +150,10 @@ void handler::handle(request req, respond_fn done) {
   }
   if (path == "/api/nodes") {
     if (!get) return method_not_allowed("GET");
-    return registry_.describe_nodes([done = std::move(done)](std::error_code ec, std::vector<registry::node_entry> n) {
-      done(ec ? registry_unavailable() : ok_json(nodes_json(n)));
-    });
+    return registry_.describe_nodes(
+        [done = std::move(done)](std::error_code ec, const std::vector<registry::node_entry>& n) {
+          done(ec ? registry_unavailable() : ok_json(nodes_json(n)));
+        });
   }
   done(error(404, "not_found", "no such API endpoint"));
 }
@@ -336,7 +337,7 @@ void handler::finish(publish_batch& st) {
   st.done(std::move(resp));
 }
 
-void handler::history(const request& req, std::string room, respond_fn done) {
+void handler::history(const request& req, const std::string& room, respond_fn done) {
   if (room.empty() || room.size() > 256) return done(error(400, "bad_request", "bad room name"));
   std::uint64_t since = 0;
   if (auto q = protocol::query_param(req.target, "since")) {
@@ -581,7 +582,7 @@ void handler::rooms(const request& req, respond_fn done) {
       return done(error(400, "bad_request", "bad cursor (use next_cursor of the previous page)"));
   }
   registry_.busiest_rooms(offset, limit,
-                          [offset, done = std::move(done)](std::error_code ec, registry::room_page page) {
+                          [offset, done = std::move(done)](std::error_code ec, const registry::room_page& page) {
                             if (ec) {
                               auto r = registry_unavailable();
                               r.headers.emplace_back("Retry-After", "1");

@@ -53,7 +53,7 @@ class handler {
   static bool owns(std::string_view path) noexcept;
 
   // Shard thread of req.shard only (rate-limit buckets are per shard).
-  void handle(request req, respond_fn done);
+  void handle(const request& req, respond_fn done);
 
   std::string metrics_text() const;
 
@@ -86,7 +86,7 @@ class handler {
   void publish_in_order(const std::shared_ptr<publish_batch>& st);
   static void finish(publish_batch& st);
   void disconnect(const request& req, respond_fn done);
-  void history(const request& req, std::string room, respond_fn done);
+  void history(const request& req, const std::string& room, respond_fn done);
   void rooms(const request& req, respond_fn done);
   response stats() const;
 

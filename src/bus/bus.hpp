@@ -35,6 +35,7 @@ class bus {
   // Called (on the bus's thread) once a room subscription is in effect. Messages published to the
   // room between subscribe_room() and then did not reach this node: the node catches up from
   // history. Set before start().
+  // NOLINTNEXTLINE(performance-unnecessary-value-param): a sink; implementations keep it
   virtual void on_room_bound(std::function<void(const std::string&)>) {}
 
   // The node gained its first / lost its last local member of a room: room messages for it should

@@ -458,7 +458,10 @@ parse_result finish(std::map<std::string, source_value>& values) {
     std::string err;
     if (!find_key(name)->set(c, v.text, err)) {
       r.exit_code = 2;
-      r.message = "config: key '" + name + "' (" + v.origin + "): " + err;
+      r.message = "config: key '";
+      r.message += name;
+      r.message += "' (" + v.origin + "): ";
+      r.message += err;
       return r;
     }
   }

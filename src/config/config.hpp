@@ -40,20 +40,20 @@ struct config {
   std::size_t max_rooms_per_session = 16;
 
   // Limits
-  std::size_t max_connections = 100000;       // WebSocket sessions per node; over it: 503
-  std::size_t max_frame_bytes = 64 * 1024;    // largest client message
-  std::size_t max_queue_bytes = 1024 * 1024;  // per-session outbound queue; over it: slow consumer
-  std::size_t max_body_bytes = 1024 * 1024;   // HTTP request body
-  std::size_t send_buffer_bytes = 0;          // SO_SNDBUF of WebSocket sockets; 0 = kernel autotuning
-  millis handshake_timeout{10'000};           // whole HTTP request / upgrade
-  millis ping_interval{25'000};               // idle time before the server pings
-  millis pong_timeout{10'000};                // wait for pong (and for the peer's close reply)
-  double publish_rate = 10;                   // client publishes per second per session
-  double publish_burst = 20;                  // bucket size for publish_rate
-  double api_publish_rate = 0;                // API publishes per second per shard; 0 = unlimited
-  std::size_t api_publish_batch_max = 1000;   // messages in one POST /api/publish array
-  millis drain_window{10'000};                // spread of 1012 closes on SIGTERM
-  millis retry_after{5'000};                  // base Retry-After for 503s (jitter added)
+  std::size_t max_connections = 100000;                 // WebSocket sessions per node; over it: 503
+  std::size_t max_frame_bytes = std::size_t{64} << 10;  // largest client message
+  std::size_t max_queue_bytes = std::size_t{1} << 20;   // per-session outbound queue; over it: slow consumer
+  std::size_t max_body_bytes = std::size_t{1} << 20;    // HTTP request body
+  std::size_t send_buffer_bytes = 0;                    // SO_SNDBUF of WebSocket sockets; 0 = kernel autotuning
+  millis handshake_timeout{10'000};                     // whole HTTP request / upgrade
+  millis ping_interval{25'000};                         // idle time before the server pings
+  millis pong_timeout{10'000};                          // wait for pong (and for the peer's close reply)
+  double publish_rate = 10;                             // client publishes per second per session
+  double publish_burst = 20;                            // bucket size for publish_rate
+  double api_publish_rate = 0;                          // API publishes per second per shard; 0 = unlimited
+  std::size_t api_publish_batch_max = 1000;             // messages in one POST /api/publish array
+  millis drain_window{10'000};                          // spread of 1012 closes on SIGTERM
+  millis retry_after{5'000};                            // base Retry-After for 503s (jitter added)
 
   // Cluster: bus
   bus_kind bus = bus_kind::local;

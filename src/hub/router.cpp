@@ -90,7 +90,7 @@ void router::publish(bus::envelope e, std::function<void(publish_outcome)> done)
   };
   if (!history_ || (!p.keeps() && !e.claim_id)) return to_bus(std::move(e), std::move(done));
   auto shared = std::make_shared<bus::envelope>(std::move(e));
-  history_->append(*shared, p, [this, shared, to_bus, done = std::move(done)](history::append_result r) mutable {
+  history_->append(*shared, p, [this, shared, to_bus, done = std::move(done)](const history::append_result& r) mutable {
     if (r.ec && !reject_when_down_) {
       // Delivery goes on without the history store (rooms don't need it); the message has no seq.
       bypassed_.fetch_add(1, std::memory_order_relaxed);

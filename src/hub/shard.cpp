@@ -163,7 +163,7 @@ void shard::start_member_fill(room_entry& r, room_slot& slot) {
 }
 
 void shard::member_fill_done(std::uint64_t session_id, std::string_view room, bool ok, std::string_view epoch,
-                             std::vector<held_frame> frames, std::uint64_t head) {
+                             const std::vector<held_frame>& frames, std::uint64_t head) {
   member* m = find(session_id);
   if (!m) return;
   for (auto& ms : m->rooms_) {
@@ -331,7 +331,7 @@ std::size_t shard::deliver_room(std::string_view room, const frame_ref& f, std::
   return r.members.size();
 }
 
-void shard::fill_done(std::string_view room, bool ok, std::string_view epoch, std::vector<held_frame> frames,
+void shard::fill_done(std::string_view room, bool ok, std::string_view epoch, const std::vector<held_frame>& frames,
                       std::uint64_t head) {
   auto it = rooms_.find(room);
   if (it == rooms_.end()) return;

@@ -131,11 +131,11 @@ class shard {
   // A hole's history arrived (ok = false: it could not be read): deliver what was missing, then
   // the frames held behind the hole. Frames are the encoded message frames, ascending seq.
   // `head`: the room's seq when history was read (frames after it can't be in `frames`).
-  void fill_done(std::string_view room, bool ok, std::string_view epoch, std::vector<held_frame> frames,
+  void fill_done(std::string_view room, bool ok, std::string_view epoch, const std::vector<held_frame>& frames,
                  std::uint64_t head = 0);
   // One member's hole arrived: deliver what it lacks in order, then what was held for it.
   void member_fill_done(std::uint64_t session_id, std::string_view room, bool ok, std::string_view epoch,
-                        std::vector<held_frame> frames, std::uint64_t head = 0);
+                        const std::vector<held_frame>& frames, std::uint64_t head = 0);
   std::size_t deliver_user(std::string_view user, const frame_ref& f);
   std::size_t deliver_all(const frame_ref& f);
 

@@ -8,7 +8,7 @@ void local_registry::user_sessions(const std::string& user, sessions_callback cb
   const std::string node = router_.node_id();
   router_.gather<std::vector<hub::session_snapshot>>(
       [user](hub::shard& s) { return s.user_info(user); },
-      [node, cb = std::move(cb)](std::vector<std::vector<hub::session_snapshot>> parts) {
+      [node, cb = std::move(cb)](const std::vector<std::vector<hub::session_snapshot>>& parts) {
         std::vector<session_location> out;
         for (auto& p : parts)
           for (auto& s : p) out.push_back({hub::format_session_id(s.session_id), node});
@@ -63,7 +63,7 @@ void local_registry::describe_nodes(nodes_callback cb) { cb({}, {{router_.node_i
 void local_registry::busiest_rooms(std::size_t offset, std::size_t limit, rooms_callback cb) {
   router_.gather<std::vector<hub::room_load>>(
       [](hub::shard& s) { return s.room_loads(); },
-      [offset, limit, cb = std::move(cb)](std::vector<std::vector<hub::room_load>> parts) {
+      [offset, limit, cb = std::move(cb)](const std::vector<std::vector<hub::room_load>>& parts) {
         // A room can have members on several shards: add them up by name.
         std::map<std::string, room_summary> by_name;
         for (auto& p : parts)

@@ -34,7 +34,7 @@ using metrics::handshake_failure;
 namespace {
 
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
-constexpr std::size_t max_static_file = 8 * 1024 * 1024;
+constexpr std::size_t max_static_file = std::size_t{8} << 20;
 
 using response_t = http::response<http::string_body>;
 
@@ -110,10 +110,10 @@ api::response serve_file(const config::config& cfg, std::string_view method, std
 template <class Token>
 auto async_api(api::handler& h, api::request req, Token&& token) {
   return asio::async_initiate<Token, void(api::response)>(
-      [&h](auto handler, api::request request) {
+      [&h](auto handler, const api::request& request) {
         auto ex = asio::get_associated_executor(handler);
         auto shared = std::make_shared<decltype(handler)>(std::move(handler));
-        h.handle(std::move(request), [shared, ex](api::response r) {
+        h.handle(request, [shared, ex](api::response r) {
           asio::post(ex, [shared, r = std::move(r)]() mutable { (*shared)(std::move(r)); });
         });
       },
@@ -264,7 +264,7 @@ asio::awaitable<void> run_http(shard_context& ctx, asio::ip::tcp::socket socket)
       std::string initial(static_cast<const char*>(buffer.data().data()), buffer.size());
       stream.expires_never();
       ctx.adopt(stream.release_socket(), std::move(d.id), std::move(d.room), std::move(d.recovery), std::move(initial),
-                std::move(handshake));
+                handshake);
       co_return;
     }
 

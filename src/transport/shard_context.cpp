@@ -44,15 +44,13 @@ shard_context::shard_context(unsigned index, services& svc)
   };
   tables_.on_fill([this, read_hole](const std::string& room, std::uint64_t since) {
     read_hole(room, since,
-              [this, room](bool ok, std::string epoch, std::vector<hub::held_frame> frames, std::uint64_t head) {
-                tables_.fill_done(room, ok, epoch, std::move(frames), head);
-              });
+              [this, room](bool ok, const std::string& epoch, const std::vector<hub::held_frame>& frames,
+                           std::uint64_t head) { tables_.fill_done(room, ok, epoch, frames, head); });
   });
   tables_.on_member_fill([this, read_hole](std::uint64_t sid, const std::string& room, std::uint64_t since) {
     read_hole(room, since,
-              [this, sid, room](bool ok, std::string epoch, std::vector<hub::held_frame> frames, std::uint64_t head) {
-                tables_.member_fill_done(sid, room, ok, epoch, std::move(frames), head);
-              });
+              [this, sid, room](bool ok, const std::string& epoch, const std::vector<hub::held_frame>& frames,
+                                std::uint64_t head) { tables_.member_fill_done(sid, room, ok, epoch, frames, head); });
   });
 }
 
@@ -103,10 +101,10 @@ void shard_context::stop_accepting() {
 }
 
 void shard_context::adopt(asio::ip::tcp::socket socket, hub::identity id, std::string url_room,
-                          recovery_request recovery, std::string initial_bytes, std::string handshake) {
+                          recovery_request recovery, std::string initial_bytes, const std::string& handshake) {
   auto* s = new ws_session(*this, std::move(socket), std::move(id), std::move(url_room));
   sessions_->push_back(*s);
-  s->start(std::move(recovery), std::move(initial_bytes), std::move(handshake));
+  s->start(std::move(recovery), std::move(initial_bytes), handshake);
 }
 
 void shard_context::destroy(ws_session* s) {

@@ -68,7 +68,7 @@ class shard_context {
 
   // Takes an upgraded socket; the session lives on this shard until it is destroyed.
   void adopt(boost::asio::ip::tcp::socket socket, hub::identity id, std::string url_room, recovery_request recovery,
-             std::string initial_bytes, std::string handshake);
+             std::string initial_bytes, const std::string& handshake);
   void destroy(ws_session* s);  // only from a posted handler, when the session has no pending op
 
   // Sessions ask for a flush; one posted handler writes all of them (coalesces a burst).
@@ -98,7 +98,7 @@ class shard_context {
   boost::asio::steady_timer sweep_timer_;
   boost::asio::steady_timer drain_timer_;
   clock::time_point now_;
-  std::array<char, 16 * 1024> read_buf_;
+  std::array<char, std::size_t{16} << 10> read_buf_;
 
   using session_list = boost::intrusive::list<ws_session, boost::intrusive::constant_time_size<true>>;
   std::unique_ptr<session_list> sessions_;

@@ -51,7 +51,7 @@ ws_session::ws_session(shard_context& ctx, asio::ip::tcp::socket socket, hub::id
 
 ws_session::~ws_session() = default;
 
-void ws_session::start(recovery_request recovery, std::string initial_bytes, std::string handshake) {
+void ws_session::start(recovery_request recovery, std::string initial_bytes, const std::string& handshake) {
   error_code ec;
   if (!socket_.non_blocking()) socket_.non_blocking(true, ec);  // set at accept: no syscall
   socket_.set_option(asio::ip::tcp::no_delay(true), ec);
@@ -85,7 +85,7 @@ void ws_session::join_room(const std::string& room, recovery_request recovery, b
     return send_error(protocol::error_code::too_many_rooms, "too many rooms for one session", {}, room);
   if (!sync || r == hub::shard::join_result::already) {
     history::read_result none;
-    return on_synced(room, recovery, initial, std::move(none));
+    return on_synced(room, recovery, initial, none);
   }
   // The read completes on another thread, maybe after this session is gone: find it again by id.
   auto* ctx = &ctx_;
@@ -93,16 +93,16 @@ void ws_session::join_room(const std::string& room, recovery_request recovery, b
   const std::size_t limit = recovery.wanted ? policy.max_messages : 0;  // 0: the position only
   store->read(room, recovery.since, limit, policy.ttl,
               [ctx, sid, room, recovery, initial](history::read_result res) mutable {
-                asio::post(ctx->io(), [ctx, sid, room = std::move(room), recovery = std::move(recovery), initial,
-                                       res = std::move(res)]() mutable {
-                  if (auto* m = ctx->tables().find(sid))
-                    static_cast<ws_session*>(m)->on_synced(room, recovery, initial, std::move(res));
-                });
+                asio::post(ctx->io(),
+                           [ctx, sid, room, recovery = std::move(recovery), initial, res = std::move(res)]() mutable {
+                             if (auto* m = ctx->tables().find(sid))
+                               static_cast<ws_session*>(m)->on_synced(room, recovery, initial, res);
+                           });
               });
 }
 
 void ws_session::on_synced(const std::string& room, const recovery_request& recovery, bool initial,
-                           history::read_result r) {
+                           const history::read_result& r) {
   protocol::room_position pos{room, r.ec ? 0 : r.head, r.ec ? std::string() : r.epoch};
   if (initial) {
     // welcome goes first: frames queued while the history was read wait behind it.
@@ -112,7 +112,7 @@ void ws_session::on_synced(const std::string& room, const recovery_request& reco
         ws_opcode::text,
         protocol::encode_welcome({ctx_.svc().router.node_id(), sid, id().user, &rooms, ctx_.svc().cfg.dev_kill})));
     queued_bytes_ += w->bytes().size();
-    queue_.insert(queue_.begin() + static_cast<std::ptrdiff_t>(head_ + (handshake_first() ? 1 : 0)), std::move(w));
+    queue_.insert(queue_.begin() + static_cast<std::ptrdiff_t>(head_) + (handshake_first() ? 1 : 0), std::move(w));
     handshake_.reset();
     welcomed_ = true;
     if (!queue_.empty() && !flush_scheduled_ && !write_waiting_) {

@@ -36,7 +36,7 @@ class ws_session final
   // Joins the URL room, sends welcome (after the room's history position is known, and what the
   // client missed when it asked to recover), processes bytes that came with the upgrade, reads.
   // handshake: the HTTP 101 response, sent in the same write as the welcome.
-  void start(recovery_request recovery, std::string initial_bytes, std::string handshake);
+  void start(recovery_request recovery, std::string initial_bytes, const std::string& handshake);
 
   void deliver(const hub::frame_ref& f) override;
   void kick(std::uint16_t code, std::string_view reason) override;
@@ -64,7 +64,8 @@ class ws_session final
   void publish(std::string room, std::string id, std::string data);
   // Joins `room`; for a room with history, reads its position (and what the client missed) first.
   void join_room(const std::string& room, recovery_request recovery, bool initial);
-  void on_synced(const std::string& room, const recovery_request& recovery, bool initial, history::read_result r);
+  void on_synced(const std::string& room, const recovery_request& recovery, bool initial,
+                 const history::read_result& r);
   // id/room: the client frame this answers (echoed so the client can match it), empty if none.
   void send_error(std::string_view code, std::string_view message, std::string_view id = {},
                   std::string_view room = {});
