@@ -1,4 +1,6 @@
 #include "bus/rabbitmq_bus.hpp"
+#include "bus/outage_buffer.hpp"
+#include "bus/room_bindings.hpp"
 #include "metrics/prometheus.hpp"
 
 #include "bus/dedupe_window.hpp"
@@ -112,7 +114,9 @@ struct rabbitmq_bus::impl {
         queue_name(opts.prefix + ".node." + opts.node_id),
         rooms_exchange(opts.prefix + ".rooms"),
         nodes_exchange(opts.prefix + ".nodes"),
-        all_exchange(opts.prefix + ".all") {}
+        all_exchange(opts.prefix + ".all"),
+        outage(opts.outage_max_messages, opts.outage_max_bytes),
+        rooms(opts.unbind_grace) {}
 
   // ---- shared with other threads (under mu) ----
   struct op {
@@ -142,13 +146,10 @@ struct rabbitmq_bus::impl {
   amqp_connection_state_t conn = nullptr;
   std::uint64_t generation = 0;  // bumps on every connection, so stale acks are ignored
   std::uint64_t next_tag = 1;
-  std::deque<wire_message> outage;  // waiting for the broker, in publish order
-  std::size_t outage_bytes = 0;
-  std::deque<in_flight> flight;  // published, waiting for confirms, in tag order
-  std::set<std::string> rooms;   // rooms this node wants
-  std::set<std::string> bound;   // rooms bound on the broker (as far as this process knows)
+  outage_buffer<wire_message> outage;  // waiting for the broker, in publish order
+  std::deque<in_flight> flight;        // published, waiting for confirms, in tag order
+  room_bindings rooms;                 // wanted rooms and what the broker has bound (bindings survive reconnects)
   bool first_connect = true;
-  std::map<std::string, clock::time_point> unbind_at;
   dedupe_window seen{100'000};
   // Deliveries are acked with one multiple-ack for the longest finished prefix of delivery tags
   // (1, 2, 3… per channel) instead of one ack each: the shards finish them nearly in order.
@@ -367,7 +368,7 @@ bool rabbitmq_bus::impl::connect(std::string& err) {
   m.inc(m.reconnects);
   connected = true;
   spdlog::info("rabbitmq: connected to {}:{} as queue {} ({} rooms bound, {} buffered)", info.host, info.port,
-               queue_name, bound.size(), outage.size());
+               queue_name, rooms.bound_rooms().size(), outage.size());
   return true;
 }
 
@@ -415,14 +416,10 @@ bool rabbitmq_bus::impl::declare_topology(std::string& err) {
   if (!rpc_ok(conn, "queue.bind all", err)) return false;
   // Rooms left while the broker was away are still bound on it: unbind them, then bind the rooms
   // wanted now (both idempotent on the broker).
-  const std::set<std::string> was_bound = std::move(bound);
-  bound.clear();
-  for (const auto& r : was_bound)
-    if (!rooms.count(r)) {
-      bound.insert(r);
-      if (!bind_room(r, false, err)) return false;
-    }
-  for (const auto& r : rooms)
+  const auto plan = rooms.reconcile();
+  for (const auto& r : plan.release)
+    if (!bind_room(r, false, err)) return false;
+  for (const auto& r : plan.bind)
     if (!bind_room(r, true, err)) return false;
   first_connect = false;
 
@@ -438,14 +435,14 @@ bool rabbitmq_bus::impl::bind_room(const std::string& room, bool bind, std::stri
   if (bind) {
     amqp_queue_bind(conn, channel, bytes_of(queue_name), bytes_of(rooms_exchange), bytes_of(room), amqp_empty_table);
     if (!rpc_ok(conn, "queue.bind room", err)) return false;
-    bound.insert(room);
+    rooms.bound(room);
     m.inc(m.binds);
     // Messages published before this bind reached no queue of this node: let the node catch up.
     if (on_bound) on_bound(room);
   } else {
     amqp_queue_unbind(conn, channel, bytes_of(queue_name), bytes_of(rooms_exchange), bytes_of(room), amqp_empty_table);
     if (!rpc_ok(conn, "queue.unbind room", err)) return false;
-    bound.erase(room);
+    rooms.released(room);
     m.inc(m.unbinds);
   }
   return true;
@@ -462,7 +459,6 @@ void rabbitmq_bus::impl::disconnect(const std::string& why) {
   // Unconfirmed messages go back to the front of the outage buffer, in order: at-least-once, and
   // receivers drop the duplicates by id. Their publishers learn the message is queued.
   for (auto it = flight.rbegin(); it != flight.rend(); ++it) {
-    outage_bytes += it->msg.body.size();
     if (it->msg.owner) it->msg.owner->complete({}, publish_result{true});
     outage.push_front(std::move(it->msg));
     m.inc(m.resent);
@@ -470,8 +466,8 @@ void rabbitmq_bus::impl::disconnect(const std::string& why) {
   flight.clear();
   in_flight_count = 0;
   outage_count = outage.size();
-  // `bound` is kept: it is what the broker still has, to be reconciled after the reconnect.
-  unbind_at.clear();
+  // The broker keeps the queue's bindings: reconciled after the reconnect.
+  rooms.connection_lost(true);
 }
 
 void rabbitmq_bus::impl::drain_inbox() {
@@ -487,7 +483,7 @@ void rabbitmq_bus::impl::handle_op(op& o) {
       for (auto& w : o.msgs) bytes += w.body.size();
       if (!conn || !outage.empty()) {
         // Broker away (or older messages still waiting): keep order, within bounds.
-        if (outage.size() + o.msgs.size() > opts.outage_max_messages || outage_bytes + bytes > opts.outage_max_bytes) {
+        if (!outage.fits(o.msgs.size(), bytes)) {
           m.inc(m.rejected_full);
           o.owner->complete(make_error(bus_errc::buffer_full), {});
           return;
@@ -499,16 +495,13 @@ void rabbitmq_bus::impl::handle_op(op& o) {
       return;
     }
     case op::subscribe:
-      rooms.insert(o.room);
-      unbind_at.erase(o.room);
-      if (conn && !bound.count(o.room)) {
+      if (rooms.want(o.room) && conn) {
         std::string err;
         if (!bind_room(o.room, true, err)) disconnect(err);
       }
       return;
     case op::unsubscribe:
-      rooms.erase(o.room);
-      if (bound.count(o.room)) unbind_at[o.room] = clock::now() + opts.unbind_grace;
+      rooms.unwant(o.room, clock::now());
       return;
     case op::ack:
       if (conn && o.generation == generation) finished(o.tag);
@@ -517,21 +510,13 @@ void rabbitmq_bus::impl::handle_op(op& o) {
 }
 
 void rabbitmq_bus::impl::enqueue(wire_message w) {
-  outage_bytes += w.body.size();
   outage.push_back(std::move(w));
   outage_count = outage.size();
 }
 
 bool rabbitmq_bus::impl::apply_unbinds(std::string& err) {
-  const auto now = clock::now();
-  for (auto it = unbind_at.begin(); it != unbind_at.end();) {
-    if (it->second <= now) {
-      if (!rooms.count(it->first) && bound.count(it->first) && !bind_room(it->first, false, err)) return false;
-      it = unbind_at.erase(it);
-    } else {
-      ++it;
-    }
-  }
+  for (const auto& r : rooms.take_due(clock::now()))
+    if (!bind_room(r, false, err)) return false;
   return true;
 }
 
@@ -549,9 +534,7 @@ bool rabbitmq_bus::impl::send_pending(std::string& err) {
       return false;
     }
     m.inc(m.published);
-    outage_bytes -= w.body.size();
-    flight.push_back({next_tag++, std::move(w), clock::now() + opts.publish_timeout});
-    outage.pop_front();
+    flight.push_back({next_tag++, outage.pop_front(), clock::now() + opts.publish_timeout});
   }
   outage_count = outage.size();
   in_flight_count = flight.size();
@@ -562,7 +545,7 @@ bool rabbitmq_bus::impl::read_frames(std::string& err) {
   // Wait for the broker or the inbox; rabbitmq-c may already hold frames in its buffers.
   if (!amqp_frames_enqueued(conn) && !amqp_data_in_buffer(conn)) {
     pollfd p[2] = {{amqp_get_sockfd(conn), POLLIN, 0}, {box.fd(), POLLIN, 0}};
-    const int timeout = unbind_at.empty() && flight.empty() ? 200 : 20;
+    const int timeout = !rooms.releases_pending() && flight.empty() ? 200 : 20;
     ::poll(p, 2, timeout);
     if (p[1].revents & POLLIN) {
       box.clear();

@@ -1,4 +1,6 @@
 #include "bus/redis_bus.hpp"
+#include "bus/outage_buffer.hpp"
+#include "bus/room_bindings.hpp"
 #include "metrics/prometheus.hpp"
 
 #include "bus/dedupe_window.hpp"
@@ -102,6 +104,8 @@ struct redis_bus::impl {
         room_prefix(opts.prefix + ":room:"),
         node_channel(opts.prefix + ":node:" + opts.node_id),
         all_channel(opts.prefix + ":all"),
+        queue(opts.outage_max_messages, opts.outage_max_bytes),
+        rooms(opts.unbind_grace),
         seen(opts.dedupe_window) {}
 
   // ---- shared with other threads (under mu) ----
@@ -125,13 +129,10 @@ struct redis_bus::impl {
   std::thread thread;
 
   // ---- bus thread only ----
-  redisContext* sub = nullptr;     // SUBSCRIBE/UNSUBSCRIBE, pushed messages
-  redisContext* pub = nullptr;     // PUBLISH
-  std::deque<wire_message> queue;  // waiting to be sent (the outage buffer while Redis is away), in order
-  std::size_t queue_bytes = 0;
-  std::set<std::string> rooms;       // rooms this node wants
-  std::set<std::string> subscribed;  // rooms SUBSCRIBEd on the current subscriber connection
-  std::map<std::string, clock::time_point> unsubscribe_at;
+  redisContext* sub = nullptr;        // SUBSCRIBE/UNSUBSCRIBE, pushed messages
+  redisContext* pub = nullptr;        // PUBLISH
+  outage_buffer<wire_message> queue;  // waiting to be sent (the outage buffer while Redis is away), in order
+  room_bindings rooms;                // wanted rooms and those SUBSCRIBEd on the current subscriber connection
   dedupe_window seen;
   std::uint64_t room_messages_seen = 0;  // for the test-only drop hook
   std::chrono::milliseconds backoff{0};
@@ -353,7 +354,7 @@ bool redis_bus::impl::connect(std::string& err) {
   m.inc(m.reconnects);
   connected = true;
   spdlog::info("redis bus: connected to {} as node {} ({} rooms subscribed, {} buffered)", where, opts.node_id,
-               subscribed.size(), queue.size());
+               rooms.bound_rooms().size(), queue.size());
   return true;
 }
 
@@ -362,15 +363,15 @@ bool redis_bus::impl::connect_subscriber(std::string& err) {
     err = std::move(why);
     redisFree(sub);
     sub = nullptr;
-    subscribed.clear();
+    rooms.connection_lost(false);
     return false;
   };
   // The node's channels and every wanted room in one command; then wait for every confirmation.
   std::vector<std::string> args{"SUBSCRIBE", node_channel, all_channel};
-  for (const auto& r : rooms) args.push_back(room_channel(r));
+  for (const auto& r : rooms.wanted()) args.push_back(room_channel(r));
   if (!send_command(sub, args, err)) return fail(err);
-  subscribed = rooms;
-  m.inc(m.room_subscribes, rooms.size());
+  for (const auto& r : rooms.wanted()) rooms.bound(r);
+  m.inc(m.room_subscribes, rooms.wanted().size());
   std::size_t waiting = args.size() - 1;
   const auto deadline = clock::now() + opts.timeout;
   while (waiting > 0) {
@@ -400,8 +401,7 @@ void redis_bus::impl::drop_subscriber(const std::string& why) {
   connected = false;
   if (sub) redisFree(sub);
   sub = nullptr;
-  subscribed.clear();
-  unsubscribe_at.clear();  // rooms no longer wanted are simply not re-subscribed
+  rooms.connection_lost(false);  // subscriptions die with their connection
 }
 
 void redis_bus::impl::drop_publisher(const std::string& why) {
@@ -446,7 +446,7 @@ void redis_bus::impl::handle_op(op& o) {
       std::size_t bytes = 0;
       for (auto& w : o.msgs) bytes += w.body.size();
       // Bounded whether Redis is away or just behind.
-      if (queue.size() + o.msgs.size() > opts.outage_max_messages || queue_bytes + bytes > opts.outage_max_bytes) {
+      if (!queue.fits(o.msgs.size(), bytes)) {
         m.inc(m.rejected_full);
         o.owner->complete(make_error(bus_errc::buffer_full), {});
         return;
@@ -455,47 +455,33 @@ void redis_bus::impl::handle_op(op& o) {
         m.inc(m.buffered);
         o.owner->complete({}, publish_result{true});
       }
-      for (auto& w : o.msgs) {
-        queue_bytes += w.body.size();
-        queue.push_back(std::move(w));
-      }
+      for (auto& w : o.msgs) queue.push_back(std::move(w));
       queued_count = queue.size();
       return;
     }
     case op::subscribe:
-      rooms.insert(o.room);
-      unsubscribe_at.erase(o.room);
-      if (sub && !subscribed.count(o.room)) {
+      if (rooms.want(o.room) && sub) {
         std::string err;
         if (!send_command(sub, {"SUBSCRIBE", room_channel(o.room)}, err)) {
           drop_subscriber(err);
           return;
         }
-        subscribed.insert(o.room);
+        rooms.bound(o.room);
         m.inc(m.room_subscribes);
       }
       return;
     case op::unsubscribe:
-      rooms.erase(o.room);
-      if (subscribed.count(o.room)) unsubscribe_at[o.room] = clock::now() + opts.unbind_grace;
+      rooms.unwant(o.room, clock::now());
       return;
   }
 }
 
 void redis_bus::impl::apply_unsubscribes() {
-  if (unsubscribe_at.empty()) return;
-  const auto now = clock::now();
+  if (!rooms.releases_pending()) return;
   std::vector<std::string> args{"UNSUBSCRIBE"};
-  for (auto it = unsubscribe_at.begin(); it != unsubscribe_at.end();) {
-    if (it->second > now) {
-      ++it;
-      continue;
-    }
-    if (!rooms.count(it->first) && subscribed.count(it->first)) {
-      args.push_back(room_channel(it->first));
-      subscribed.erase(it->first);
-    }
-    it = unsubscribe_at.erase(it);
+  for (const auto& r : rooms.take_due(clock::now())) {
+    args.push_back(room_channel(r));
+    rooms.released(r);  // UNSUBSCRIBE can't fail but with the connection, which ends them all
   }
   if (args.size() == 1) return;
   m.inc(m.room_unsubscribes, args.size() - 1);
@@ -525,9 +511,7 @@ void redis_bus::impl::send_pending() {
       return;
     }
     reply_ptr p(static_cast<redisReply*>(r));
-    wire_message w = std::move(queue.front());
-    queue.pop_front();
-    queue_bytes -= w.body.size();
+    wire_message w = queue.pop_front();
     if (p->type == REDIS_REPLY_ERROR) {
       m.inc(m.publish_errors);
       spdlog::warn("redis bus: PUBLISH {} refused: {}", w.channel, str(p.get()));
@@ -545,9 +529,8 @@ void redis_bus::impl::wait_and_read() {
   int timeout = 200;
   if (!queue.empty()) {
     timeout = 0;
-  } else if (!unsubscribe_at.empty()) {
-    auto first = unsubscribe_at.begin()->second;
-    for (const auto& [room, at] : unsubscribe_at) first = std::min(first, at);
+  } else if (rooms.releases_pending()) {
+    const auto first = rooms.next_release();
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(first - clock::now()).count();
     timeout = static_cast<int>(std::clamp<long long>(left + 1, 0, 200));
   }

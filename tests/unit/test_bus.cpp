@@ -1,6 +1,8 @@
 #include "bus/bus.hpp"
 #include "bus/dedupe_window.hpp"
 #include "bus/local_bus.hpp"
+#include "bus/outage_buffer.hpp"
+#include "bus/room_bindings.hpp"
 
 #include <gtest/gtest.h>
 
@@ -99,4 +101,86 @@ TEST(dedupe_window, long_and_short_ids_survive_eviction_and_moves) {
   for (int i = 9'900; i < 10'000; ++i) EXPECT_FALSE(moved.insert(id(i))) << i;
   EXPECT_TRUE(moved.insert(id(9'899)));  // evicted long ago
   EXPECT_EQ(moved.size(), 100u);
+}
+
+// ---- room_bindings: wanted rooms, bound rooms, the unbind grace, reconnects ----
+
+namespace {
+using std::chrono::milliseconds;
+const room_bindings::clock::time_point t0{std::chrono::seconds(100)};
+}  // namespace
+
+TEST(room_bindings, a_room_is_released_after_the_grace_unless_wanted_again) {
+  room_bindings b(milliseconds(5000));
+  EXPECT_TRUE(b.want("r"));  // not bound: bind it
+  b.bound("r");
+  EXPECT_FALSE(b.want("r"));  // a second member: nothing to do
+  b.unwant("r", t0);
+  EXPECT_TRUE(b.releases_pending());
+  EXPECT_EQ(b.next_release(), t0 + milliseconds(5000));
+  EXPECT_TRUE(b.take_due(t0 + milliseconds(4999)).empty());
+  EXPECT_EQ(b.take_due(t0 + milliseconds(5000)), std::vector<std::string>{"r"});
+  EXPECT_TRUE(b.is_bound("r"));  // until the bus says the release was done
+  b.released("r");
+  EXPECT_FALSE(b.is_bound("r"));
+  EXPECT_FALSE(b.releases_pending());
+
+  // Wanted again within the grace: no release, no bind.
+  b.want("s");
+  b.bound("s");
+  b.unwant("s", t0);
+  EXPECT_FALSE(b.want("s"));
+  EXPECT_TRUE(b.take_due(t0 + milliseconds(9000)).empty());
+  EXPECT_TRUE(b.is_bound("s"));
+}
+
+TEST(room_bindings, broker_bindings_survive_a_reconnect_redis_subscriptions_do_not) {
+  room_bindings rabbit(milliseconds(5000));
+  for (const char* r : {"a", "b", "c"}) {
+    rabbit.want(r);
+    rabbit.bound(r);
+  }
+  rabbit.unwant("b", t0);
+  rabbit.connection_lost(true);  // the broker keeps a, b, c bound
+  EXPECT_FALSE(rabbit.releases_pending());
+  auto plan = rabbit.reconcile();
+  EXPECT_EQ(plan.release, std::vector<std::string>{"b"});
+  EXPECT_EQ(plan.bind, (std::vector<std::string>{"a", "c"}));
+
+  room_bindings redis(milliseconds(5000));
+  redis.want("a");
+  redis.bound("a");
+  redis.connection_lost(false);
+  EXPECT_FALSE(redis.is_bound("a"));
+  EXPECT_TRUE(redis.want("a"));  // subscribe again on the new connection
+  EXPECT_EQ(redis.wanted().size(), 1u);
+}
+
+// ---- outage_buffer: bounded in count and bytes, order kept, resends in front ----
+
+namespace {
+struct msg {
+  std::string body;
+};
+}  // namespace
+
+TEST(outage_buffer, bounded_in_messages_and_bytes_and_keeps_order) {
+  roomcast::bus::outage_buffer<msg> q(3, 10);
+  EXPECT_TRUE(q.fits(3, 10));
+  EXPECT_FALSE(q.fits(4, 1));
+  EXPECT_FALSE(q.fits(1, 11));
+  q.push_back({"1234"});
+  q.push_back({"56"});
+  EXPECT_EQ(q.bytes(), 6u);
+  EXPECT_FALSE(q.fits(1, 5));  // 6 + 5 > 10
+  EXPECT_TRUE(q.fits(1, 4));
+  q.push_front({"0"});         // sent but unconfirmed when the connection was lost: first again
+  EXPECT_FALSE(q.fits(1, 0));  // 3 messages
+  EXPECT_EQ(q.pop_front().body, "0");
+  EXPECT_EQ(q.pop_front().body, "1234");
+  EXPECT_EQ(q.bytes(), 2u);
+  EXPECT_EQ(q.size(), 1u);
+  q.clear();
+  EXPECT_TRUE(q.empty());
+  EXPECT_EQ(q.bytes(), 0u);
 }
