@@ -1,4 +1,5 @@
 #include "bus/rabbitmq_bus.hpp"
+#include "common/backoff.hpp"
 #include "bus/outage_buffer.hpp"
 #include "bus/room_bindings.hpp"
 #include "metrics/prometheus.hpp"
@@ -116,7 +117,8 @@ struct rabbitmq_bus::impl {
         nodes_exchange(opts.prefix + ".nodes"),
         all_exchange(opts.prefix + ".all"),
         outage(opts.outage_max_messages, opts.outage_max_bytes),
-        rooms(opts.unbind_grace) {}
+        rooms(opts.unbind_grace),
+        retry(opts.reconnect_min, opts.reconnect_max) {}
 
   // ---- shared with other threads (under mu) ----
   struct op {
@@ -157,8 +159,7 @@ struct rabbitmq_bus::impl {
   std::uint64_t acked_sent = 0;  // the last tag sent in an ack
   std::deque<bool> ack_done;     // ack_done[i]: tag ack_floor + 1 + i is finished
   std::size_t uri_index = 0;
-  std::chrono::milliseconds backoff{0};
-  std::minstd_rand rng{std::random_device{}()};
+  common::backoff retry;
 
   void run();
   bool connect(std::string& err);
@@ -305,11 +306,9 @@ void rabbitmq_bus::impl::run() {
 
 void rabbitmq_bus::impl::wait_backoff(const std::string& why) {
   // Exponential backoff with full jitter, woken early by stop().
-  const auto cap = std::min(opts.reconnect_max, std::max(opts.reconnect_min, backoff * 2));
-  backoff = cap;
-  const auto ms = std::uniform_int_distribution<long long>(opts.reconnect_min.count() / 2, cap.count())(rng);
-  spdlog::warn("rabbitmq: {} (retry in {} ms)", why, ms);
-  const auto until = clock::now() + std::chrono::milliseconds(ms);
+  const auto delay = retry.next();
+  spdlog::warn("rabbitmq: {} (retry in {} ms)", why, delay.count());
+  const auto until = clock::now() + delay;
   while (!stopping && clock::now() < until) {
     pollfd p{box.fd(), POLLIN, 0};
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - clock::now()).count();
@@ -364,7 +363,7 @@ bool rabbitmq_bus::impl::connect(std::string& err) {
   next_tag = 1;
   ack_floor = acked_sent = 0;  // a new channel numbers its deliveries from 1 again
   ack_done.clear();
-  backoff = std::chrono::milliseconds(0);
+  retry.reset();
   m.inc(m.reconnects);
   connected = true;
   spdlog::info("rabbitmq: connected to {}:{} as queue {} ({} rooms bound, {} buffered)", info.host, info.port,

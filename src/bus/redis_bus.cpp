@@ -1,4 +1,5 @@
 #include "bus/redis_bus.hpp"
+#include "common/backoff.hpp"
 #include "bus/outage_buffer.hpp"
 #include "bus/room_bindings.hpp"
 #include "metrics/prometheus.hpp"
@@ -106,7 +107,8 @@ struct redis_bus::impl {
         all_channel(opts.prefix + ":all"),
         queue(opts.outage_max_messages, opts.outage_max_bytes),
         rooms(opts.unbind_grace),
-        seen(opts.dedupe_window) {}
+        seen(opts.dedupe_window),
+        retry(opts.reconnect_min, opts.reconnect_max) {}
 
   // ---- shared with other threads (under mu) ----
   struct op {
@@ -135,9 +137,8 @@ struct redis_bus::impl {
   room_bindings rooms;                // wanted rooms and those SUBSCRIBEd on the current subscriber connection
   dedupe_window seen;
   std::uint64_t room_messages_seen = 0;  // for the test-only drop hook
-  std::chrono::milliseconds backoff{0};
+  common::backoff retry;
   bool reported_down = false;
-  std::minstd_rand rng{std::random_device{}()};
 
   std::string room_channel(const std::string& room) const { return room_prefix + room; }
 
@@ -294,9 +295,7 @@ void redis_bus::impl::run() {
 
 void redis_bus::impl::wait_backoff(const std::string& why) {
   // Exponential backoff with full jitter, woken early by stop(); the inbox is served meanwhile.
-  const auto cap = std::min(opts.reconnect_max, std::max(opts.reconnect_min, backoff * 2));
-  backoff = cap;
-  const auto ms = std::uniform_int_distribution<long long>(opts.reconnect_min.count() / 2, cap.count())(rng);
+  const auto ms = retry.next().count();
   // Logged once per outage, not once per retry.
   if (!reported_down) {
     spdlog::warn("redis bus: {} (retrying; publishes wait in the outage buffer)", why);
@@ -349,7 +348,7 @@ bool redis_bus::impl::connect(std::string& err) {
       return false;
     }
   }
-  backoff = std::chrono::milliseconds(0);
+  retry.reset();
   reported_down = false;
   m.inc(m.reconnects);
   connected = true;

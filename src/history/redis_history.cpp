@@ -1,4 +1,5 @@
 #include "history/redis_history.hpp"
+#include "common/backoff.hpp"
 #include "metrics/prometheus.hpp"
 
 #include <pthread.h>
@@ -180,7 +181,9 @@ struct redis_history::impl {
   }
 
   void run() {
-    auto backoff = std::chrono::milliseconds(100);
+    // The same reconnect policy as every backend (common/backoff.hpp); callers are answered
+    // `unreachable` at once meanwhile, so the API says 503 instead of holding requests.
+    common::backoff retry(std::chrono::milliseconds(100), std::chrono::milliseconds(2000));
     for (;;) {
       std::vector<op> batch;
       {
@@ -194,11 +197,10 @@ struct redis_history::impl {
         failures.fetch_add(batch.size(), std::memory_order_relaxed);
         for (auto& o : batch) o.done(nullptr, make_error(errc::unreachable));
         std::unique_lock lk(mu);
-        cv.wait_for(lk, backoff, [&] { return stopping; });
-        backoff = std::min(backoff * 2, std::chrono::milliseconds(2000));
+        cv.wait_for(lk, retry.next(), [&] { return stopping; });
         continue;
       }
-      backoff = std::chrono::milliseconds(100);
+      retry.reset();
       if (batch.empty()) continue;
       std::vector<const char*> argv;
       std::vector<std::size_t> lens;

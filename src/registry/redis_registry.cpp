@@ -1,4 +1,5 @@
 #include "registry/redis_registry.hpp"
+#include "common/backoff.hpp"
 #include "metrics/prometheus.hpp"
 
 #include "protocol/codec.hpp"
@@ -472,7 +473,7 @@ bool redis_registry::impl::exec(std::vector<command>& cmds, std::vector<reply_pt
 }
 
 void redis_registry::impl::run() {
-  auto backoff = std::chrono::milliseconds(100);
+  common::backoff retry(std::chrono::milliseconds(100), std::chrono::milliseconds(2000));  // as every backend
   while (true) {
     {
       std::lock_guard lk(mu);
@@ -493,11 +494,10 @@ void redis_registry::impl::run() {
       failed_queries.fetch_add(qs.size(), std::memory_order_relaxed);
       for (auto& q : qs) q.on_reply(nullptr);
       std::unique_lock lk(mu);
-      cv.wait_for(lk, backoff, [&] { return stopping || !queries.empty(); });
-      backoff = std::min(backoff * 2, std::chrono::milliseconds(2000));
+      cv.wait_for(lk, retry.next(), [&] { return stopping || !queries.empty(); });
       continue;
     }
-    backoff = std::chrono::milliseconds(100);
+    retry.reset();
 
     if (needs_resync && !snapshot_requested) {
       // Drop what was queued so far; the snapshot taken after this point covers it (the writes
