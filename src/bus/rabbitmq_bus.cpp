@@ -1,6 +1,8 @@
 #include "bus/rabbitmq_bus.hpp"
 #include "common/backoff.hpp"
+#include "bus/errors.hpp"
 #include "bus/outage_buffer.hpp"
+#include "bus/pending_publish.hpp"
 #include "bus/room_bindings.hpp"
 #include "metrics/prometheus.hpp"
 
@@ -29,25 +31,6 @@ namespace {
 using clock = std::chrono::steady_clock;
 constexpr amqp_channel_t channel = 1;
 
-// Errors reported through publish callbacks.
-enum class bus_errc { buffer_full = 1, nacked, stopped };
-struct bus_category_t : std::error_category {
-  const char* name() const noexcept override { return "roomcast.rabbitmq"; }
-  std::string message(int c) const override {
-    switch (static_cast<bus_errc>(c)) {
-      case bus_errc::buffer_full:
-        return "broker unreachable and outage buffer full";
-      case bus_errc::nacked:
-        return "broker refused the message (nack)";
-      case bus_errc::stopped:
-        return "bus stopped";
-    }
-    return "unknown";
-  }
-};
-const bus_category_t bus_category{};
-std::error_code make_error(bus_errc e) { return {static_cast<int>(e), bus_category}; }
-
 amqp_bytes_t bytes_of(std::string_view s) { return {s.size(), const_cast<char*>(s.data())}; }
 
 bool reply_ok(const amqp_rpc_reply_t& r, const char* what, std::string& err);
@@ -74,18 +57,6 @@ bool reply_ok(const amqp_rpc_reply_t& r, const char* what, std::string& err) {
   }
   return false;
 }
-
-// One API/client publish; it may need several broker messages (a user on several nodes).
-struct pending_publish {
-  publish_callback done;
-  std::size_t remaining = 0;
-  bool completed = false;
-  void complete(std::error_code ec, publish_result r) {
-    if (completed) return;
-    completed = true;
-    if (done) done(ec, r);
-  }
-};
 
 struct wire_message {
   std::string exchange;
@@ -297,11 +268,11 @@ void rabbitmq_bus::impl::run() {
   if (conn) disconnect("stopping");
   // Whatever never reached the broker is reported, not dropped silently.
   for (auto& w : outage)
-    if (w.owner) w.owner->complete(make_error(bus_errc::stopped), {});
+    if (w.owner) w.owner->complete(make_error(errc::stopped), {});
   std::vector<op> left;
   { left = box.take(); }
   for (auto& o : left)
-    if (o.owner) o.owner->complete(make_error(bus_errc::stopped), {});
+    if (o.owner) o.owner->complete(make_error(errc::stopped), {});
 }
 
 void rabbitmq_bus::impl::wait_backoff(const std::string& why) {
@@ -484,7 +455,7 @@ void rabbitmq_bus::impl::handle_op(op& o) {
         // Broker away (or older messages still waiting): keep order, within bounds.
         if (!outage.fits(o.msgs.size(), bytes)) {
           m.inc(m.rejected_full);
-          o.owner->complete(make_error(bus_errc::buffer_full), {});
+          o.owner->complete(make_error(errc::buffer_full), {});
           return;
         }
         m.inc(m.buffered);
@@ -614,10 +585,10 @@ void rabbitmq_bus::impl::on_confirm(std::uint64_t tag, bool multiple, bool ack) 
     auto& o = f.msg.owner;
     if (!o) return;
     if (!ack) {
-      o->complete(make_error(bus_errc::nacked), {});
+      o->complete(make_error(errc::nacked), {});
       return;
     }
-    if (o->remaining > 0 && --o->remaining == 0) o->complete({}, {});
+    o->confirmed();
   };
   if (multiple) {
     while (!flight.empty() && flight.front().tag <= tag) {

@@ -1,6 +1,8 @@
 #include "bus/redis_bus.hpp"
 #include "common/backoff.hpp"
+#include "bus/errors.hpp"
 #include "bus/outage_buffer.hpp"
+#include "bus/pending_publish.hpp"
 #include "bus/room_bindings.hpp"
 #include "metrics/prometheus.hpp"
 
@@ -36,25 +38,6 @@ using clock = std::chrono::steady_clock;
 constexpr std::size_t max_batch_messages = 1024;
 constexpr std::size_t max_batch_bytes = 1u << 20;
 
-// Errors reported through publish callbacks.
-enum class bus_errc { buffer_full = 1, redis_error, stopped };
-struct bus_category_t : std::error_category {
-  const char* name() const noexcept override { return "roomcast.redis"; }
-  std::string message(int c) const override {
-    switch (static_cast<bus_errc>(c)) {
-      case bus_errc::buffer_full:
-        return "redis unreachable and outage buffer full";
-      case bus_errc::redis_error:
-        return "redis refused the PUBLISH";
-      case bus_errc::stopped:
-        return "bus stopped";
-    }
-    return "unknown";
-  }
-};
-const bus_category_t bus_category{};
-std::error_code make_error(bus_errc e) { return {static_cast<int>(e), bus_category}; }
-
 struct reply_deleter {
   void operator()(redisReply* r) const { freeReplyObject(r); }
 };
@@ -68,18 +51,6 @@ std::string_view str(const redisReply* r) {
   return r && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS) ? std::string_view(r->str, r->len)
                                                                                : std::string_view();
 }
-
-// One API/client publish; it may need several PUBLISHes (a user on several nodes).
-struct pending_publish {
-  publish_callback done;
-  std::size_t remaining = 0;
-  bool completed = false;
-  void complete(std::error_code ec, publish_result r) {
-    if (completed) return;
-    completed = true;
-    if (done) done(ec, r);
-  }
-};
 
 struct wire_message {
   std::string channel;
@@ -284,13 +255,13 @@ void redis_bus::impl::run() {
   connected = false;
   // Whatever never reached Redis is reported, not dropped silently.
   for (auto& w : queue)
-    if (w.owner) w.owner->complete(make_error(bus_errc::stopped), {});
+    if (w.owner) w.owner->complete(make_error(errc::stopped), {});
   queue.clear();
   queued_count = 0;
   std::vector<op> left;
   { left = box.take(); }
   for (auto& o : left)
-    if (o.owner) o.owner->complete(make_error(bus_errc::stopped), {});
+    if (o.owner) o.owner->complete(make_error(errc::stopped), {});
 }
 
 void redis_bus::impl::wait_backoff(const std::string& why) {
@@ -447,7 +418,7 @@ void redis_bus::impl::handle_op(op& o) {
       // Bounded whether Redis is away or just behind.
       if (!queue.fits(o.msgs.size(), bytes)) {
         m.inc(m.rejected_full);
-        o.owner->complete(make_error(bus_errc::buffer_full), {});
+        o.owner->complete(make_error(errc::buffer_full), {});
         return;
       }
       if (!connected) {
@@ -514,11 +485,11 @@ void redis_bus::impl::send_pending() {
     if (p->type == REDIS_REPLY_ERROR) {
       m.inc(m.publish_errors);
       spdlog::warn("redis bus: PUBLISH {} refused: {}", w.channel, str(p.get()));
-      if (w.owner) w.owner->complete(make_error(bus_errc::redis_error), {});
+      if (w.owner) w.owner->complete(make_error(errc::refused), {});
       continue;
     }
     m.inc(m.published);
-    if (w.owner && w.owner->remaining > 0 && --w.owner->remaining == 0) w.owner->complete({}, {});
+    if (w.owner) w.owner->confirmed();
   }
   queued_count = queue.size();
 }

@@ -14,7 +14,8 @@ class backoff {
  public:
   using ms = std::chrono::milliseconds;
 
-  backoff(ms min, ms max, std::uint32_t seed = std::random_device{}()) : min_(min), max_(std::max(min, max)), rng_(seed) {}
+  backoff(ms min, ms max, std::uint32_t seed = std::random_device{}())
+      : min_(min), max_(std::max(min, max)), rng_(seed) {}
 
   // The delay before the next attempt, after a failed one.
   ms next() {
