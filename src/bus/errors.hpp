@@ -18,10 +18,14 @@ inline const std::error_category& category() noexcept {
     const char* name() const noexcept override { return "roomcast.bus"; }
     std::string message(int c) const override {
       switch (static_cast<errc>(c)) {
-        case errc::buffer_full: return "bus unreachable and outage buffer full";
-        case errc::nacked: return "broker refused the message (nack)";
-        case errc::refused: return "redis refused the PUBLISH";
-        case errc::stopped: return "bus stopped";
+        case errc::buffer_full:
+          return "bus unreachable and outage buffer full";
+        case errc::nacked:
+          return "broker refused the message (nack)";
+        case errc::refused:
+          return "redis refused the PUBLISH";
+        case errc::stopped:
+          return "bus stopped";
       }
       return "unknown bus error";
     }

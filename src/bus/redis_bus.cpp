@@ -1,4 +1,5 @@
 #include "bus/redis_bus.hpp"
+#include "redis/hiredis.hpp"
 #include "common/backoff.hpp"
 #include "bus/errors.hpp"
 #include "bus/outage_buffer.hpp"
@@ -38,19 +39,8 @@ using clock = std::chrono::steady_clock;
 constexpr std::size_t max_batch_messages = 1024;
 constexpr std::size_t max_batch_bytes = 1u << 20;
 
-struct reply_deleter {
-  void operator()(redisReply* r) const { freeReplyObject(r); }
-};
-using reply_ptr = std::unique_ptr<redisReply, reply_deleter>;
-
-timeval to_timeval(std::chrono::milliseconds ms) {
-  return {static_cast<time_t>(ms.count() / 1000), static_cast<suseconds_t>((ms.count() % 1000) * 1000)};
-}
-
-std::string_view str(const redisReply* r) {
-  return r && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS) ? std::string_view(r->str, r->len)
-                                                                               : std::string_view();
-}
+using redis::reply_ptr;
+std::string_view str(const redisReply* r) noexcept { return redis::view(r); }
 
 struct wire_message {
   std::string channel;
@@ -287,18 +277,12 @@ void redis_bus::impl::wait_backoff(const std::string& why) {
 }
 
 bool redis_bus::impl::connect(std::string& err) {
-  const auto tv = to_timeval(opts.timeout);
   const std::string where = opts.host + ":" + std::to_string(opts.port);
   auto open = [&](const char* role) -> redisContext* {
-    redisContext* c = redisConnectWithTimeout(opts.host.c_str(), opts.port, tv);
-    if (!c || c->err) {
-      err = std::string(role) + " connect " + where + ": " + (c ? c->errstr : "out of memory");
-      if (c) redisFree(c);
-      return nullptr;
-    }
     // The timeout bounds every blocking read/write on the connection (PUBLISH replies, flushes).
-    redisSetTimeout(c, tv);
-    redisEnableKeepAlive(c);
+    std::string why;
+    redisContext* c = redis::connect(opts.host, opts.port, opts.timeout, why);
+    if (!c) err = std::string(role) + " connect " + where + ": " + why;
     return c;
   };
   // Subscriber first: publishes (the outage buffer first) go out only once this node listens.

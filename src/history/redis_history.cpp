@@ -1,4 +1,5 @@
 #include "history/redis_history.hpp"
+#include "redis/hiredis.hpp"
 #include "common/backoff.hpp"
 #include "metrics/prometheus.hpp"
 
@@ -85,23 +86,9 @@ struct category_t : std::error_category {
 const category_t category{};
 std::error_code make_error(errc e) { return {static_cast<int>(e), category}; }
 
-struct reply_deleter {
-  void operator()(redisReply* r) const { freeReplyObject(r); }
-};
-using reply_ptr = std::unique_ptr<redisReply, reply_deleter>;
-
-std::string str(const redisReply* r) {
-  return r && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS) ? std::string(r->str, r->len)
-                                                                               : std::string();
-}
-
-std::uint64_t num(const redisReply* r) {
-  if (!r) return 0;
-  if (r->type == REDIS_REPLY_INTEGER) return static_cast<std::uint64_t>(r->integer);
-  std::uint64_t v = 0;
-  if (r->type == REDIS_REPLY_STRING) std::from_chars(r->str, r->str + r->len, v);
-  return v;
-}
+using redis::num;
+using redis::reply_ptr;
+using redis::str;
 
 // A queued operation: its command and what to do with the reply (nullptr = failed).
 struct op {
@@ -141,20 +128,16 @@ struct redis_history::impl {
   }
 
   bool connect() {
-    timeval tv{static_cast<time_t>(opts.timeout.count() / 1000),
-               static_cast<suseconds_t>((opts.timeout.count() % 1000) * 1000)};
-    ctx = redisConnectWithTimeout(opts.host.c_str(), opts.port, tv);
-    if (!ctx || ctx->err) {
+    std::string why;
+    ctx = redis::connect(opts.host, opts.port, opts.timeout, why);
+    if (!ctx) {
       if (!reported_down) {
         spdlog::warn("history: redis {}:{} unreachable ({}); publishes to rooms with history answer 503 meanwhile",
-                     opts.host, opts.port, ctx ? ctx->errstr : "out of memory");
+                     opts.host, opts.port, why);
         reported_down = true;
       }
-      if (ctx) redisFree(ctx);
-      ctx = nullptr;
       return false;
     }
-    redisSetTimeout(ctx, tv);
     const char* scripts[2] = {append_script, read_script};
     for (int i = 0; i < 2; ++i) {
       reply_ptr r(static_cast<redisReply*>(redisCommand(ctx, "SCRIPT LOAD %s", scripts[i])));

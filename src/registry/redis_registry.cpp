@@ -1,4 +1,5 @@
 #include "registry/redis_registry.hpp"
+#include "redis/hiredis.hpp"
 #include "common/backoff.hpp"
 #include "metrics/prometheus.hpp"
 
@@ -133,10 +134,7 @@ return out
 
 using command = std::vector<std::string>;
 
-struct reply_deleter {
-  void operator()(redisReply* r) const { freeReplyObject(r); }
-};
-using reply_ptr = std::unique_ptr<redisReply, reply_deleter>;
+using redis::reply_ptr;
 
 // A query: its command, and what to do with the reply (nullptr = Redis unreachable).
 struct query {
@@ -144,9 +142,7 @@ struct query {
   std::function<void(const redisReply*)> on_reply;
 };
 
-std::string str(const redisReply* r) {
-  return r && r->type == REDIS_REPLY_STRING ? std::string(r->str, r->len) : std::string();
-}
+using redis::str;
 
 }  // namespace
 
@@ -406,26 +402,20 @@ void redis_registry::append_metrics(std::string& o) const {
 // ---------------- registry thread ----------------
 
 bool redis_registry::impl::connect() {
-  timeval tv{static_cast<time_t>(opts.timeout.count() / 1000),
-             static_cast<suseconds_t>((opts.timeout.count() % 1000) * 1000)};
-  ctx = redisConnectWithTimeout(opts.host.c_str(), opts.port, tv);
-  if (!ctx || ctx->err) {
+  std::string why;
+  ctx = redis::connect(opts.host, opts.port, opts.timeout, why);
+  if (!ctx) {
     // Logged once per outage, not once per retry.
     if (!reported_down) {
       spdlog::warn(
           "registry: redis {}:{} unreachable ({}); retrying. Room delivery goes on; user messages go to "
           "every node meanwhile",
-          opts.host, opts.port, ctx ? ctx->errstr : "out of memory");
+          opts.host, opts.port, why);
       reported_down = true;
-    }
-    if (ctx) {
-      redisFree(ctx);
-      ctx = nullptr;
     }
     return false;
   }
   reported_down = false;
-  redisSetTimeout(ctx, tv);
   connected = true;
   needs_resync = true;
   snapshot_requested = false;
