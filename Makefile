@@ -73,7 +73,7 @@ bench-deps:
 
 # Layout (.clang-format) and static checks (.clang-tidy) of our C++; CI runs check-format.
 format:
-	git ls-files '*.cpp' '*.hpp' | xargs clang-format -i --style=file
+	git ls-files --cached --others --exclude-standard '*.cpp' '*.hpp' | xargs clang-format -i --style=file
 
 check-format: deps
 	./scripts/check-format.sh

@@ -5,7 +5,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$here"
 command -v clang-format >/dev/null || { echo "check-format: clang-format is not installed (deploy/packages.txt)" >&2; exit 2; }
-mapfile -t files < <(git ls-files '*.cpp' '*.hpp')
+mapfile -t files < <(git ls-files --cached --others --exclude-standard '*.cpp' '*.hpp')
 bad=0
 for f in "${files[@]}"; do
   if ! diff -q "$f" <(clang-format --style=file "$f") >/dev/null; then

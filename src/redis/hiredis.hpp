@@ -27,7 +27,6 @@ timeval to_timeval(std::chrono::milliseconds ms) noexcept;
 // Connects to host:port. `timeout` bounds the connect and every later blocking read or write on
 // the connection; TCP keepalive is on, so a peer that vanished is noticed. nullptr on failure,
 // with `err` saying why (no host name or port in it: callers add their own context).
-redisContext* connect(const std::string& host, std::uint16_t port, std::chrono::milliseconds timeout,
-                      std::string& err);
+redisContext* connect(const std::string& host, std::uint16_t port, std::chrono::milliseconds timeout, std::string& err);
 
 }  // namespace roomcast::redis
