@@ -1,0 +1,115 @@
+// api::handler without sockets: a request in, a response out. One node with the local bus, the
+// local history and the local registry; the one shard runs posted tasks inline.
+#include "api/api_handler.hpp"
+#include "bus/local_bus.hpp"
+#include "history/local_history.hpp"
+#include "registry/local_registry.hpp"
+
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+#include <gtest/gtest.h>
+
+#include <optional>
+
+using namespace roomcast;
+namespace json = boost::json;
+
+namespace {
+
+struct node_fixture {
+  config::config cfg;
+  bus::local_bus the_bus;
+  hub::router router{"n1", the_bus};
+  history::local_history store{std::chrono::minutes(5)};
+  history::rules rules;
+  metrics::shard_counters counters;
+  hub::shard tables{0, counters};
+  registry::local_registry reg{router, [] { return std::string(R"({"connections":0})"); }};
+  api::node_state state;
+  std::optional<api::handler> api;
+
+  explicit node_fixture(std::string api_key = "") {
+    cfg.api_key = std::move(api_key);
+    std::string err;
+    rules.parse(cfg.history, err);
+    router.set_history(&store, &rules, false);
+    router.add_shard({&tables, [](hub::router::task t) { t(); }});
+    the_bus.start([this](const bus::envelope& e, bus::delivery_done done) { router.dispatch(e, std::move(done)); });
+    api.emplace(cfg, router, reg, state);
+    api->set_counters({&counters});
+  }
+
+  api::response call(std::string method, std::string target, std::string body = "", std::string key = "",
+                     std::string content_type = "application/json") {
+    api::request r{std::move(method), std::move(target), std::move(content_type), std::move(key), std::move(body), 0};
+    std::optional<api::response> out;
+    api->handle(r, [&](api::response resp) { out = std::move(resp); });
+    EXPECT_TRUE(out.has_value()) << "no synchronous answer";
+    return out.value_or(api::response{});
+  }
+};
+
+std::string code_of(const api::response& r) {
+  return std::string(json::parse(r.body).at("error").at("code").as_string());
+}
+
+}  // namespace
+
+TEST(api, publish_numbers_room_messages_and_answers_duplicates_with_the_first_seq) {
+  node_fixture n;
+  auto a = n.call("POST", "/api/publish", R"({"room":"345","data":{"x":1},"id":"k1"})");
+  ASSERT_EQ(a.status, 200u) << a.body;
+  EXPECT_EQ(json::parse(a.body).at("seq").as_int64(), 1);
+  auto b = n.call("POST", "/api/publish", R"({"room":"345","data":{"x":2}})");
+  EXPECT_EQ(json::parse(b.body).at("seq").as_int64(), 2) << b.body;
+  auto dup = n.call("POST", "/api/publish", R"({"room":"345","data":{"x":1},"id":"k1"})");
+  EXPECT_TRUE(json::parse(dup.body).at("duplicate").as_bool()) << dup.body;
+  EXPECT_EQ(json::parse(dup.body).at("seq").as_int64(), 1);
+}
+
+TEST(api, bad_requests_get_the_documented_status_and_code) {
+  node_fixture n;
+  EXPECT_EQ(code_of(n.call("POST", "/api/publish", R"({"data":1})")), "bad_request");      // no target
+  EXPECT_EQ(code_of(n.call("POST", "/api/publish", R"({"room":"345"})")), "bad_request");  // no data
+  EXPECT_EQ(code_of(n.call("POST", "/api/publish", "{oops")), "bad_json");
+  auto r = n.call("POST", "/api/publish", R"({"room":"1","data":1})", "", "text/plain");
+  EXPECT_EQ(r.status, 415u);
+  r = n.call("GET", "/api/publish");
+  EXPECT_EQ(r.status, 405u);
+  EXPECT_EQ(r.headers.at(0).first, "Allow");
+  EXPECT_EQ(n.call("GET", "/api/nope").status, 404u);
+  EXPECT_EQ(n.call("GET", "/api/rooms?limit=0").status, 400u);
+  EXPECT_EQ(n.call("GET", "/api/rooms?cursor=x").status, 400u);
+  for (const char* body : {R"({"user":""})", R"({"session":"nope"})", R"({"user":"u","session":"s"})"})
+    EXPECT_EQ(n.call("POST", "/api/disconnect", body).status, 400u) << body;
+}
+
+TEST(api, the_key_guards_api_but_not_health_and_metrics) {
+  node_fixture n("s3cret");
+  EXPECT_EQ(n.call("GET", "/api/nodes").status, 401u);
+  EXPECT_EQ(n.call("GET", "/api/nodes", "", "wrong").status, 401u);
+  EXPECT_EQ(n.call("GET", "/api/nodes", "", "s3cret").status, 200u);
+  EXPECT_EQ(n.call("GET", "/healthz").status, 200u);
+  EXPECT_EQ(n.call("GET", "/metrics").status, 200u);
+}
+
+TEST(api, readyz_follows_the_drain) {
+  node_fixture n;
+  EXPECT_EQ(n.call("GET", "/readyz").status, 200u);
+  n.state.draining = true;
+  auto r = n.call("GET", "/readyz");
+  EXPECT_EQ(r.status, 503u);
+  EXPECT_FALSE(json::parse(r.body).at("ready").as_bool());
+}
+
+TEST(api, nodes_carry_the_summary_and_history_reads_back) {
+  node_fixture n;
+  auto nodes = json::parse(n.call("GET", "/api/nodes").body);
+  EXPECT_EQ(json::serialize(nodes), R"({"nodes":[{"node":"n1","connections":0}]})");
+  n.call("POST", "/api/publish", R"({"room":"r","data":"a"})");
+  n.call("POST", "/api/publish", R"({"room":"r","data":"b"})");
+  auto h = json::parse(n.call("GET", "/api/rooms/r/history?since=1").body);
+  EXPECT_EQ(h.at("seq").as_int64(), 2);
+  ASSERT_EQ(h.at("messages").as_array().size(), 1u) << json::serialize(h);
+  EXPECT_EQ(json::serialize(h.at("messages").at(0).at("data")), R"("b")");
+}
