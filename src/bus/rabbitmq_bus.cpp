@@ -1,5 +1,6 @@
 #include "bus/rabbitmq_bus.hpp"
 #include "common/backoff.hpp"
+#include "bus/confirm_window.hpp"
 #include "bus/errors.hpp"
 #include "bus/outage_buffer.hpp"
 #include "bus/pending_publish.hpp"
@@ -65,12 +66,6 @@ struct wire_message {
   std::shared_ptr<pending_publish> owner;
 };
 
-struct in_flight {
-  std::uint64_t tag;
-  wire_message msg;
-  clock::time_point deadline;
-};
-
 struct metrics_block {
   std::atomic<std::uint64_t> published{0}, confirmed{0}, nacked{0}, buffered{0}, rejected_full{0}, received{0},
       duplicates{0}, acked{0}, reconnects{0}, resent{0}, decode_errors{0}, fallback_all{0}, binds{0}, unbinds{0},
@@ -88,6 +83,7 @@ struct rabbitmq_bus::impl {
         nodes_exchange(opts.prefix + ".nodes"),
         all_exchange(opts.prefix + ".all"),
         outage(opts.outage_max_messages, opts.outage_max_bytes),
+        flight(opts.max_in_flight),
         rooms(opts.unbind_grace),
         retry(opts.reconnect_min, opts.reconnect_max) {}
 
@@ -117,11 +113,10 @@ struct rabbitmq_bus::impl {
 
   // ---- bus thread only ----
   amqp_connection_state_t conn = nullptr;
-  std::uint64_t generation = 0;  // bumps on every connection, so stale acks are ignored
-  std::uint64_t next_tag = 1;
-  outage_buffer<wire_message> outage;  // waiting for the broker, in publish order
-  std::deque<in_flight> flight;        // published, waiting for confirms, in tag order
-  room_bindings rooms;                 // wanted rooms and what the broker has bound (bindings survive reconnects)
+  std::uint64_t generation = 0;         // bumps on every connection, so stale acks are ignored
+  outage_buffer<wire_message> outage;   // waiting for the broker, in publish order
+  confirm_window<wire_message> flight;  // published, waiting for confirms, in tag order
+  room_bindings rooms;                  // wanted rooms and what the broker has bound (bindings survive reconnects)
   bool first_connect = true;
   dedupe_window seen{100'000};
   // Deliveries are acked with one multiple-ack for the longest finished prefix of delivery tags
@@ -331,7 +326,6 @@ bool rabbitmq_bus::impl::connect(std::string& err) {
     return false;
   }
   ++generation;
-  next_tag = 1;
   ack_floor = acked_sent = 0;  // a new channel numbers its deliveries from 1 again
   ack_done.clear();
   retry.reset();
@@ -428,12 +422,11 @@ void rabbitmq_bus::impl::disconnect(const std::string& why) {
   }
   // Unconfirmed messages go back to the front of the outage buffer, in order: at-least-once, and
   // receivers drop the duplicates by id. Their publishers learn the message is queued.
-  for (auto it = flight.rbegin(); it != flight.rend(); ++it) {
-    if (it->msg.owner) it->msg.owner->complete({}, publish_result{true});
-    outage.push_front(std::move(it->msg));
+  flight.lost([this](wire_message w) {
+    if (w.owner) w.owner->complete({}, publish_result{true});
+    outage.push_front(std::move(w));
     m.inc(m.resent);
-  }
-  flight.clear();
+  });
   in_flight_count = 0;
   outage_count = outage.size();
   // The broker keeps the queue's bindings: reconciled after the reconnect.
@@ -495,7 +488,7 @@ bool rabbitmq_bus::impl::send_pending(std::string& err) {
   props._flags = AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_CONTENT_TYPE_FLAG;
   props.delivery_mode = opts.persistent ? 2 : 1;
   props.content_type = amqp_cstring_bytes("application/json");
-  while (!outage.empty() && flight.size() < opts.max_in_flight) {
+  while (!outage.empty() && !flight.full()) {
     wire_message& w = outage.front();
     const int rc = amqp_basic_publish(conn, channel, bytes_of(w.exchange), bytes_of(w.routing_key), 0, 0, &props,
                                       bytes_of(w.body));
@@ -504,7 +497,7 @@ bool rabbitmq_bus::impl::send_pending(std::string& err) {
       return false;
     }
     m.inc(m.published);
-    flight.push_back({next_tag++, outage.pop_front(), clock::now() + opts.publish_timeout});
+    flight.sent(outage.pop_front(), clock::now() + opts.publish_timeout);
   }
   outage_count = outage.size();
   in_flight_count = flight.size();
@@ -580,30 +573,14 @@ bool rabbitmq_bus::impl::read_frames(std::string& err) {
 }
 
 void rabbitmq_bus::impl::on_confirm(std::uint64_t tag, bool multiple, bool ack) {
-  auto finish = [&](in_flight& f) {
-    m.inc(ack ? m.confirmed : m.nacked);
-    auto& o = f.msg.owner;
-    if (!o) return;
-    if (!ack) {
-      o->complete(make_error(errc::nacked), {});
-      return;
-    }
-    o->confirmed();
-  };
-  if (multiple) {
-    while (!flight.empty() && flight.front().tag <= tag) {
-      finish(flight.front());
-      flight.pop_front();
-    }
-  } else {
-    for (auto it = flight.begin(); it != flight.end(); ++it) {
-      if (it->tag == tag) {
-        finish(*it);
-        flight.erase(it);
-        break;
-      }
-    }
-  }
+  flight.confirm(tag, multiple, ack, [this](wire_message& w, bool acked) {
+    m.inc(acked ? m.confirmed : m.nacked);
+    if (!w.owner) return;
+    if (acked)
+      w.owner->confirmed();
+    else
+      w.owner->complete(make_error(errc::nacked), {});
+  });
   in_flight_count = flight.size();
 }
 
@@ -628,11 +605,9 @@ void rabbitmq_bus::impl::flush_acks() {
 void rabbitmq_bus::impl::check_timeouts() {
   // A confirm that is late does not fail the publish: the message stays in flight (and is re-sent
   // after a reconnect), so the publisher is told it is queued rather than kept waiting.
-  const auto now = clock::now();
-  for (auto& f : flight) {
-    if (f.deadline > now) break;
-    if (f.msg.owner) f.msg.owner->complete({}, publish_result{true});
-  }
+  flight.overdue(clock::now(), [](wire_message& w) {
+    if (w.owner) w.owner->complete({}, publish_result{true});
+  });
 }
 
 void rabbitmq_bus::impl::on_delivery(amqp_envelope_t& env) {

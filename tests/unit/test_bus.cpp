@@ -1,5 +1,6 @@
 #include "bus/bus.hpp"
 #include "bus/dedupe_window.hpp"
+#include "bus/confirm_window.hpp"
 #include "bus/local_bus.hpp"
 #include "bus/outage_buffer.hpp"
 #include "bus/room_bindings.hpp"
@@ -183,4 +184,45 @@ TEST(outage_buffer, bounded_in_messages_and_bytes_and_keeps_order) {
   q.clear();
   EXPECT_TRUE(q.empty());
   EXPECT_EQ(q.bytes(), 0u);
+}
+
+// ---- confirm_window: publisher confirms as a stream ----
+
+TEST(confirm_window, acks_settle_one_tag_or_every_tag_up_to_it_in_order) {
+  roomcast::bus::confirm_window<msg> w(3);
+  const auto t = roomcast::bus::confirm_window<msg>::clock::time_point{} + std::chrono::seconds(10);
+  w.sent({"a"}, t);  // tag 1
+  w.sent({"b"}, t);  // tag 2
+  w.sent({"c"}, t);  // tag 3
+  EXPECT_TRUE(w.full());
+  std::vector<std::string> settled;
+  auto record = [&](msg& m, bool ack) { settled.push_back(m.body + (ack ? "+" : "-")); };
+  w.confirm(2, false, false, record);  // a nack of tag 2 alone
+  EXPECT_EQ(settled, std::vector<std::string>{"b-"});
+  w.confirm(3, true, true, record);  // everything up to 3
+  EXPECT_EQ(settled, (std::vector<std::string>{"b-", "a+", "c+"}));
+  EXPECT_TRUE(w.empty());
+  w.confirm(9, true, true, record);  // a confirm for nothing waiting changes nothing
+  EXPECT_EQ(settled.size(), 3u);
+}
+
+TEST(confirm_window, overdue_messages_stay_and_a_lost_channel_returns_them_newest_first) {
+  using window = roomcast::bus::confirm_window<msg>;
+  window w(10);
+  const window::clock::time_point t0{std::chrono::seconds(100)};
+  w.sent({"a"}, t0);
+  w.sent({"b"}, t0 + std::chrono::seconds(5));
+  std::vector<std::string> late;
+  w.overdue(t0 + std::chrono::seconds(1), [&](msg& m) { late.push_back(m.body); });
+  EXPECT_EQ(late, std::vector<std::string>{"a"});
+  EXPECT_EQ(w.size(), 2u);  // a late confirm still settles them
+  std::vector<std::string> back;
+  w.lost([&](msg m) { back.push_back(m.body); });
+  EXPECT_EQ(back, (std::vector<std::string>{"b", "a"}));
+  EXPECT_TRUE(w.empty());
+  // Tags restart at 1 on the new channel.
+  w.sent({"c"}, t0);
+  std::vector<std::string> settled;
+  w.confirm(1, false, true, [&](msg& m, bool) { settled.push_back(m.body); });
+  EXPECT_EQ(settled, std::vector<std::string>{"c"});
 }
