@@ -1,29 +1,20 @@
 #include "bus/rabbitmq_bus.hpp"
-#include "common/backoff.hpp"
+#include "bus/amqp_link.hpp"
 #include "bus/confirm_window.hpp"
+#include "bus/dedupe_window.hpp"
 #include "bus/errors.hpp"
+#include "bus/inbox.hpp"
 #include "bus/outage_buffer.hpp"
 #include "bus/pending_publish.hpp"
 #include "bus/room_bindings.hpp"
+#include "common/backoff.hpp"
 #include "metrics/prometheus.hpp"
 
-#include "bus/dedupe_window.hpp"
-#include "bus/inbox.hpp"
-
-#include <pthread.h>
-#include <amqp.h>
-#include <amqp_tcp_socket.h>
 #include <poll.h>
+#include <pthread.h>
 #include <spdlog/spdlog.h>
-#include <unistd.h>
 
-#include <condition_variable>
 #include <deque>
-#include <map>
-#include <mutex>
-#include <random>
-#include <set>
-#include <unordered_map>
 
 namespace roomcast::bus {
 
@@ -31,33 +22,9 @@ namespace {
 
 using clock = std::chrono::steady_clock;
 constexpr amqp_channel_t channel = 1;
-
-amqp_bytes_t bytes_of(std::string_view s) { return {s.size(), const_cast<char*>(s.data())}; }
-
-bool reply_ok(const amqp_rpc_reply_t& r, const char* what, std::string& err);
-
-bool rpc_ok(amqp_connection_state_t c, const char* what, std::string& err) {
-  return reply_ok(amqp_get_rpc_reply(c), what, err);
-}
-
-bool reply_ok(const amqp_rpc_reply_t& r, const char* what, std::string& err) {
-  if (r.reply_type == AMQP_RESPONSE_NORMAL) return true;
-  if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION) {
-    err = std::string(what) + ": " + amqp_error_string2(r.library_error);
-  } else if (r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION) {
-    err = std::string(what) + ": server exception " + std::to_string(r.reply.id);
-    if (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
-      const auto* m = static_cast<amqp_channel_close_t*>(r.reply.decoded);
-      err += " " + std::string(static_cast<const char*>(m->reply_text.bytes), m->reply_text.len);
-    } else if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
-      const auto* m = static_cast<amqp_connection_close_t*>(r.reply.decoded);
-      err += " " + std::string(static_cast<const char*>(m->reply_text.bytes), m->reply_text.len);
-    }
-  } else {
-    err = std::string(what) + ": no reply";
-  }
-  return false;
-}
+constexpr std::chrono::seconds heartbeat{30};
+constexpr std::chrono::milliseconds setup_timeout{5'000};
+constexpr std::uint64_t tag_mask = (std::uint64_t{1} << 48) - 1;
 
 struct wire_message {
   std::string exchange;
@@ -69,7 +36,7 @@ struct wire_message {
 struct metrics_block {
   std::atomic<std::uint64_t> published{0}, confirmed{0}, nacked{0}, buffered{0}, rejected_full{0}, received{0},
       duplicates{0}, acked{0}, reconnects{0}, resent{0}, decode_errors{0}, fallback_all{0}, binds{0}, unbinds{0},
-      node_id_in_use{0};
+      node_id_in_use{0}, writes{0};
   void inc(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) { c.fetch_add(n, std::memory_order_relaxed); }
 };
 
@@ -87,14 +54,12 @@ struct rabbitmq_bus::impl {
         rooms(opts.unbind_grace),
         retry(opts.reconnect_min, opts.reconnect_max) {}
 
-  // ---- shared with other threads (under mu) ----
+  // ---- shared with other threads ----
   struct op {
-    enum kind_t { publish, subscribe, unsubscribe, ack } kind;
+    enum kind_t { publish, subscribe, unsubscribe } kind;
     std::string room;
     std::vector<wire_message> msgs;
     std::shared_ptr<pending_publish> owner;
-    std::uint64_t tag = 0;
-    std::uint64_t generation = 0;
   };
   roomcast::bus::inbox<op> box;
   void post(op o) { box.post(std::move(o)); }
@@ -108,22 +73,35 @@ struct rabbitmq_bus::impl {
   std::atomic<bool> stopping{false};
   std::atomic<std::size_t> outage_count{0};
   std::atomic<std::size_t> in_flight_count{0};
+  // The highest delivery tag every shard has taken, with the connection generation in the top 16
+  // bits. Shards take deliveries in order (each runs its posts in order), so every tag up to it
+  // is done: one atomic instead of a message to the bus thread per delivery.
+  std::atomic<std::uint64_t> shards_done{0};
   metrics_block m;
   std::thread thread;
 
   // ---- bus thread only ----
-  amqp_connection_state_t conn = nullptr;
+  // Two connections: a broker that blocks publishers (a memory or disk alarm) must not stop this
+  // node from consuming, and publishes never wait behind a consumer's frames.
+  amqp_link pub;                        // confirm mode: publishes out, confirms in
+  amqp_link con;                        // topology, bindings, the node queue's deliveries, acks
   std::uint64_t generation = 0;         // bumps on every connection, so stale acks are ignored
   outage_buffer<wire_message> outage;   // waiting for the broker, in publish order
   confirm_window<wire_message> flight;  // published, waiting for confirms, in tag order
   room_bindings rooms;                  // wanted rooms and what the broker has bound (bindings survive reconnects)
+  struct rpc {
+    enum kind_t { bind, unbind, consume } kind;
+    std::string room;
+  };
+  std::deque<rpc> rpcs;  // sent on `con`, answered in order
   bool first_connect = true;
   dedupe_window seen{100'000};
   // Deliveries are acked with one multiple-ack for the longest finished prefix of delivery tags
-  // (1, 2, 3… per channel) instead of one ack each: the shards finish them nearly in order.
-  std::uint64_t ack_floor = 0;   // every tag <= ack_floor is acked (or about to be, by flush_acks)
-  std::uint64_t acked_sent = 0;  // the last tag sent in an ack
-  std::deque<bool> ack_done;     // ack_done[i]: tag ack_floor + 1 + i is finished
+  // (1, 2, 3… per channel).
+  std::uint64_t ack_floor = 0;      // every tag <= ack_floor is finished
+  std::uint64_t acked_sent = 0;     // the last tag sent in an ack
+  std::uint64_t last_delivery = 0;  // the last tag received
+  std::deque<bool> ack_done;        // ack_done[i]: tag ack_floor + 1 + i is finished
   std::size_t uri_index = 0;
   common::backoff retry;
 
@@ -131,18 +109,23 @@ struct rabbitmq_bus::impl {
   bool connect(std::string& err);
   void disconnect(const std::string& why);
   bool declare_topology(std::string& err);
-  bool bind_room(const std::string& room, bool bind, std::string& err);
+  bool bind_now(const std::string& room, bool bind, std::string& err);
+  void request_bind(const std::string& room, bool bind);
   void drain_inbox();
   void handle_op(op& o);
-  void enqueue(wire_message w);
   bool send_pending(std::string& err);
-  bool read_frames(std::string& err);
+  bool wait_and_read(std::string& err);
+  void on_pub_event(const amqp::event& ev);
+  bool on_con_event(const amqp::event& ev, std::string& err);
   void on_confirm(std::uint64_t tag, bool multiple, bool ack);
-  void on_delivery(amqp_envelope_t& env);
+  void on_delivery(std::uint64_t tag, std::string_view body);
+  void shard_done(std::uint64_t gen, std::uint64_t tag);
   void finished(std::uint64_t tag);
+  void finished_through(std::uint64_t tag);
+  void take_shard_acks();
   void flush_acks();
   void check_timeouts();
-  bool apply_unbinds(std::string& err);
+  void apply_unbinds();
   void wait_backoff(const std::string& why);
 };
 
@@ -174,14 +157,14 @@ bool rabbitmq_bus::healthy() const { return impl_->connected.load(std::memory_or
 void rabbitmq_bus::publish(envelope e, publish_callback done) {
   auto owner = std::make_shared<pending_publish>();
   owner->done = std::move(done);
-  const std::string body = encode_envelope(e);
+  std::string body = encode_envelope(e);
   impl::op o{impl::op::publish, {}, {}, owner};
   switch (e.kind) {
     case protocol::target_kind::room:
-      o.msgs.push_back({impl_->rooms_exchange, e.target, body, owner});
+      o.msgs.push_back({impl_->rooms_exchange, e.target, std::move(body), owner});
       break;
     case protocol::target_kind::all:
-      o.msgs.push_back({impl_->all_exchange, "", body, owner});
+      o.msgs.push_back({impl_->all_exchange, "", std::move(body), owner});
       break;
     case protocol::target_kind::user:
       if (e.nodes.empty()) {
@@ -215,6 +198,8 @@ void rabbitmq_bus::append_metrics(std::string& o) const {
        ld(m.rejected_full));
   line("roomcast_bus_outage_buffer_messages", "gauge", "Messages in the outage buffer.", impl_->outage_count.load());
   line("roomcast_bus_in_flight", "gauge", "Published messages waiting for a confirm.", impl_->in_flight_count.load());
+  line("roomcast_bus_publish_writes_total", "counter",
+       "Writes to the broker's publish connection (each carries every message ready then).", ld(m.writes));
   line("roomcast_bus_resent_total", "counter", "Unconfirmed messages re-sent after a reconnect.", ld(m.resent));
   line("roomcast_bus_received_total", "counter", "Messages received from the node queue.", ld(m.received));
   line("roomcast_bus_duplicates_total", "counter", "Received messages dropped as already delivered.", ld(m.duplicates));
@@ -243,7 +228,7 @@ void rabbitmq_bus::append_stats(std::string& o) const {
 void rabbitmq_bus::impl::run() {
   std::string err;
   while (!stopping) {
-    if (!conn) {
+    if (!connected) {
       drain_inbox();  // publishes go to the outage buffer, subscriptions are remembered
       if (stopping) break;
       if (!connect(err)) {
@@ -252,21 +237,28 @@ void rabbitmq_bus::impl::run() {
       }
     }
     drain_inbox();
-    flush_acks();  // before read_frames may wait in poll()
-    if (!apply_unbinds(err) || !send_pending(err) || !read_frames(err)) {
+    take_shard_acks();
+    apply_unbinds();
+    if (!send_pending(err) || !wait_and_read(err)) {
       disconnect(err);
       continue;
     }
-    flush_acks();
     check_timeouts();
   }
-  if (conn) disconnect("stopping");
-  // Whatever never reached the broker is reported, not dropped silently.
+  if (pub.is_open() || con.is_open()) {
+    take_shard_acks();
+    flush_acks();  // what the shards took is not redelivered to the next process
+    pub.close(true);
+    con.close(true);
+    connected = false;
+  }
+  // Sent but not confirmed: probably on the broker. Never sent: reported, not dropped silently.
+  flight.lost([](wire_message w) {
+    if (w.owner) w.owner->complete({}, publish_result{true});
+  });
   for (auto& w : outage)
     if (w.owner) w.owner->complete(make_error(errc::stopped), {});
-  std::vector<op> left;
-  { left = box.take(); }
-  for (auto& o : left)
+  for (auto& o : box.take())
     if (o.owner) o.owner->complete(make_error(errc::stopped), {});
 }
 
@@ -289,63 +281,46 @@ bool rabbitmq_bus::impl::connect(std::string& err) {
     err = "no broker URI";
     return false;
   }
-  std::string uri = opts.uris[uri_index++ % opts.uris.size()];
-  amqp_connection_info info;
-  amqp_default_connection_info(&info);
-  std::vector<char> buf(uri.begin(), uri.end());
-  buf.push_back('\0');
-  if (amqp_parse_url(buf.data(), &info) != AMQP_STATUS_OK) {
-    err = "bad broker URI";
+  const std::string& uri = opts.uris[uri_index++ % opts.uris.size()];
+  const auto fail = [&] {
+    con.close(false);
+    pub.close(false);
     return false;
-  }
-  // "amqp://host:port/" names the empty vhost by the letter of the URI spec; nobody means that.
-  if (info.vhost == nullptr || info.vhost[0] == '\0') info.vhost = const_cast<char*>("/");
-  conn = amqp_new_connection();
-  amqp_socket_t* sock = amqp_tcp_socket_new(conn);
-  timeval tv{2, 0};
-  if (!sock || amqp_socket_open_noblock(sock, info.host, info.port, &tv) != AMQP_STATUS_OK) {
-    err = std::string("connect ") + info.host + ":" + std::to_string(info.port) + " failed";
-    amqp_destroy_connection(conn);
-    conn = nullptr;
-    return false;
-  }
-  const auto login = amqp_login(conn, info.vhost, 0, 131072, 30, AMQP_SASL_METHOD_PLAIN, info.user, info.password);
-  const std::string where =
-      std::string(info.host) + ":" + std::to_string(info.port) + " vhost " + info.vhost + " as " + info.user;
-  if (!reply_ok(login, ("login to " + where + " failed").c_str(), err)) {
-    // Wrong credentials show as ACCESS_REFUSED in the broker's close reason.
-    amqp_destroy_connection(conn);
-    conn = nullptr;
-    return false;
-  }
-  amqp_channel_open(conn, channel);
-  if (!rpc_ok(conn, "channel.open", err) || !declare_topology(err)) {
-    amqp_connection_close(conn, AMQP_REPLY_SUCCESS);
-    amqp_destroy_connection(conn);
-    conn = nullptr;
-    return false;
-  }
+  };
+  if (!con.open(uri, "roomcast " + opts.node_id + " consume", heartbeat, setup_timeout, err) || !declare_topology(err))
+    return fail();
+  if (!con.stream(err) || !amqp::append_consume(con.out(), channel, queue_name)) return fail();
+  rpcs.clear();
+  rpcs.push_back({rpc::consume, {}});
+
+  if (!pub.open(uri, "roomcast " + opts.node_id + " publish", heartbeat, setup_timeout, err)) return fail();
+  amqp_confirm_select(pub.raw(), channel);
+  if (!amqp_reply_ok(amqp_get_rpc_reply(pub.raw()), "confirm.select", err) || !pub.stream(err)) return fail();
+
   ++generation;
-  ack_floor = acked_sent = 0;  // a new channel numbers its deliveries from 1 again
+  shards_done.store((generation & 0xFFFF) << 48, std::memory_order_relaxed);
+  ack_floor = acked_sent = last_delivery = 0;  // a new channel numbers its deliveries from 1 again
   ack_done.clear();
   retry.reset();
   m.inc(m.reconnects);
   connected = true;
-  spdlog::info("rabbitmq: connected to {}:{} as queue {} ({} rooms bound, {} buffered)", info.host, info.port,
-               queue_name, rooms.bound_rooms().size(), outage.size());
+  spdlog::info("rabbitmq: connected to {} as queue {} ({} rooms bound, {} buffered)", con.where(), queue_name,
+               rooms.bound_rooms().size(), outage.size());
   return true;
 }
 
 bool rabbitmq_bus::impl::declare_topology(std::string& err) {
-  amqp_exchange_declare(conn, channel, bytes_of(rooms_exchange), amqp_cstring_bytes("direct"), 0, 1, 0, 0,
+  amqp_connection_state_t c = con.raw();
+  auto ok = [&](const char* what) { return amqp_reply_ok(amqp_get_rpc_reply(c), what, err); };
+  amqp_exchange_declare(c, channel, amqp_bytes_of(rooms_exchange), amqp_cstring_bytes("direct"), 0, 1, 0, 0,
                         amqp_empty_table);
-  if (!rpc_ok(conn, "exchange.declare rooms", err)) return false;
-  amqp_exchange_declare(conn, channel, bytes_of(nodes_exchange), amqp_cstring_bytes("direct"), 0, 1, 0, 0,
+  if (!ok("exchange.declare rooms")) return false;
+  amqp_exchange_declare(c, channel, amqp_bytes_of(nodes_exchange), amqp_cstring_bytes("direct"), 0, 1, 0, 0,
                         amqp_empty_table);
-  if (!rpc_ok(conn, "exchange.declare nodes", err)) return false;
-  amqp_exchange_declare(conn, channel, bytes_of(all_exchange), amqp_cstring_bytes("fanout"), 0, 1, 0, 0,
+  if (!ok("exchange.declare nodes")) return false;
+  amqp_exchange_declare(c, channel, amqp_bytes_of(all_exchange), amqp_cstring_bytes("fanout"), 0, 1, 0, 0,
                         amqp_empty_table);
-  if (!rpc_ok(conn, "exchange.declare all", err)) return false;
+  if (!ok("exchange.declare all")) return false;
 
   // x-expires: a node gone for good leaves no orphan queue behind.
   amqp_table_entry_t entry;
@@ -359,8 +334,8 @@ bool rabbitmq_bus::impl::declare_topology(std::string& err) {
     // gone; their clients recover from history. if_unused: a queue with a consumer belongs to a
     // live process with the same node_id (a misconfiguration, or the previous process of a
     // restart still draining); deleting it would cut that node off. Retry until it is gone.
-    amqp_queue_delete(conn, channel, bytes_of(queue_name), 1, 0);
-    const amqp_rpc_reply_t r = amqp_get_rpc_reply(conn);
+    amqp_queue_delete(c, channel, amqp_bytes_of(queue_name), 1, 0);
+    const amqp_rpc_reply_t r = amqp_get_rpc_reply(c);
     if (r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION && r.reply.id == AMQP_CHANNEL_CLOSE_METHOD &&
         static_cast<const amqp_channel_close_t*>(r.reply.decoded)->reply_code == AMQP_PRECONDITION_FAILED) {
       m.inc(m.node_id_in_use);
@@ -368,58 +343,64 @@ bool rabbitmq_bus::impl::declare_topology(std::string& err) {
             " has a consumer (another running node with the same node_id?); waiting for it to go";
       return false;
     }
-    if (!reply_ok(r, "queue.delete", err)) return false;
+    if (!amqp_reply_ok(r, "queue.delete", err)) return false;
   }
-  amqp_queue_declare(conn, channel, bytes_of(queue_name), 0, 1, 0, 0, args);
-  if (!rpc_ok(conn, "queue.declare", err)) return false;
-  amqp_queue_bind(conn, channel, bytes_of(queue_name), bytes_of(nodes_exchange), bytes_of(opts.node_id),
+  amqp_queue_declare(c, channel, amqp_bytes_of(queue_name), 0, 1, 0, 0, args);
+  if (!ok("queue.declare")) return false;
+  amqp_queue_bind(c, channel, amqp_bytes_of(queue_name), amqp_bytes_of(nodes_exchange), amqp_bytes_of(opts.node_id),
                   amqp_empty_table);
-  if (!rpc_ok(conn, "queue.bind node", err)) return false;
-  amqp_queue_bind(conn, channel, bytes_of(queue_name), bytes_of(all_exchange), amqp_cstring_bytes(""),
+  if (!ok("queue.bind node")) return false;
+  amqp_queue_bind(c, channel, amqp_bytes_of(queue_name), amqp_bytes_of(all_exchange), amqp_cstring_bytes(""),
                   amqp_empty_table);
-  if (!rpc_ok(conn, "queue.bind all", err)) return false;
+  if (!ok("queue.bind all")) return false;
   // Rooms left while the broker was away are still bound on it: unbind them, then bind the rooms
   // wanted now (both idempotent on the broker).
   const auto plan = rooms.reconcile();
   for (const auto& r : plan.release)
-    if (!bind_room(r, false, err)) return false;
+    if (!bind_now(r, false, err)) return false;
   for (const auto& r : plan.bind)
-    if (!bind_room(r, true, err)) return false;
+    if (!bind_now(r, true, err)) return false;
   first_connect = false;
-
-  amqp_confirm_select(conn, channel);
-  if (!rpc_ok(conn, "confirm.select", err)) return false;
-  amqp_basic_qos(conn, channel, 0, opts.prefetch, 0);
-  if (!rpc_ok(conn, "basic.qos", err)) return false;
-  amqp_basic_consume(conn, channel, bytes_of(queue_name), amqp_empty_bytes, 0, 0, 0, amqp_empty_table);
-  return rpc_ok(conn, "basic.consume", err);
+  amqp_basic_qos(c, channel, 0, opts.prefetch, 0);
+  return ok("basic.qos");
 }
 
-bool rabbitmq_bus::impl::bind_room(const std::string& room, bool bind, std::string& err) {
+// A blocking bind or unbind while the connection is set up.
+bool rabbitmq_bus::impl::bind_now(const std::string& room, bool bind, std::string& err) {
+  amqp_connection_state_t c = con.raw();
   if (bind) {
-    amqp_queue_bind(conn, channel, bytes_of(queue_name), bytes_of(rooms_exchange), bytes_of(room), amqp_empty_table);
-    if (!rpc_ok(conn, "queue.bind room", err)) return false;
+    amqp_queue_bind(c, channel, amqp_bytes_of(queue_name), amqp_bytes_of(rooms_exchange), amqp_bytes_of(room),
+                    amqp_empty_table);
+    if (!amqp_reply_ok(amqp_get_rpc_reply(c), "queue.bind room", err)) return false;
     rooms.bound(room);
     m.inc(m.binds);
     // Messages published before this bind reached no queue of this node: let the node catch up.
     if (on_bound) on_bound(room);
   } else {
-    amqp_queue_unbind(conn, channel, bytes_of(queue_name), bytes_of(rooms_exchange), bytes_of(room), amqp_empty_table);
-    if (!rpc_ok(conn, "queue.unbind room", err)) return false;
+    amqp_queue_unbind(c, channel, amqp_bytes_of(queue_name), amqp_bytes_of(rooms_exchange), amqp_bytes_of(room),
+                      amqp_empty_table);
+    if (!amqp_reply_ok(amqp_get_rpc_reply(c), "queue.unbind room", err)) return false;
     rooms.released(room);
     m.inc(m.unbinds);
   }
   return true;
 }
 
+// A bind or unbind while streaming: sent now, its reply comes in order with the deliveries.
+void rabbitmq_bus::impl::request_bind(const std::string& room, bool bind) {
+  if (!amqp::append_queue_bind(con.out(), channel, queue_name, rooms_exchange, room, bind)) {
+    spdlog::error("rabbitmq: room name over 255 bytes can't be a routing key: '{}…'", room.substr(0, 64));
+    return;
+  }
+  rpcs.push_back({bind ? rpc::bind : rpc::unbind, room});
+}
+
 void rabbitmq_bus::impl::disconnect(const std::string& why) {
   if (!stopping) spdlog::warn("rabbitmq: connection lost: {}", why);
   connected = false;
-  if (conn) {
-    amqp_connection_close(conn, AMQP_REPLY_SUCCESS);
-    amqp_destroy_connection(conn);
-    conn = nullptr;
-  }
+  pub.close(false);
+  con.close(false);
+  rpcs.clear();  // wanted rooms are bound again, released ones unbound, by the reconcile
   // Unconfirmed messages go back to the front of the outage buffer, in order: at-least-once, and
   // receivers drop the duplicates by id. Their publishers learn the message is queued.
   flight.lost([this](wire_message w) {
@@ -434,9 +415,7 @@ void rabbitmq_bus::impl::disconnect(const std::string& why) {
 }
 
 void rabbitmq_bus::impl::drain_inbox() {
-  std::vector<op> ops;
-  { ops = box.take(); }
-  for (auto& o : ops) handle_op(o);
+  for (auto& o : box.take()) handle_op(o);
 }
 
 void rabbitmq_bus::impl::handle_op(op& o) {
@@ -444,7 +423,7 @@ void rabbitmq_bus::impl::handle_op(op& o) {
     case op::publish: {
       std::size_t bytes = 0;
       for (auto& w : o.msgs) bytes += w.body.size();
-      if (!conn || !outage.empty()) {
+      if (!connected || !outage.empty()) {
         // Broker away (or older messages still waiting): keep order, within bounds.
         if (!outage.fits(o.msgs.size(), bytes)) {
           m.inc(m.rejected_full);
@@ -452,122 +431,116 @@ void rabbitmq_bus::impl::handle_op(op& o) {
           return;
         }
         m.inc(m.buffered);
-        if (!conn) o.owner->complete({}, publish_result{true});
+        if (!connected) o.owner->complete({}, publish_result{true});
       }
-      for (auto& w : o.msgs) enqueue(std::move(w));
+      for (auto& w : o.msgs) outage.push_back(std::move(w));
+      outage_count = outage.size();
       return;
     }
     case op::subscribe:
-      if (rooms.want(o.room) && conn) {
-        std::string err;
-        if (!bind_room(o.room, true, err)) disconnect(err);
-      }
+      if (rooms.want(o.room) && connected) request_bind(o.room, true);
       return;
     case op::unsubscribe:
       rooms.unwant(o.room, clock::now());
       return;
-    case op::ack:
-      if (conn && o.generation == generation) finished(o.tag);
-      return;
   }
 }
 
-void rabbitmq_bus::impl::enqueue(wire_message w) {
-  outage.push_back(std::move(w));
-  outage_count = outage.size();
-}
-
-bool rabbitmq_bus::impl::apply_unbinds(std::string& err) {
-  for (const auto& r : rooms.take_due(clock::now()))
-    if (!bind_room(r, false, err)) return false;
-  return true;
+void rabbitmq_bus::impl::apply_unbinds() {
+  // The room stays bound until unbind-ok (a member coming back meanwhile binds it again then).
+  for (const auto& r : rooms.take_due(clock::now())) request_bind(r, false);
 }
 
 bool rabbitmq_bus::impl::send_pending(std::string& err) {
-  amqp_basic_properties_t props;
-  props._flags = AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_CONTENT_TYPE_FLAG;
-  props.delivery_mode = opts.persistent ? 2 : 1;
-  props.content_type = amqp_cstring_bytes("application/json");
+  // Every message that fits the confirm window goes into one buffer, written with one send().
   while (!outage.empty() && !flight.full()) {
     wire_message& w = outage.front();
-    const int rc = amqp_basic_publish(conn, channel, bytes_of(w.exchange), bytes_of(w.routing_key), 0, 0, &props,
-                                      bytes_of(w.body));
-    if (rc != AMQP_STATUS_OK) {
-      err = std::string("basic.publish: ") + amqp_error_string2(rc);
-      return false;
+    if (!amqp::append_publish(pub.out(), channel, w.exchange, w.routing_key, w.body, opts.persistent,
+                              pub.frame_max())) {
+      if (w.owner) w.owner->complete(make_error(errc::nacked), {});
+      outage.pop_front();
+      continue;
     }
     m.inc(m.published);
     flight.sent(outage.pop_front(), clock::now() + opts.publish_timeout);
   }
   outage_count = outage.size();
   in_flight_count = flight.size();
+  flush_acks();
+  const auto now = clock::now();
+  if (!pub.tick(now, err) || !con.tick(now, err)) return false;
+  if (pub.wants_write()) m.inc(m.writes);
+  return pub.flush(err) && con.flush(err);
+}
+
+bool rabbitmq_bus::impl::wait_and_read(std::string& err) {
+  // Deliveries out with the shards: look again soon for their acks (shards don't wake this
+  // thread for each one). Confirms or releases pending: a short nap. Else the inbox wakes us.
+  const int timeout = last_delivery > ack_floor ? 2 : !flight.empty() || rooms.releases_pending() ? 20 : 200;
+  pollfd p[3] = {{pub.fd(), static_cast<short>(POLLIN | (pub.wants_write() ? POLLOUT : 0)), 0},
+                 {con.fd(), static_cast<short>(POLLIN | (con.wants_write() ? POLLOUT : 0)), 0},
+                 {box.fd(), POLLIN, 0}};
+  if (::poll(p, 3, timeout) < 0 && errno != EINTR) {
+    err = std::string("poll: ") + std::strerror(errno);
+    return false;
+  }
+  if (p[2].revents & POLLIN) box.clear();
+  if ((p[0].revents & POLLOUT) && !pub.flush(err)) return false;
+  if ((p[1].revents & POLLOUT) && !con.flush(err)) return false;
+  if ((p[0].revents & (POLLIN | POLLERR | POLLHUP)) &&
+      !pub.read(err, [this](const amqp::event& ev) { on_pub_event(ev); }))
+    return false;
+  if (p[1].revents & (POLLIN | POLLERR | POLLHUP)) {
+    bool ok = true;
+    if (!con.read(err, [&](const amqp::event& ev) { ok = ok && on_con_event(ev, err); }) || !ok) return false;
+  }
   return true;
 }
 
-bool rabbitmq_bus::impl::read_frames(std::string& err) {
-  // Wait for the broker or the inbox; rabbitmq-c may already hold frames in its buffers.
-  if (!amqp_frames_enqueued(conn) && !amqp_data_in_buffer(conn)) {
-    pollfd p[2] = {{amqp_get_sockfd(conn), POLLIN, 0}, {box.fd(), POLLIN, 0}};
-    const int timeout = !rooms.releases_pending() && flight.empty() ? 200 : 20;
-    ::poll(p, 2, timeout);
-    if (p[1].revents & POLLIN) {
-      box.clear();
-    }
-    if (!(p[0].revents & (POLLIN | POLLERR | POLLHUP))) return true;
+void rabbitmq_bus::impl::on_pub_event(const amqp::event& ev) {
+  if (ev.kind == amqp::event::confirm) return on_confirm(ev.tag, ev.multiple, ev.ack);
+  if (ev.kind == amqp::event::method && ev.id == amqp::connection_blocked)
+    spdlog::warn("rabbitmq: the broker blocks publishing (a memory or disk alarm); publishes wait");
+  if (ev.kind == amqp::event::method && ev.id == amqp::connection_unblocked)
+    spdlog::info("rabbitmq: the broker accepts publishes again");
+}
+
+bool rabbitmq_bus::impl::on_con_event(const amqp::event& ev, std::string& err) {
+  if (ev.kind == amqp::event::delivery) {
+    on_delivery(ev.tag, ev.body);
+    return true;
   }
-  for (int i = 0; i < 256; ++i) {  // bounded, so the inbox is served between bursts
-    amqp_envelope_t env;
-    timeval zero{0, 0};
-    amqp_maybe_release_buffers(conn);
-    const auto r = amqp_consume_message(conn, &env, &zero, 0);
-    if (r.reply_type == AMQP_RESPONSE_NORMAL) {
-      on_delivery(env);
-      amqp_destroy_envelope(&env);
-      continue;
-    }
-    if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION && r.library_error == AMQP_STATUS_TIMEOUT) return true;
-    if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION && r.library_error == AMQP_STATUS_UNEXPECTED_STATE) {
-      amqp_frame_t frame;
-      if (amqp_simple_wait_frame(conn, &frame) != AMQP_STATUS_OK) {
-        err = "reading a frame failed";
-        return false;
-      }
-      if (frame.frame_type != AMQP_FRAME_METHOD) continue;
-      switch (frame.payload.method.id) {
-        case AMQP_BASIC_ACK_METHOD: {
-          const auto* a = static_cast<amqp_basic_ack_t*>(frame.payload.method.decoded);
-          on_confirm(a->delivery_tag, a->multiple, true);
-          break;
-        }
-        case AMQP_BASIC_NACK_METHOD: {
-          const auto* n = static_cast<amqp_basic_nack_t*>(frame.payload.method.decoded);
-          on_confirm(n->delivery_tag, n->multiple, false);
-          break;
-        }
-        case AMQP_BASIC_RETURN_METHOD: {
-          amqp_message_t msg;
-          if (amqp_read_message(conn, frame.channel, &msg, 0).reply_type != AMQP_RESPONSE_NORMAL) {
-            err = "reading a returned message failed";
-            return false;
-          }
-          amqp_destroy_message(&msg);
-          break;
-        }
-        case AMQP_CHANNEL_CLOSE_METHOD:
-          err = "broker closed the channel";
-          return false;
-        case AMQP_CONNECTION_CLOSE_METHOD:
-          err = "broker closed the connection";
-          return false;
-        default:
-          break;
-      }
-      continue;
-    }
-    err = r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION
-              ? std::string("consume: ") + amqp_error_string2(r.library_error)
-              : std::string("consume failed");
+  if (ev.kind != amqp::event::method) return true;
+  if (ev.id == amqp::basic_cancel) {
+    err = "the broker cancelled the consumer (queue " + queue_name + " deleted?)";
     return false;
+  }
+  if (ev.id != amqp::queue_bind_ok && ev.id != amqp::queue_unbind_ok && ev.id != amqp::basic_consume_ok) return true;
+  const rpc::kind_t expected = ev.id == amqp::queue_bind_ok     ? rpc::bind
+                               : ev.id == amqp::queue_unbind_ok ? rpc::unbind
+                                                                : rpc::consume;
+  if (rpcs.empty() || rpcs.front().kind != expected) {
+    err = "unexpected reply from the broker (method " + std::to_string(ev.id) + ")";
+    return false;
+  }
+  const rpc r = std::move(rpcs.front());
+  rpcs.pop_front();
+  switch (r.kind) {
+    case rpc::bind:
+      rooms.bound(r.room);
+      m.inc(m.binds);
+      if (on_bound) on_bound(r.room);
+      // Its last member left while the bind was on its way: let it go after the grace.
+      if (!rooms.wanted().count(r.room)) rooms.unwant(r.room, clock::now());
+      break;
+    case rpc::unbind:
+      rooms.released(r.room);
+      m.inc(m.unbinds);
+      // A member came back while the unbind was on its way: bind it again.
+      if (rooms.wanted().count(r.room) && rooms.want(r.room)) request_bind(r.room, true);
+      break;
+    case rpc::consume:
+      break;
   }
   return true;
 }
@@ -584,6 +557,24 @@ void rabbitmq_bus::impl::on_confirm(std::uint64_t tag, bool multiple, bool ack) 
   in_flight_count = flight.size();
 }
 
+// Any shard thread: the last shard to take delivery `tag` of connection `gen`.
+void rabbitmq_bus::impl::shard_done(std::uint64_t gen, std::uint64_t tag) {
+  const std::uint64_t g = gen & 0xFFFF;
+  std::uint64_t cur = shards_done.load(std::memory_order_relaxed);
+  while (
+      (cur >> 48) == g && (cur & tag_mask) < tag &&
+      !shards_done.compare_exchange_weak(cur, (g << 48) | tag, std::memory_order_release, std::memory_order_relaxed)) {
+  }
+  // The bus thread looks every 2 ms while deliveries are out; at high rates a wake now and then
+  // keeps the broker's prefetch window from filling before it looks.
+  if ((tag & 63) == 0) box.wake();
+}
+
+void rabbitmq_bus::impl::take_shard_acks() {
+  const std::uint64_t v = shards_done.load(std::memory_order_acquire);
+  if ((v >> 48) == (generation & 0xFFFF)) finished_through(v & tag_mask);
+}
+
 void rabbitmq_bus::impl::finished(std::uint64_t tag) {
   if (tag <= ack_floor) return;
   const std::size_t i = tag - ack_floor - 1;
@@ -595,9 +586,23 @@ void rabbitmq_bus::impl::finished(std::uint64_t tag) {
   }
 }
 
+void rabbitmq_bus::impl::finished_through(std::uint64_t tag) {
+  if (tag <= ack_floor) return;
+  const std::size_t n = tag - ack_floor;
+  if (ack_done.size() <= n)
+    ack_done.clear();
+  else
+    ack_done.erase(ack_done.begin(), ack_done.begin() + static_cast<std::ptrdiff_t>(n));
+  ack_floor = tag;
+  while (!ack_done.empty() && ack_done.front()) {
+    ack_done.pop_front();
+    ++ack_floor;
+  }
+}
+
 void rabbitmq_bus::impl::flush_acks() {
-  if (!conn || ack_floor == acked_sent) return;
-  amqp_basic_ack(conn, channel, ack_floor, 1);
+  if (!con.is_open() || ack_floor == acked_sent) return;
+  amqp::append_ack(con.out(), channel, ack_floor, true);
   m.inc(m.acked, ack_floor - acked_sent);
   acked_sent = ack_floor;
 }
@@ -610,10 +615,9 @@ void rabbitmq_bus::impl::check_timeouts() {
   });
 }
 
-void rabbitmq_bus::impl::on_delivery(amqp_envelope_t& env) {
+void rabbitmq_bus::impl::on_delivery(std::uint64_t tag, std::string_view body) {
   m.inc(m.received);
-  const std::uint64_t tag = env.delivery_tag;
-  const std::string_view body(static_cast<const char*>(env.message.body.bytes), env.message.body.len);
+  last_delivery = tag;
   envelope e;
   if (!decode_envelope(body, e)) {
     m.inc(m.decode_errors);
@@ -627,8 +631,7 @@ void rabbitmq_bus::impl::on_delivery(amqp_envelope_t& env) {
     finished(tag);
     return;
   }
-  const std::uint64_t gen = generation;
-  handler(e, [this, tag, gen] { post({op::ack, {}, {}, {}, tag, gen}); });
+  handler(e, [this, tag, gen = generation] { shard_done(gen, tag); });
 }
 
 }  // namespace roomcast::bus

@@ -1,7 +1,12 @@
 #pragma once
-// RabbitMQ cluster bus (rabbitmq-c). rabbitmq-c is blocking, so the connection lives on its own
-// thread; shards and the API hand work to it through an inbox (mutex + eventfd), and it hands
-// received messages to the node's handler from that thread.
+// RabbitMQ cluster bus. One thread owns two connections to the broker: one publishes (confirm
+// mode), one consumes the node queue and holds the bindings, so a broker that blocks publishers
+// never stops this node from consuming. rabbitmq-c opens each connection (login, declarations);
+// after that the thread speaks the frames itself (bus/amqp_wire.hpp, bus/amqp_link.hpp):
+// every publish ready in a loop goes out in one write, binds are pipelined, and the shards
+// report finished deliveries through one atomic instead of a message each. Shards and the API
+// hand work to the thread through an inbox (mutex + eventfd); it hands received messages to the
+// node's handler from that thread.
 //
 // Topology (all durable; "roomcast" is the configurable prefix):
 //   exchange roomcast.rooms (direct, key = room)   <- room messages
