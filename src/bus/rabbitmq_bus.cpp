@@ -527,17 +527,13 @@ bool rabbitmq_bus::impl::on_con_event(const amqp::event& ev, std::string& err) {
   rpcs.pop_front();
   switch (r.kind) {
     case rpc::bind:
-      rooms.bound(r.room);
+      rooms.bind_confirmed(r.room, clock::now());
       m.inc(m.binds);
       if (on_bound) on_bound(r.room);
-      // Its last member left while the bind was on its way: let it go after the grace.
-      if (!rooms.wanted().count(r.room)) rooms.unwant(r.room, clock::now());
       break;
     case rpc::unbind:
-      rooms.released(r.room);
       m.inc(m.unbinds);
-      // A member came back while the unbind was on its way: bind it again.
-      if (rooms.wanted().count(r.room) && rooms.want(r.room)) request_bind(r.room, true);
+      if (rooms.unbind_confirmed(r.room)) request_bind(r.room, true);
       break;
     case rpc::consume:
       break;

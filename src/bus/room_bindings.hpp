@@ -53,6 +53,20 @@ class room_bindings {
 
   void bound(const std::string& room) { bound_.insert(room); }
   void released(const std::string& room) { bound_.erase(room); }
+
+  // For a bus whose binds and unbinds are answered later (pipelined on the connection):
+  // A bind the server confirmed. If the last member left while it was on its way, the release is
+  // scheduled as for any bound room (after the grace).
+  void bind_confirmed(const std::string& room, clock::time_point now) {
+    bound_.insert(room);
+    if (!wanted_.count(room)) release_at_[room] = now + grace_;
+  }
+  // An unbind the server confirmed. True: a member came back while it was on its way (want()
+  // said no then, the room was still bound): bind it again now.
+  bool unbind_confirmed(const std::string& room) {
+    bound_.erase(room);
+    return wanted_.count(room) > 0;
+  }
   bool is_bound(const std::string& room) const { return bound_.count(room) > 0; }
   const std::set<std::string>& wanted() const noexcept { return wanted_; }
   const std::set<std::string>& bound_rooms() const noexcept { return bound_; }

@@ -111,6 +111,39 @@ using std::chrono::milliseconds;
 const room_bindings::clock::time_point t0{std::chrono::seconds(100)};
 }  // namespace
 
+TEST(room_bindings, a_member_leaving_while_the_bind_is_on_its_way_releases_it_after_the_grace) {
+  room_bindings b(milliseconds(5000));
+  EXPECT_TRUE(b.want("r"));  // bind sent
+  b.unwant("r", t0);         // not bound yet: nothing to release now
+  EXPECT_FALSE(b.releases_pending());
+  b.bind_confirmed("r", t0 + milliseconds(10));
+  EXPECT_TRUE(b.is_bound("r"));
+  EXPECT_EQ(b.next_release(), t0 + milliseconds(5010));
+  EXPECT_EQ(b.take_due(t0 + milliseconds(5010)), std::vector<std::string>{"r"});
+
+  // Still wanted when the bind comes back: it stays.
+  EXPECT_TRUE(b.want("s"));
+  b.bind_confirmed("s", t0);
+  EXPECT_FALSE(b.releases_pending());
+}
+
+TEST(room_bindings, a_member_coming_back_while_the_unbind_is_on_its_way_binds_the_room_again) {
+  room_bindings b(milliseconds(0));
+  b.want("r");
+  b.bound("r");
+  b.unwant("r", t0);
+  ASSERT_EQ(b.take_due(t0), std::vector<std::string>{"r"});  // unbind sent
+  EXPECT_FALSE(b.want("r"));                                 // still bound: want() can't ask for a bind yet
+  EXPECT_TRUE(b.unbind_confirmed("r"));                      // so the unbind's answer does
+  EXPECT_FALSE(b.is_bound("r"));
+
+  b.want("s");
+  b.bound("s");
+  b.unwant("s", t0);
+  ASSERT_EQ(b.take_due(t0), std::vector<std::string>{"s"});
+  EXPECT_FALSE(b.unbind_confirmed("s"));  // nobody came back
+}
+
 TEST(room_bindings, a_room_is_released_after_the_grace_unless_wanted_again) {
   room_bindings b(milliseconds(5000));
   EXPECT_TRUE(b.want("r"));  // not bound: bind it

@@ -24,6 +24,7 @@
 #   local-5k    one node, --bus local, history on (Redis store), 5,000 msgs/s: latency without a bus
 #   local-10k   same at 10,000 msgs/s
 #   plain-5k, plain-10k   one node, --bus local, history off: the reference for the rabbitmq runs
+#   plain-max   the same node asked 30k msgs/s: what one node's HTTP API takes in this publish pattern
 # "Added by the bus" = p99 of the bus run minus p99 of the local run at the same rate. On 2 cores the
 # two-node runs also pay for a second process; redis1-10k vs local-10k does not.
 #
@@ -50,8 +51,8 @@ while (($#)); do
     --transient) PERSIST=0; shift ;;
     --redis-publish) case $2 in script) SCRIPT_PUBLISH=true ;; bus) SCRIPT_PUBLISH=false ;;
                        *) echo "--redis-publish: script or bus" >&2; exit 2 ;; esac; shift 2 ;;
-    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
-    bare|bare-5k|bare-10k|rabbit-max|rabbit-5k|rabbit-10k|redis-max|redis-5k|redis-10k|redis1-5k|redis1-10k|local-5k|local-10k|plain-5k|plain-10k) STEPS+=("$1"); shift ;;
+    -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
+    bare|bare-5k|bare-10k|rabbit-max|rabbit-5k|rabbit-10k|redis-max|redis-5k|redis-10k|redis1-5k|redis1-10k|local-5k|local-10k|plain-5k|plain-10k|plain-max) STEPS+=("$1"); shift ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -150,6 +151,7 @@ for CURRENT in "${STEPS[@]}"; do
     local-10k) node a "$PA" --bus local --history-store redis; fanout "127.0.0.1:$PA" "127.0.0.1:$PA" 100; stop_nodes ;;
     plain-5k) node a "$PA" --bus local --history "* 0 0s"; fanout "127.0.0.1:$PA" "127.0.0.1:$PA" 50; stop_nodes ;;
     plain-10k) node a "$PA" --bus local --history "* 0 0s"; fanout "127.0.0.1:$PA" "127.0.0.1:$PA" 100; stop_nodes ;;
+    plain-max) node a "$PA" --bus local --history "* 0 0s"; fanout "127.0.0.1:$PA" "127.0.0.1:$PA" 300; stop_nodes ;;
   esac
 done
 echo "results in $OUT"
