@@ -170,6 +170,7 @@ int node::run() {
     return 2;
   }
   p.the_bus->on_room_bound([&p](const std::string& room) { p.router.room_bound(room); });
+  p.the_bus->on_burst([&p](bool begin) { begin ? p.router.begin_burst() : p.router.end_burst(); });
   p.the_bus->start([&p](const bus::envelope& e, bus::delivery_done done) { p.router.dispatch(e, std::move(done)); });
   p.the_registry->start();
   p.the_history->start();

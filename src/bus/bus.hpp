@@ -38,6 +38,13 @@ class bus {
   // NOLINTNEXTLINE(performance-unnecessary-value-param): a sink; implementations keep it
   virtual void on_room_bound(std::function<void(const std::string&)>) {}
 
+  // Called (on the bus's thread) with true before and false after a burst of messages read
+  // together: the handler may hold them and hand them on at the end, one wake per shard per
+  // burst instead of one per message. A bus that doesn't call it gets every message at once.
+  // Set before start().
+  // NOLINTNEXTLINE(performance-unnecessary-value-param): a sink; implementations keep it
+  virtual void on_burst(std::function<void(bool begin)>) {}
+
   // The node gained its first / lost its last local member of a room: room messages for it should
   // start / stop arriving here.
   virtual void subscribe_room(const std::string& room) = 0;

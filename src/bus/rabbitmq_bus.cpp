@@ -69,6 +69,7 @@ struct rabbitmq_bus::impl {
   std::string rooms_exchange, nodes_exchange, all_exchange;
   message_handler handler;
   std::function<void(const std::string&)> on_bound;
+  std::function<void(bool)> burst;  // around each read of the consume connection
   std::atomic<bool> connected{false};
   std::atomic<bool> stopping{false};
   std::atomic<std::size_t> outage_count{0};
@@ -136,6 +137,7 @@ rabbitmq_bus::rabbitmq_bus(rabbitmq_options opts) : impl_(std::make_unique<impl>
 rabbitmq_bus::~rabbitmq_bus() { stop(); }
 
 void rabbitmq_bus::on_room_bound(std::function<void(const std::string&)> f) { impl_->on_bound = std::move(f); }
+void rabbitmq_bus::on_burst(std::function<void(bool)> f) { impl_->burst = std::move(f); }
 
 void rabbitmq_bus::start(message_handler on_message) {
   impl_->handler = std::move(on_message);
@@ -491,8 +493,13 @@ bool rabbitmq_bus::impl::wait_and_read(std::string& err) {
       !pub.read(err, [this](const amqp::event& ev) { on_pub_event(ev); }))
     return false;
   if (p[1].revents & (POLLIN | POLLERR | POLLHUP)) {
+    // Everything one read brings goes to the shards as one task each (the strace of a consuming
+    // node showed an epoll_ctl and a futex wake per message and shard without this).
     bool ok = true;
-    if (!con.read(err, [&](const amqp::event& ev) { ok = ok && on_con_event(ev, err); }) || !ok) return false;
+    if (burst) burst(true);
+    const bool read_ok = con.read(err, [&](const amqp::event& ev) { ok = ok && on_con_event(ev, err); });
+    if (burst) burst(false);
+    if (!read_ok || !ok) return false;
   }
   return true;
 }

@@ -55,6 +55,7 @@ class rabbitmq_bus final : public bus {
 
   void start(message_handler on_message) override;
   void on_room_bound(std::function<void(const std::string&)> f) override;
+  void on_burst(std::function<void(bool)> f) override;
   void stop() override;
   void publish(envelope e, publish_callback done) override;
   void subscribe_room(const std::string& room) override;

@@ -9,6 +9,43 @@ router::router(std::string node_id, bus::bus& b) : node_id_(std::move(node_id)),
   nonce_ = rd();
 }
 
+namespace {
+// The burst of the current (bus) thread: tasks per shard, handed over at end_burst().
+struct burst {
+  const router* owner = nullptr;
+  std::vector<std::vector<router::task>> per_shard;
+};
+thread_local burst tl_burst;
+}  // namespace
+
+void router::begin_burst() {
+  if (tl_burst.owner) return;
+  tl_burst.owner = this;
+  tl_burst.per_shard.resize(shards_.size());
+}
+
+void router::end_burst() {
+  if (tl_burst.owner != this) return;
+  tl_burst.owner = nullptr;
+  for (std::size_t i = 0; i < shards_.size(); ++i) {
+    auto tasks = std::move(tl_burst.per_shard[i]);
+    tl_burst.per_shard[i].clear();
+    if (tasks.empty()) continue;
+    if (tasks.size() == 1) {
+      shards_[i].post(std::move(tasks.front()));
+      continue;
+    }
+    shards_[i].post([tasks = std::move(tasks)] {
+      for (const auto& t : tasks) t();
+    });
+  }
+}
+
+void router::to_shard(std::size_t i, task t) {
+  if (tl_burst.owner == this) return tl_burst.per_shard[i].push_back(std::move(t));
+  shards_[i].post(std::move(t));
+}
+
 void router::dispatch(const bus::envelope& e, bus::delivery_done done) {
   // Counts shards still to take the message; the last one runs done (the broker ack).
   struct completion {
@@ -28,9 +65,9 @@ void router::dispatch(const bus::envelope& e, bus::delivery_done done) {
   if (e.type == bus::envelope_type::kick) {
     // kind user: every session of the user; kind all: the one session whose id is the target.
     auto k = std::make_shared<const bus::envelope>(e);
-    for (auto& s : shards_) {
-      shard* t = s.tables;
-      s.post([k, t, c] {
+    for (std::size_t i = 0; i < shards_.size(); ++i) {
+      shard* t = shards_[i].tables;
+      to_shard(i, [k, t, c] {
         if (k->kind == protocol::target_kind::user) {
           t->kick_user(k->target, k->code, k->reason);
         } else if (std::uint64_t sid = 0; parse_session_id(k->target, sid)) {
@@ -56,9 +93,9 @@ void router::dispatch(const bus::envelope& e, bus::delivery_done done) {
   auto r = std::make_shared<const routed>(routed{e.kind, e.target, std::move(f), e.seq, e.epoch});
   // Every shard gets it: with one shard per core there are only a few, and a shard without
   // members answers with one hash lookup. Filtering here would need shared state on the hot path.
-  for (auto& s : shards_) {
-    shard* t = s.tables;
-    s.post([r, t, c] {
+  for (std::size_t i = 0; i < shards_.size(); ++i) {
+    shard* t = shards_[i].tables;
+    to_shard(i, [r, t, c] {
       const frame_ref local = make_local(r->frame);
       switch (r->kind) {
         case protocol::target_kind::room:
@@ -143,9 +180,9 @@ void router::room_changed(const std::string& room, bool gained) {
 
 void router::room_bound(const std::string& room) {
   if (!history_ || !policy_for(room).keeps()) return;
-  for (auto& s : shards_) {
-    shard* t = s.tables;
-    s.post([t, room] { t->catch_up(room); });
+  for (std::size_t i = 0; i < shards_.size(); ++i) {
+    shard* t = shards_[i].tables;
+    to_shard(i, [t, room] { t->catch_up(room); });
   }
 }
 

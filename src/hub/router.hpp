@@ -69,6 +69,11 @@ class router {
   // Any thread: the bus now delivers `room` here; shards catch up from history.
   void room_bound(const std::string& room);
 
+  // A bus thread's burst (bus::on_burst): what dispatch() and room_bound() hand to the shards
+  // between begin and end goes to each shard as one task, in order. Other threads are unaffected.
+  void begin_burst();
+  void end_burst();
+
   // Any thread (called by shards on join/leave).
   void room_changed(const std::string& room, bool gained);
   std::size_t node_room_count() const;
@@ -98,6 +103,9 @@ class router {
  public:
   std::uint64_t history_bypassed() const noexcept { return bypassed_.load(std::memory_order_relaxed); }
   std::uint32_t nonce_;
+
+  // Runs t on shard i: now, or at end_burst() when this thread is in a burst.
+  void to_shard(std::size_t i, task t);
 
   mutable std::mutex rooms_mu_;
   std::unordered_map<std::string, unsigned> room_shards_;  // room -> shards holding members

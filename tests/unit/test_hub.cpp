@@ -1,3 +1,4 @@
+#include "hub/router.hpp"
 #include "hub/shard.hpp"
 #include "hub/token_bucket.hpp"
 
@@ -368,4 +369,65 @@ TEST(shard_sequence, member_fill_reads_again_when_the_hole_is_past_the_history_h
   EXPECT_EQ(seqs_of(a), (std::vector<std::uint64_t>{6, 7, 8}));
   EXPECT_EQ(c.gaps_unfilled.get(), 0u);
   s.remove(a);
+}
+
+// ---- router: a bus thread's burst reaches each shard as one task, in order ----
+
+namespace {
+struct null_bus : roomcast::bus::bus {
+  void start(roomcast::bus::message_handler) override {}
+  void stop() override {}
+  void publish(roomcast::bus::envelope, roomcast::bus::publish_callback) override {}
+  void subscribe_room(const std::string&) override {}
+  void unsubscribe_room(const std::string&) override {}
+  bool healthy() const override { return true; }
+  const char* name() const noexcept override { return "null"; }
+};
+bus::envelope room_message(std::string room, std::string data) {
+  bus::envelope e;
+  e.kind = protocol::target_kind::room;
+  e.target = std::move(room);
+  e.id = "id-" + data;
+  e.data = std::move(data);
+  return e;
+}
+}  // namespace
+
+TEST(router, a_burst_reaches_each_shard_as_one_task_in_order_and_acks_after_the_last_shard) {
+  null_bus b;
+  router r("n1", b);
+  metrics::shard_counters c0, c1;
+  shard s0(0, c0), s1(1, c1);
+  std::vector<std::vector<router::task>> queued(2);
+  r.add_shard({&s0, [&](router::task t) { queued[0].push_back(std::move(t)); }});
+  r.add_shard({&s1, [&](router::task t) { queued[1].push_back(std::move(t)); }});
+  fake_member m(1, "alice");
+  s1.add(m);
+  s1.join(m, "room", 16);
+
+  std::vector<int> done;
+  r.begin_burst();
+  for (int i = 1; i <= 5; ++i)
+    r.dispatch(room_message("room", "\"m" + std::to_string(i) + "\""), [&done, i] { done.push_back(i); });
+  EXPECT_TRUE(queued[0].empty());  // held until the burst ends
+  r.end_burst();
+  ASSERT_EQ(queued[0].size(), 1u);
+  ASSERT_EQ(queued[1].size(), 1u);
+  queued[0].front()();
+  EXPECT_TRUE(done.empty());  // shard 1 has not taken them yet
+  queued[1].front()();
+  EXPECT_EQ(done, (std::vector<int>{1, 2, 3, 4, 5}));
+  ASSERT_EQ(m.got.size(), 5u);
+  for (int i = 0; i < 5; ++i)
+    EXPECT_NE(m.got[static_cast<std::size_t>(i)].find("m" + std::to_string(i + 1)), std::string::npos)
+        << m.got[static_cast<std::size_t>(i)];
+
+  // Outside a burst every message is posted at once.
+  queued[0].clear();
+  queued[1].clear();
+  r.dispatch(room_message("room", "\"x\""), {});
+  r.dispatch(room_message("room", "\"y\""), {});
+  EXPECT_EQ(queued[0].size(), 2u);
+  EXPECT_EQ(queued[1].size(), 2u);
+  s1.leave(m, "room");
 }
