@@ -24,32 +24,17 @@
 #include <thread>
 #include <vector>
 
+#include "support/itest.hpp"
+#include "support/servers.hpp"
+
 namespace {
 
 using namespace std::chrono_literals;
 using namespace roomcast;
 using bus::envelope;
 
-const std::string scripts = std::string(ROOMCAST_SOURCE_DIR) + "/scripts";
-
-std::string shell(const std::string& cmd) {
-  std::string out;
-  if (FILE* f = ::popen(cmd.c_str(), "r")) {
-    char buf[256];
-    while (std::fgets(buf, sizeof buf, f)) out += buf;
-    ::pclose(f);
-  }
-  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
-  return out;
-}
-
 bool wait_for(const std::function<bool()>& pred, std::chrono::milliseconds limit = 10s) {
-  const auto until = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < until) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(10ms);
-  }
-  return pred();
+  return itest::poll_until(pred, limit, 10ms);
 }
 
 std::string unique(const char* what) {
@@ -79,14 +64,13 @@ struct inbox_log {
 
 // The buses under test, as up to two nodes.
 struct harness {
+  std::unique_ptr<itest::redis_server> redis;    // for redis; stopped after the nodes
   std::vector<std::unique_ptr<bus::bus>> nodes;  // 1 for local, 2 otherwise
   std::vector<std::unique_ptr<inbox_log>> logs;
   std::vector<std::string> ids;
-  std::string redis_dir;
 
   ~harness() {
     for (auto& n : nodes) n->stop();
-    if (!redis_dir.empty()) shell(scripts + "/redis.sh stop " + redis_dir + " && rm -rf " + redis_dir);
   }
 
   void start_all() {
@@ -108,13 +92,14 @@ std::unique_ptr<harness> make(const std::string& kind) {
     h->nodes.push_back(std::make_unique<bus::local_bus>());
     h->ids = {"n0"};
   } else if (kind == "redis") {
-    char tmpl[] = "/tmp/roomcast-contract-XXXXXX";
-    h->redis_dir = ::mkdtemp(tmpl) ? tmpl : "";
-    const std::string port = shell(scripts + "/free-port.sh");
-    if (shell(scripts + "/redis.sh start " + h->redis_dir + " " + port).empty()) return nullptr;
+    try {
+      h->redis = std::make_unique<itest::redis_server>();
+    } catch (const std::exception&) {
+      return nullptr;
+    }
     for (int i = 0; i < 2; ++i) {
       bus::redis_bus_options o;
-      o.port = static_cast<std::uint16_t>(std::stoi(port));
+      o.port = h->redis->port();
       o.node_id = prefix + "-n" + std::to_string(i);
       o.prefix = prefix;
       o.unbind_grace = 100ms;

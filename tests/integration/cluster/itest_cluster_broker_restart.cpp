@@ -17,7 +17,8 @@
 #include <mutex>
 #include <thread>
 
-#include "fault_support.hpp"
+#include "support/cluster.hpp"
+#include "support/servers.hpp"
 
 namespace roomcast::itest::cluster {
 namespace {
@@ -185,7 +186,7 @@ std::string seq_problems(std::int64_t start, const std::vector<std::int64_t>& se
 }
 
 TEST(cluster_broker_restart, nothing_is_lost_or_duplicated_across_a_broker_restart) {
-  private_rabbitmq broker;
+  rabbitmq_server broker;
   redis_server redis;
   cluster_options o{unique_prefix(), broker.uri(), redis.address(), {}};
   std::vector<cluster_node> nodes;

@@ -9,12 +9,13 @@
 #include <csignal>
 #include <iostream>
 
-#include "cluster_support.hpp"
+#include "support/cluster.hpp"
+#include "support/servers.hpp"
 
 namespace roomcast::itest::cluster {
 namespace {
 
-const auto* const g_env = ::testing::AddGlobalTestEnvironment(new cluster_environment);
+const auto* const g_env = ::testing::AddGlobalTestEnvironment(new broker_environment);
 
 class cluster_failover : public ::testing::Test {
  protected:

@@ -13,12 +13,14 @@
 #include <csignal>
 #include <iostream>
 
-#include "fault_support.hpp"
+#include "support/amqp_client.hpp"
+#include "support/cluster.hpp"
+#include "support/servers.hpp"
 
 namespace roomcast::itest::cluster {
 namespace {
 
-const auto* const g_env = ::testing::AddGlobalTestEnvironment(new cluster_environment);
+const auto* const g_env = ::testing::AddGlobalTestEnvironment(new broker_environment);
 
 void dump_on_failure(const std::vector<cluster_node>& nodes) {
   if (!::testing::Test::HasFailure()) return;

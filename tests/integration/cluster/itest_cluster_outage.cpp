@@ -10,12 +10,13 @@
 
 #include <boost/json.hpp>
 
-#include "cluster_support.hpp"
+#include "support/cluster.hpp"
+#include "support/servers.hpp"
 
 namespace roomcast::itest::cluster {
 namespace {
 
-const auto* const g_env = ::testing::AddGlobalTestEnvironment(new cluster_environment);
+const auto* const g_env = ::testing::AddGlobalTestEnvironment(new broker_environment);
 
 void dump_on_failure(const std::vector<cluster_node>& nodes) {
   if (!::testing::Test::HasFailure()) return;

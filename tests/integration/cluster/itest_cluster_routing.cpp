@@ -6,12 +6,13 @@
 
 #include <boost/json.hpp>
 
-#include "cluster_support.hpp"
+#include "support/cluster.hpp"
+#include "support/servers.hpp"
 
 namespace roomcast::itest::cluster {
 namespace {
 
-const auto* const g_env = ::testing::AddGlobalTestEnvironment(new cluster_environment);
+const auto* const g_env = ::testing::AddGlobalTestEnvironment(new broker_environment);
 
 constexpr std::size_t node_count = 3;
 constexpr auto quiet = std::chrono::milliseconds(300);  // window in which no duplicate may arrive

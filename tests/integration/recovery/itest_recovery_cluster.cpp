@@ -21,10 +21,7 @@
 namespace roomcast::itest::recovery {
 namespace {
 
-using cluster::cluster_node;
-using cluster::cluster_options;
-
-const auto* const g_env = ::testing::AddGlobalTestEnvironment(new cluster::cluster_environment);
+const auto* const g_env = ::testing::AddGlobalTestEnvironment(new broker_environment);
 
 class recovery_cluster : public ::testing::Test {
  protected:
@@ -39,10 +36,10 @@ class recovery_cluster : public ::testing::Test {
   }
 
   void start_nodes(int n, const std::string& redis_address, std::vector<std::string> extra = {}) {
-    cluster_options o{cluster::unique_prefix(), cluster::amqp_uri(), redis_address, std::move(extra)};
-    for (int i = 0; i < n; ++i) nodes_.push_back(cluster::start_cluster_node("n" + std::to_string(i), o));
+    cluster_options o{unique_prefix(), amqp_uri(), redis_address, std::move(extra)};
+    for (int i = 0; i < n; ++i) nodes_.push_back(start_cluster_node("n" + std::to_string(i), o));
     for (auto& node : nodes_) {
-      auto r = cluster::wait_ready(node.port());
+      auto r = wait_ready(node.port());
       ASSERT_EQ(r.status, 200u) << "node " << node.id << " not ready: " << r.body;
     }
   }
@@ -64,7 +61,7 @@ class recovery_cluster : public ::testing::Test {
     for (auto& [node, rooms] : rooms_of) {
       auto p = port_of(node);
       ASSERT_NE(p, 0) << "welcome from unknown node " << node;
-      EXPECT_TRUE(cluster::wait_room_binds(p, static_cast<double>(rooms.size())))
+      EXPECT_TRUE(wait_room_binds(p, static_cast<double>(rooms.size())))
           << node << " never bound its " << rooms.size() << " rooms";
     }
   }
@@ -121,7 +118,7 @@ class recovery_cluster : public ::testing::Test {
           std::cerr << "  stats of " << n.id << ": gap_fills " << json_int(st, "gap_fills")
                     << ", room_duplicates_dropped " << json_int(st, "room_duplicates_dropped") << ", recoveries "
                     << json_int(st, "recoveries") << ", recovery_gaps " << json_int(st, "recovery_gaps")
-                    << ", gaps_unfilled " << cluster::metric_value(n.port(), "roomcast_gaps_unfilled_total") << "\n";
+                    << ", gaps_unfilled " << metric_value(n.port(), "roomcast_gaps_unfilled_total") << "\n";
         } catch (const std::exception& e) {
           std::cerr << "  stats of " << n.id << ": " << e.what() << "\n";
         }
@@ -136,18 +133,18 @@ class recovery_cluster : public ::testing::Test {
   }
 
   std::vector<cluster_node> nodes_;
-  std::unique_ptr<cluster::nginx_server> nginx_;
+  std::unique_ptr<nginx_server> nginx_;
   std::unique_ptr<client_pool> pool_ = std::make_unique<client_pool>();
 };
 
 // (a) The same id to two different nodes: one seq, one delivery.
 TEST_F(recovery_cluster, same_publish_id_on_two_nodes_is_delivered_once) {
-  cluster::redis_server redis;
+  redis_server redis;
   start_nodes(2, redis.address());
   const std::string tok = random_token(6), room = "ci" + tok;
   std::vector<member> members;
   for (auto& n : nodes_) members.push_back(join_path(n.port(), recovery_path(room, "STU", "m" + n.id)));
-  for (auto& n : nodes_) ASSERT_TRUE(cluster::wait_room_binds(n.port(), 1)) << n.id << " never bound " << room;
+  for (auto& n : nodes_) ASSERT_TRUE(wait_room_binds(n.port(), 1)) << n.id << " never bound " << room;
 
   const std::string id = "same-" + tok;
   auto a0 = try_publish(nodes_[0].port(), room_body(room, id, "{\"n\":1}"));
@@ -178,7 +175,7 @@ TEST_F(recovery_cluster, same_publish_id_on_two_nodes_is_delivered_once) {
   EXPECT_EQ(marker.seq(), 3u) << json::serialize(marker.body);
   for (std::size_t i = 0; i < members.size(); ++i) {
     std::vector<json::value> frames;
-    ASSERT_TRUE(cluster::read_message_id(members[i], "marker-" + tok, &frames).has_value())
+    ASSERT_TRUE(read_message_id(members[i], "marker-" + tok, &frames).has_value())
         << "member on " << nodes_[i].id << ": " << dump(frames);
     ASSERT_EQ(frames.size(), 2u) << "member on " << nodes_[i].id << " must get seq 1 and 2 once each: " << dump(frames);
     EXPECT_EQ(json_string(frames[0], "id"), id) << dump(frames);
@@ -191,11 +188,11 @@ TEST_F(recovery_cluster, same_publish_id_on_two_nodes_is_delivered_once) {
 
 // (b) kill -9 one of three nodes behind nginx mid-stream.
 TEST_F(recovery_cluster, kill9_behind_nginx_clients_recover_every_seq) {
-  cluster::redis_server redis;
+  redis_server redis;
   start_nodes(3, redis.address());
   std::vector<std::uint16_t> ports;
   for (auto& n : nodes_) ports.push_back(n.port());
-  nginx_ = std::make_unique<cluster::nginx_server>(ports);
+  nginx_ = std::make_unique<nginx_server>(ports);
 
   const std::string tok = random_token(5);
   constexpr int room_count = 10, per_room = 100;
@@ -237,9 +234,8 @@ TEST_F(recovery_cluster, kill9_behind_nginx_clients_recover_every_seq) {
   poll_until(
       [&] {
         const bool back = pool_->inspect([&](auto& cs) {
-          return std::all_of(cs.begin(), cs.end(), [&](const auto& c) {
-            return c->ws.is_open() && c->welcomed && c->nodes.back() != victim;
-          });
+          return std::all_of(cs.begin(), cs.end(),
+                             [&](const auto& c) { return c->is_open() && c->welcomed && c->nodes.back() != victim; });
         });
         if (back) all_back_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - killed_at).count();
         return back;
@@ -258,7 +254,7 @@ TEST_F(recovery_cluster, kill9_behind_nginx_clients_recover_every_seq) {
   EXPECT_TRUE(pub.given_up().empty()) << pub.given_up().front();
 
   const bool all_caught_up = pool_->wait_all(
-      [&](const pooled_client& c) { return !c.ws.closed() && c.welcomed && c.t.last >= pub.head(c.room); }, 30s);
+      [&](const pooled_client& c) { return !c.closed() && c.welcomed && c.t.last >= pub.head(c.room); }, 30s);
   std::this_thread::sleep_for(300ms);  // duplicates would arrive now
   pool_->stop();
   EXPECT_TRUE(all_caught_up) << "not every client reached its room's head";
@@ -284,7 +280,7 @@ TEST_F(recovery_cluster, kill9_behind_nginx_clients_recover_every_seq) {
 // head from history, and the live copy of that head may still be on its way through the bus.
 // (Found by the kill -9 test: the reconnect storm makes survivors' members miss one seq.)
 TEST_F(recovery_cluster, joins_during_a_stream_do_not_make_members_miss_messages) {
-  cluster::redis_server redis;
+  redis_server redis;
   start_nodes(2, redis.address());
   const std::string tok = random_token(5), room = "cj" + tok;
   for (int i = 0; i < 6; ++i) pool_->add(nodes_[1].port(), room, "m" + tok + "-" + std::to_string(i));
@@ -304,7 +300,7 @@ TEST_F(recovery_cluster, joins_during_a_stream_do_not_make_members_miss_messages
                                                  : recovery_path(room, "STU", "j" + tok));
     if (epoch.empty()) epoch = json_string(welcome_room(j.welcome, room), "epoch");
     ++joins;
-    cluster::collect(j, 20ms);
+    collect(j, 20ms);
     j->close();
   }
   pub.stop();
@@ -320,7 +316,7 @@ TEST_F(recovery_cluster, joins_during_a_stream_do_not_make_members_miss_messages
 
 // (c) FLUSHALL mid-stream: history lost -> a new epoch; everyone is told.
 TEST_F(recovery_cluster, flushall_starts_a_new_epoch_and_clients_get_a_gap) {
-  cluster::redis_server redis;
+  redis_server redis;
   start_nodes(2, redis.address());
   const std::string tok = random_token(5);
   std::vector<std::string> rooms{"cf" + tok + "a", "cf" + tok + "b"};
@@ -337,7 +333,7 @@ TEST_F(recovery_cluster, flushall_starts_a_new_epoch_and_clients_get_a_gap) {
   pub.start(1);
   std::this_thread::sleep_for(1000ms);
   std::uint64_t parked_last = 0;
-  for (auto& f : cluster::collect(parked, 300ms))
+  for (auto& f : collect(parked, 300ms))
     if (json_string(f, "type") == "message") parked_last = static_cast<std::uint64_t>(json_int(f, "seq"));
   ASSERT_GT(parked_last, 1u);
   parked->close();
@@ -401,7 +397,7 @@ TEST_F(recovery_cluster, flushall_starts_a_new_epoch_and_clients_get_a_gap) {
 // (d) redis-server stopped and started again (persistent) mid-stream; publishes are refused while
 // it's down (history_unavailable = reject) and retried: every client gets every seq once.
 TEST_F(recovery_cluster, redis_restart_mid_stream_loses_nothing) {
-  persistent_redis redis;
+  redis_server redis({.persist = true});
   start_nodes(2, redis.address(), {"--history-unavailable", "reject", "--redis-timeout", "500ms"});
   const std::string tok = random_token(5);
   std::vector<std::string> rooms;
@@ -418,7 +414,7 @@ TEST_F(recovery_cluster, redis_restart_mid_stream_loses_nothing) {
   ASSERT_EQ(stop.status, 0) << stop.output;
   const auto before_restart = pub.stats.retries.load();
   std::this_thread::sleep_for(1000ms);
-  auto start = redis.start_cmd();
+  auto start = redis.start();
   ASSERT_EQ(start.status, 0) << start.output;
   std::this_thread::sleep_for(3000ms);
   pub.stop();

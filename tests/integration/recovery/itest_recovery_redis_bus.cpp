@@ -39,8 +39,8 @@ class recovery_redis_bus : public ::testing::TestWithParam<bool> {};
 
 TEST_P(recovery_redis_bus, holes_left_by_a_lossy_bus_are_filled_from_history) {
   const bool script_publish = GetParam();
-  cluster::redis_server redis;
-  const std::string prefix = cluster::unique_prefix(), tok = random_token(5), room = "rb" + tok;
+  redis_server redis;
+  const std::string prefix = unique_prefix(), tok = random_token(5), room = "rb" + tok;
   std::vector<std::unique_ptr<node_process>> nodes;
   // The nodes inherit the hook from this process's environment (test builds read it).
   ::setenv("ROOMCAST_TEST_HOOK_DROP_EVERY_NTH", "7", 1);
@@ -48,7 +48,7 @@ TEST_P(recovery_redis_bus, holes_left_by_a_lossy_bus_are_filled_from_history) {
     nodes.push_back(start_node(redis_bus_args("n" + std::to_string(i), redis.address(), prefix, script_publish)));
   ::unsetenv("ROOMCAST_TEST_HOOK_DROP_EVERY_NTH");
   for (auto& n : nodes) {
-    auto r = cluster::wait_ready(n->port());
+    auto r = wait_ready(n->port());
     ASSERT_EQ(r.status, 200u) << r.body;
   }
 
@@ -59,8 +59,7 @@ TEST_P(recovery_redis_bus, holes_left_by_a_lossy_bus_are_filled_from_history) {
   pool.start();
   ASSERT_TRUE(pool.wait_all([](const pooled_client& c) { return c.ever_welcomed; }, 10s));
   for (auto& n : nodes)
-    ASSERT_TRUE(
-        poll_until([&] { return cluster::metric_value(n->port(), "roomcast_bus_room_subscribes_total") >= 1; }, 10s))
+    ASSERT_TRUE(poll_until([&] { return metric_value(n->port(), "roomcast_bus_room_subscribes_total") >= 1; }, 10s))
         << "node on port " << n->port() << " never subscribed the room";
 
   constexpr int total = 300;
@@ -89,9 +88,9 @@ TEST_P(recovery_redis_bus, holes_left_by_a_lossy_bus_are_filled_from_history) {
   });
   for (std::size_t i = 0; i < nodes.size(); ++i) {
     const auto port = nodes[i]->port();
-    const double dropped = cluster::metric_value(port, "roomcast_bus_test_dropped_total");
-    const double fills = cluster::metric_value(port, "roomcast_gap_fills_total");
-    const double unfilled = cluster::metric_value(port, "roomcast_gaps_unfilled_total");
+    const double dropped = metric_value(port, "roomcast_bus_test_dropped_total");
+    const double fills = metric_value(port, "roomcast_gap_fills_total");
+    const double unfilled = metric_value(port, "roomcast_gaps_unfilled_total");
     auto stats = get_stats(port);
     std::cout << "[ INFO     ] n" << i << ": bus dropped " << dropped << ", gap fills " << fills << " (stats "
               << json_int(stats, "gap_fills") << "), unfilled " << unfilled << ", duplicates dropped "
@@ -101,8 +100,8 @@ TEST_P(recovery_redis_bus, holes_left_by_a_lossy_bus_are_filled_from_history) {
     EXPECT_GT(json_int(stats, "gap_fills"), 0) << json::serialize(stats);
     EXPECT_EQ(unfilled, 0) << "n" << i;
     // Each node published half of the messages, by the route the setting chose.
-    const double by_script = cluster::metric_value(port, "roomcast_history_published_total");
-    const double by_bus = cluster::metric_value(port, "roomcast_bus_published_total");
+    const double by_script = metric_value(port, "roomcast_history_published_total");
+    const double by_bus = metric_value(port, "roomcast_bus_published_total");
     EXPECT_EQ(script_publish ? by_script : by_bus, total / 2) << "n" << i;
     EXPECT_EQ(script_publish ? by_bus : by_script, 0) << "n" << i;
   }

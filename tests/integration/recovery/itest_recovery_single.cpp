@@ -61,7 +61,7 @@ class recovery_single : public ::testing::Test {
 
   // Nothing more arrives within `window`.
   static void expect_quiet(member& m, const std::string& what, std::chrono::milliseconds window = 300ms) {
-    auto extra = cluster::collect(m, window);
+    auto extra = collect(m, window);
     EXPECT_TRUE(extra.empty()) << what << ": unexpected frames " << dump(extra);
   }
 
@@ -278,7 +278,7 @@ TEST_F(recovery_single, a_publish_id_is_delivered_once) {
   EXPECT_EQ(marker.seq(), first.seq() + 1) << "a duplicate must not take a seq: " << json::serialize(marker.body);
 
   auto frames = std::vector<json::value>{};
-  ASSERT_TRUE(cluster::read_message_id(stu, "marker-" + tok_, &frames).has_value()) << dump(frames);
+  ASSERT_TRUE(read_message_id(stu, "marker-" + tok_, &frames).has_value()) << dump(frames);
   ASSERT_EQ(frames.size(), 1u) << "the member must see the id once, then the marker: " << dump(frames);
   EXPECT_EQ(json_string(frames[0], "id"), id);
   EXPECT_EQ(json_int(frames[0], "data.n"), 1)
@@ -302,7 +302,7 @@ TEST_F(recovery_single, a_publish_id_is_delivered_once) {
   EXPECT_EQ(json_int(*ack2, "seq"), json_int(*ack1, "seq")) << json::serialize(*ack2);
   publish(room, "marker2-" + tok_, 4);
   frames.clear();
-  ASSERT_TRUE(cluster::read_message_id(stu, "marker2-" + tok_, &frames).has_value()) << dump(frames);
+  ASSERT_TRUE(read_message_id(stu, "marker2-" + tok_, &frames).has_value()) << dump(frames);
   ASSERT_EQ(frames.size(), 1u) << "client publish id delivered more than once: " << dump(frames);
   EXPECT_EQ(json_string(frames[0], "id"), cid);
   EXPECT_EQ(json_string(frames[0], "from"), "t1");
@@ -367,16 +367,11 @@ TEST_F(recovery_single, live_messages_during_recovery_are_merged_by_seq) {
   std::string fail_why;
 
   seq_tracker t{room};
-  lite_ws ws;
-  ASSERT_EQ(ws.connect(port(), recovery_path(room, "STU", "u1")), 101u);
-  std::vector<std::string> frames;
+  auto ws = std::make_unique<ws_client>();  // one per connection
+  ASSERT_EQ(ws->connect(port(), recovery_path(room, "STU", "u1")), 101u);
   bool welcomed = false;
   auto pump = [&](std::chrono::milliseconds wait) {
-    pollfd p{ws.fd(), POLLIN, 0};
-    ::poll(&p, 1, static_cast<int>(wait.count()));
-    frames.clear();
-    ws.pump(frames);
-    for (auto& f : frames) {
+    for (auto& f : ws->read_available(wait)) {
       auto v = try_parse_json(f);
       if (v && json_string(*v, "type") == "welcome") {
         t.on_welcome(*v, !welcomed);
@@ -388,7 +383,7 @@ TEST_F(recovery_single, live_messages_during_recovery_are_merged_by_seq) {
   };
   while (!welcomed) {
     pump(100ms);
-    ASSERT_FALSE(ws.closed());
+    ASSERT_FALSE(ws->closed());
   }
   ASSERT_EQ(t.epoch, seed.epoch());
 
@@ -410,11 +405,12 @@ TEST_F(recovery_single, live_messages_during_recovery_are_merged_by_seq) {
   int reconnects = 0;
   for (std::uint64_t at : {40u, 100u, 160u}) {
     auto deadline = std::chrono::steady_clock::now() + 15s;
-    while (t.last < at && std::chrono::steady_clock::now() < deadline && !ws.closed()) pump(20ms);
+    while (t.last < at && std::chrono::steady_clock::now() < deadline && !ws->closed()) pump(20ms);
     ASSERT_GE(t.last, at) << "stalled at seq " << t.last << t.context();
-    ws.drop();
+    ws->drop();
     std::this_thread::sleep_for(std::chrono::milliseconds(10 + 10 * reconnects));  // let some go by
-    ASSERT_EQ(ws.connect(port(), recovery_path(room, "STU", "u1", t.last, t.epoch)), 101u);
+    ws = std::make_unique<ws_client>();
+    ASSERT_EQ(ws->connect(port(), recovery_path(room, "STU", "u1", t.last, t.epoch)), 101u);
     ++reconnects;
   }
   publisher.join();
@@ -422,7 +418,7 @@ TEST_F(recovery_single, live_messages_during_recovery_are_merged_by_seq) {
   const std::uint64_t final_head = head;
   EXPECT_EQ(final_head, static_cast<std::uint64_t>(total + 1));
   auto deadline = std::chrono::steady_clock::now() + 10s;
-  while (t.last < final_head && std::chrono::steady_clock::now() < deadline && !ws.closed()) pump(20ms);
+  while (t.last < final_head && std::chrono::steady_clock::now() < deadline && !ws->closed()) pump(20ms);
   pump(200ms);  // anything extra (duplicates) shows up now
 
   EXPECT_TRUE(t.anomalies.empty()) << t.anomalies.size() << " anomalies; first: " << t.anomalies.front();

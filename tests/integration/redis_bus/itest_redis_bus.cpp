@@ -22,6 +22,9 @@
 #include <thread>
 #include <vector>
 
+#include "support/itest.hpp"
+#include "support/servers.hpp"
+
 namespace {
 
 using namespace std::chrono_literals;
@@ -31,59 +34,19 @@ using roomcast::bus::redis_bus;
 using roomcast::bus::redis_bus_options;
 using roomcast::protocol::target_kind;
 
-const std::string scripts = std::string(ROOMCAST_SOURCE_DIR) + "/scripts";
-
-// Runs a shell command; returns its stdout (and its exit status in *status).
-std::string shell(const std::string& cmd, int* status = nullptr) {
-  std::string out;
-  FILE* f = ::popen(cmd.c_str(), "r");
-  if (!f) return out;
-  char buf[512];
-  while (std::fgets(buf, sizeof buf, f)) out += buf;
-  const int rc = ::pclose(f);
-  if (status) *status = rc;
-  return out;
-}
+using roomcast::itest::redis_cli;
+using roomcast::itest::redis_server;
 
 bool wait_for(const std::function<bool()>& pred, std::chrono::milliseconds limit = 10s) {
-  const auto until = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < until) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(10ms);
-  }
-  return pred();
+  return roomcast::itest::poll_until(pred, limit, 10ms);
 }
 
-// A private redis-server on a free port, stopped (and its directory removed) on destruction.
-class redis_server {
- public:
-  redis_server() {
-    char tmpl[] = "/tmp/roomcast-redis-bus-XXXXXX";
-    dir_ = ::mkdtemp(tmpl) ? tmpl : "";
-    port_ = static_cast<std::uint16_t>(std::atoi(shell(scripts + "/free-port.sh").c_str()));
-  }
-  ~redis_server() {
-    stop();
-    if (!dir_.empty()) std::filesystem::remove_all(dir_);
-  }
-  bool start() {
-    int rc = -1;
-    shell(scripts + "/redis.sh start " + dir_ + " " + std::to_string(port_) + " 2>&1", &rc);
-    return rc == 0;
-  }
-  void stop() { shell(scripts + "/redis.sh stop " + dir_ + " 2>&1"); }
-  std::uint16_t port() const { return port_; }
-  // Subscribers of a channel, as Redis sees them.
-  int numsub(const std::string& channel) const {
-    const auto out = shell("redis-cli -p " + std::to_string(port_) + " PUBSUB NUMSUB " + channel);
-    const auto nl = out.find('\n');
-    return nl == std::string::npos ? -1 : std::atoi(out.c_str() + nl + 1);
-  }
-
- private:
-  std::string dir_;
-  std::uint16_t port_ = 0;
-};
+// Subscribers of a channel, as Redis sees them.
+int numsub(const redis_server& redis, const std::string& channel) {
+  const auto out = redis_cli(redis.port(), "PUBSUB NUMSUB " + channel).output;
+  const auto nl = out.find('\n');
+  return nl == std::string::npos ? -1 : std::atoi(out.c_str() + nl + 1);
+}
 
 // Collects what a bus hands to its handler.
 class collector {
@@ -182,7 +145,7 @@ class redis_bus_test : public ::testing::Test {
 
   std::string room_channel(const std::string& room) const { return prefix + ":room:" + room; }
 
-  redis_server redis;
+  redis_server redis{{.start = false}};  // started by SetUp
   std::string prefix;
   int fences = 0;
 };
@@ -200,7 +163,7 @@ TEST_F(redis_bus_test, room_message_reaches_only_subscribed_nodes) {
   EXPECT_FALSE(got_b.has("before-subscribe"));
 
   b.subscribe_room("r1");
-  ASSERT_TRUE(wait_for([&] { return redis.numsub(room_channel("r1")) == 1; }));
+  ASSERT_TRUE(wait_for([&] { return numsub(redis, room_channel("r1")) == 1; }));
   completions c;
   a.publish(make(target_kind::room, "r1", "subscribed"), c.on("subscribed"));
   ASSERT_TRUE(wait_for([&] { return got_b.has("subscribed"); }));
@@ -214,12 +177,12 @@ TEST_F(redis_bus_test, room_message_reaches_only_subscribed_nodes) {
   b.unsubscribe_room("r1");
   b.subscribe_room("r1");
   std::this_thread::sleep_for(800ms);  // past the grace on purpose: nothing must happen
-  EXPECT_EQ(redis.numsub(room_channel("r1")), 1);
+  EXPECT_EQ(numsub(redis, room_channel("r1")), 1);
 
   // Left for good: unsubscribed after the grace, not before.
   const auto left = std::chrono::steady_clock::now();
   b.unsubscribe_room("r1");
-  ASSERT_TRUE(wait_for([&] { return redis.numsub(room_channel("r1")) == 0; }));
+  ASSERT_TRUE(wait_for([&] { return numsub(redis, room_channel("r1")) == 0; }));
   EXPECT_GE(std::chrono::steady_clock::now() - left, 400ms);
   a.publish(make(target_kind::room, "r1", "after-unsubscribe"), nullptr);
   fence(a, got_b);
@@ -289,7 +252,7 @@ TEST_F(redis_bus_test, outage_buffers_publishes_and_sends_them_in_order_after_re
   b.start(got_b.handler());
   a.subscribe_room("r");
   b.subscribe_room("r");
-  ASSERT_TRUE(wait_for([&] { return a.healthy() && b.healthy() && redis.numsub(room_channel("r")) == 2; }));
+  ASSERT_TRUE(wait_for([&] { return a.healthy() && b.healthy() && numsub(redis, room_channel("r")) == 2; }));
 
   redis.stop();
   ASSERT_TRUE(wait_for([&] { return !a.healthy() && !b.healthy(); }));
@@ -325,10 +288,10 @@ TEST_F(redis_bus_test, outage_buffers_publishes_and_sends_them_in_order_after_re
   EXPECT_EQ(in_a, ids);
 
   // Both re-subscribed their node channel, `all` and the room.
-  EXPECT_TRUE(wait_for([&] { return redis.numsub(room_channel("r")) == 2; }));
-  EXPECT_EQ(redis.numsub(prefix + ":all"), 2);
-  EXPECT_EQ(redis.numsub(prefix + ":node:A"), 1);
-  EXPECT_EQ(redis.numsub(prefix + ":node:B"), 1);
+  EXPECT_TRUE(wait_for([&] { return numsub(redis, room_channel("r")) == 2; }));
+  EXPECT_EQ(numsub(redis, prefix + ":all"), 2);
+  EXPECT_EQ(numsub(redis, prefix + ":node:A"), 1);
+  EXPECT_EQ(numsub(redis, prefix + ":node:B"), 1);
   a.publish(make(target_kind::room, "r", "after-reconnect"), c.on("after-reconnect"));
   ASSERT_TRUE(wait_for([&] { return got_b.has("after-reconnect"); }));
   ASSERT_TRUE(wait_for([&] { return c.has("after-reconnect"); }));
@@ -358,7 +321,7 @@ TEST_F(redis_bus_test, killed_publisher_loses_nothing) {
   a.start(got_a.handler());
   b.start(got_b.handler());
   b.subscribe_room("r");
-  ASSERT_TRUE(wait_for([&] { return a.healthy() && b.healthy() && redis.numsub(room_channel("r")) == 1; }));
+  ASSERT_TRUE(wait_for([&] { return a.healthy() && b.healthy() && numsub(redis, room_channel("r")) == 1; }));
 
   const int total = 2000;
   completions c;
@@ -371,7 +334,7 @@ TEST_F(redis_bus_test, killed_publisher_loses_nothing) {
   });
   for (int k = 0; k < 3; ++k) {
     std::this_thread::sleep_for(20ms);
-    shell("redis-cli -p " + std::to_string(redis.port()) + " CLIENT KILL TYPE normal >/dev/null");
+    redis_cli(redis.port(), "CLIENT KILL TYPE normal");
   }
   publisher.join();
   ASSERT_TRUE(wait_for([&] { return got_b.ids().size() >= static_cast<std::size_t>(total); }, 20s))
@@ -407,7 +370,7 @@ TEST_F(redis_bus_test, publish_without_reply_is_resent_and_handed_over_once) {
   b.start(got_b.handler());
   ASSERT_TRUE(wait_for([&] { return a.healthy() && b.healthy(); }));
 
-  shell("redis-cli -p " + std::to_string(redis.port()) + " CLIENT PAUSE 1200 ALL >/dev/null");
+  redis_cli(redis.port(), "CLIENT PAUSE 1200 ALL");
   completions c;
   a.publish(make(target_kind::all, "", "paused"), c.on("paused"));
   ASSERT_TRUE(wait_for([&] { return c.has("paused"); }));
@@ -453,7 +416,7 @@ TEST_F(redis_bus_test, test_hook_drops_every_nth_room_message) {
   a.start(got_a.handler());
   b.start(got_b.handler());
   b.subscribe_room("r");
-  ASSERT_TRUE(wait_for([&] { return a.healthy() && b.healthy() && redis.numsub(room_channel("r")) == 1; }));
+  ASSERT_TRUE(wait_for([&] { return a.healthy() && b.healthy() && numsub(redis, room_channel("r")) == 1; }));
   for (int i = 1; i <= 4; ++i) a.publish(make(target_kind::room, "r", "d" + std::to_string(i)), nullptr);
   fence(a, got_b);
   EXPECT_TRUE(got_b.has("d1"));
@@ -481,7 +444,7 @@ TEST_F(redis_bus_test, history_script_publishes_with_its_seq) {
     if (done) done();
   });
   b.subscribe_room("r");
-  ASSERT_TRUE(wait_for([&] { return b.healthy() && redis.numsub(room_channel("r")) == 1; }));
+  ASSERT_TRUE(wait_for([&] { return b.healthy() && numsub(redis, room_channel("r")) == 1; }));
 
   roomcast::history::redis_history_options ho;
   ho.port = redis.port();
@@ -564,7 +527,7 @@ TEST_F(redis_bus_test, DISABLED_receive_rate) {
   redis_bus b(options("B"));
   b.start([&](const envelope&, roomcast::bus::delivery_done) { received.fetch_add(1, std::memory_order_relaxed); });
   b.subscribe_room("bench");
-  ASSERT_TRUE(wait_for([&] { return b.healthy() && redis.numsub(room_channel("bench")) == 1; }));
+  ASSERT_TRUE(wait_for([&] { return b.healthy() && numsub(redis, room_channel("bench")) == 1; }));
 
   redisContext* pub = redisConnect("127.0.0.1", redis.port());
   ASSERT_TRUE(pub && !pub->err);

@@ -1,11 +1,14 @@
 #pragma once
-// One-shot HTTP/1.1 requests against a local node (new connection per request).
+// HTTP/1.1 client for the tests: one-shot requests (a new connection each, Connection: close) and
+// http_connection, one kept-alive connection for a caller that sends requests one after another.
+// Beast stays in http_client.cpp.
 
 #include <boost/json/value.hpp>
 
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -43,5 +46,30 @@ http_response http_get(std::uint16_t port, const std::string& target, header_lis
 http_response http_post_json(std::uint16_t port, const std::string& target, const std::string& body,
                              const std::string& api_key = {},
                              std::chrono::milliseconds timeout = std::chrono::seconds(5));
+
+// One kept-alive HTTP/1.1 connection to 127.0.0.1:<port> (a node or nginx). Reconnects when the
+// server closed it. Not thread-safe: one caller at a time.
+class http_connection {
+ public:
+  explicit http_connection(std::uint16_t port);
+  ~http_connection();
+  http_connection(const http_connection&) = delete;
+  http_connection& operator=(const http_connection&) = delete;
+
+  void set_port(std::uint16_t port);  // closes the connection when the port changes
+  std::uint16_t port() const;
+
+  // Throws std::runtime_error on a transport error or timeout (the connection is closed then). A
+  // request on a reused connection that the server had closed in the meantime (EOF/reset before
+  // any answer) is sent once more on a fresh one.
+  http_response send(const http_request& req, std::chrono::milliseconds timeout = std::chrono::seconds(5));
+  http_response post_json(const std::string& target, const std::string& body,
+                          std::chrono::milliseconds timeout = std::chrono::seconds(5));
+  void close();
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
 
 }  // namespace roomcast::itest

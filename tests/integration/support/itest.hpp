@@ -1,45 +1,37 @@
 #pragma once
-// Helpers shared by the integration test executables (header-only: it needs the
-// ROOMCAST_BIN definition that each test target gets from CMake).
+// What most integration tests use: starting nodes, joining rooms, polling, the HTTP API. The
+// clients and launchers are in the headers included below (and in servers.hpp, cluster.hpp,
+// amqp_client.hpp); all of it is compiled once into roomcast_itest_support.
 
 #include <boost/json/value.hpp>
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <memory>
-#include <stdexcept>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "support/http_client.hpp"
 #include "support/json_util.hpp"
 #include "support/node_process.hpp"
+#include "support/shell.hpp"
 #include "support/ws_client.hpp"
-
-#ifndef ROOMCAST_BIN
-#error "ROOMCAST_BIN must point at the roomcast executable"
-#endif
 
 namespace roomcast::itest {
 
-inline std::string roomcast_bin() { return ROOMCAST_BIN; }
+namespace json = boost::json;
 
-inline std::unique_ptr<node_process> start_node(std::vector<std::string> args = {}) {
-  return std::make_unique<node_process>(roomcast_bin(), std::move(args));
-}
+std::string roomcast_bin();  // the roomcast executable this build made
+
+std::unique_ptr<node_process> start_node(std::vector<std::string> args = {});
 
 // Path for the default route /demo/websocket/{room}/{role}/{user}/{token}/{platform}.
-inline std::string ws_path(const std::string& room, const std::string& role, const std::string& user,
-                           const std::string& token = "tok", const std::string& platform = "pc") {
-  return "/demo/websocket/" + room + "/" + role + "/" + user + "/" + token + "/" + platform;
-}
+std::string ws_path(const std::string& room, const std::string& role, const std::string& user,
+                    const std::string& token = "tok", const std::string& platform = "pc");
 
 // HTTP status of an upgrade attempt (101 on success, 0 on transport failure).
-inline unsigned upgrade_status(std::uint16_t port, const std::string& path) {
-  ws_client c;
-  return c.connect(port, path);
-}
+unsigned upgrade_status(std::uint16_t port, const std::string& path);
 
 // A connected client whose welcome frame has been read.
 struct member {
@@ -49,58 +41,23 @@ struct member {
   ws_client* operator->() const { return ws.get(); }
 };
 
-// Connects and reads the welcome; throws (failing the test) when either step fails.
-inline member join(std::uint16_t port, const std::string& room, const std::string& role, const std::string& user,
-                   const std::string& platform = "pc", const std::string& token = "tok", ws_options options = {}) {
-  member m{std::make_unique<ws_client>(options), {}};
-  auto path = ws_path(room, role, user, token, platform);
-  auto status = m.ws->connect(port, path);
-  if (status != 101) {
-    throw std::runtime_error("upgrade of " + path + " answered " + std::to_string(status) + " (" + m.ws->last_error() +
-                             ")");
-  }
-  auto welcome = m.ws->read_json();
-  if (!welcome || json_string(*welcome, "type") != "welcome") {
-    throw std::runtime_error("no welcome frame on " + path + " (stream: " + m.ws->read_error() + ")");
-  }
-  m.welcome = std::move(*welcome);
-  return m;
-}
+// Connects to `path` and reads the welcome; throws (failing the test) when either step fails.
+member join_path(std::uint16_t port, const std::string& path, ws_options options = {});
+
+// join_path() on ws_path(room, role, user, token, platform).
+member join(std::uint16_t port, const std::string& room, const std::string& role, const std::string& user,
+            const std::string& platform = "pc", const std::string& token = "tok", ws_options options = {});
 
 // Polls `done` every `interval` until it holds or `timeout` passes; returns the final verdict.
-inline bool poll_until(const std::function<bool()>& done, std::chrono::milliseconds timeout,
-                       std::chrono::milliseconds interval = std::chrono::milliseconds(20)) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(interval);
-  }
-  return true;
-}
+bool poll_until(const std::function<bool()>& done, std::chrono::milliseconds timeout,
+                std::chrono::milliseconds interval = std::chrono::milliseconds(20));
 
-inline boost::json::value get_json(std::uint16_t port, const std::string& target, const std::string& api_key = {}) {
-  header_list headers;
-  if (!api_key.empty()) headers.emplace_back("X-API-Key", api_key);
-  auto res = http_get(port, target, headers);
-  if (res.status != 200) {
-    throw std::runtime_error("GET " + target + " answered " + std::to_string(res.status) + ": " + res.body);
-  }
-  return res.json();
-}
+// GET target; throws unless 200.
+boost::json::value get_json(std::uint16_t port, const std::string& target, const std::string& api_key = {});
 
-inline boost::json::value get_stats(std::uint16_t port, const std::string& api_key = {}) {
-  return get_json(port, "/api/stats", api_key);
-}
+boost::json::value get_stats(std::uint16_t port, const std::string& api_key = {});
 
 // POST /api/publish; returns the message id, throws unless 200 {"ok":true}.
-inline std::string api_publish(std::uint16_t port, const std::string& body, const std::string& api_key = {}) {
-  auto res = http_post_json(port, "/api/publish", body, api_key);
-  if (res.status != 200) {
-    throw std::runtime_error("POST /api/publish answered " + std::to_string(res.status) + ": " + res.body);
-  }
-  auto v = res.json();
-  if (!json_bool(v, "ok")) throw std::runtime_error("POST /api/publish not ok: " + res.body);
-  return json_string(v, "id");
-}
+std::string api_publish(std::uint16_t port, const std::string& body, const std::string& api_key = {});
 
 }  // namespace roomcast::itest

@@ -1,27 +1,29 @@
 #pragma once
-// WebSocket clients for the tests.
+// WebSocket clients for the tests (Beast stays in ws_client.cpp).
 //
-// ws_client: Beast client driven by its own io_context. A read is always kept
-// pending (so pings get answered and frames queue up in order); read_text()
-// runs the context only until a frame is queued or the deadline passes, so a
-// timed-out read leaves the stream intact.
+// ws_client: the tests' WebSocket client. A read is always kept pending (so pings get answered and
+// frames queue up in order). Two ways to drive it:
+//   - on its own io_context (ws_client(options)): every call runs it only until its result is in
+//     or its deadline passes (read_text() until a frame is queued), so a timed-out read leaves the
+//     stream intact;
+//   - on a ws_loop shared with many others (ws_client(loop, options)): connect_async() returns at
+//     once, the loop's one thread runs every client's handshake and reads, and the frames queue up
+//     for take_frames(). Only the thread that runs the loop may touch such a client.
 //
-// raw_ws_client: performs the HTTP upgrade by hand, then never reads or writes:
-// a peer that neither drains its socket nor answers pings.
+// raw_ws_client: performs the HTTP upgrade by hand, then never reads or writes: a peer that
+// neither drains its socket nor answers pings (not a WebSocket client: a misbehaving peer).
 
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/websocket/stream.hpp>
 #include <boost/json/value.hpp>
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace roomcast::itest {
 
@@ -32,21 +34,45 @@ struct ws_options {
   std::chrono::milliseconds handshake_timeout = 5s;
 };
 
+// One io_context for many ws_clients, run by one thread.
+class ws_loop {
+ public:
+  ws_loop();
+  ~ws_loop();
+  ws_loop(const ws_loop&) = delete;
+  ws_loop& operator=(const ws_loop&) = delete;
+
+  // Waits up to `timeout` for a handler to be ready, then runs every ready one; returns how many ran.
+  std::size_t run_for(std::chrono::milliseconds timeout);
+
+  struct impl;
+
+ private:
+  friend class ws_client;
+  std::unique_ptr<impl> impl_;
+};
+
 class ws_client {
  public:
-  using response_type = boost::beast::websocket::response_type;
+  enum class phase { idle, connecting, open, closed };
 
   explicit ws_client(ws_options options = {});
+  explicit ws_client(ws_loop& loop, ws_options options = {});
   ~ws_client();
   ws_client(const ws_client&) = delete;
   ws_client& operator=(const ws_client&) = delete;
 
-  // TCP connect + upgrade to ws://127.0.0.1:<port><path>.
+  // TCP connect + upgrade to ws://127.0.0.1:<port><path> (own io_context only).
   // Returns 101 on success, the HTTP status when the upgrade was refused
-  // (see handshake_response() for headers such as Retry-After), 0 on transport failure.
+  // (see handshake_header() for headers such as Retry-After), 0 on transport failure.
   unsigned connect(std::uint16_t port, const std::string& path);
-  const response_type& handshake_response() const { return response_; }
-  const std::string& last_error() const { return last_error_; }
+  // Loop mode: starts the connect + upgrade and returns; state() follows it. False when the socket
+  // could not even be set up (why() says why).
+  bool connect_async(std::uint16_t port, const std::string& path);
+
+  // A header of the upgrade answer ("" when absent; the name is case-insensitive).
+  std::string handshake_header(std::string_view name) const;
+  const std::string& last_error() const;
 
   bool send_text(std::string_view text, std::chrono::milliseconds timeout = 5s);
   bool send_binary(std::string_view data, std::chrono::milliseconds timeout = 5s);
@@ -57,15 +83,27 @@ class ws_client {
   std::optional<boost::json::value> read_json(std::chrono::milliseconds timeout = 5s);
   // Skips frames until one with "type" == type arrives (skipped frames are lost).
   std::optional<boost::json::value> read_type(std::string_view type, std::chrono::milliseconds timeout = 5s);
+  // Waits up to `wait` for a frame, then returns it and every other frame already received.
+  std::vector<std::string> read_available(std::chrono::milliseconds wait);
+  // Moves the queued frames to `out` without running anything (loop mode); returns how many.
+  std::size_t take_frames(std::vector<std::string>& out);
 
   // Runs until the server ended the stream (frames received meanwhile stay readable).
   bool wait_closed(std::chrono::milliseconds timeout = 5s);
-  bool is_open() const { return connected_ && !read_error_; }
+  bool is_open() const;
+  phase state() const;
+  bool closed() const { return state() == phase::closed; }
   // Code of the server's close frame; nullopt while open or when TCP ended without one.
   // (A close frame with no status reads as nullopt too: code 1005 is never sent.)
   std::optional<std::uint16_t> close_code() const;
   std::string close_reason() const;
   std::string read_error() const;  // why the stream ended ("" while open)
+  // Why the connection (or the attempt) ended: the failed step, the close frame or the read error.
+  std::string why() const;
+
+  // Loop mode: `fn` runs on the loop's thread after each handler that changed something (the
+  // upgrade done or failed, a frame queued, the stream ended). Not after drop()/reset() calls.
+  void on_activity(std::function<void()> fn);
 
   // Answers pings and queues frames for up to `duration` without consuming anything.
   void pump(std::chrono::milliseconds duration);
@@ -75,22 +113,10 @@ class ws_client {
   void drop();   // close TCP without a close frame (FIN)
   void reset();  // SO_LINGER 0 then close: the server sees a RST
 
- private:
-  using clock_type = std::chrono::steady_clock;
-  bool run_until(const std::function<bool()>& done, clock_type::time_point deadline);
-  bool write(std::string_view data, bool text, std::chrono::milliseconds timeout);
-  void start_read();
+  struct impl;
 
-  ws_options options_;
-  boost::asio::io_context ioc_;
-  boost::beast::websocket::stream<boost::asio::ip::tcp::socket> ws_;
-  boost::beast::flat_buffer buffer_;
-  response_type response_;
-  std::deque<std::string> inbox_;
-  std::optional<boost::beast::error_code> read_error_;
-  std::string last_error_;
-  bool connected_ = false;
-  bool read_pending_ = false;
+ private:
+  std::shared_ptr<impl> impl_;
 };
 
 class raw_ws_client {
