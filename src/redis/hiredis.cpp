@@ -17,22 +17,4 @@ std::uint64_t num(const redisReply* r) noexcept {
   return v;
 }
 
-timeval to_timeval(std::chrono::milliseconds ms) noexcept {
-  return {static_cast<time_t>(ms.count() / 1000), static_cast<suseconds_t>((ms.count() % 1000) * 1000)};
-}
-
-redisContext* connect(const std::string& host, std::uint16_t port, std::chrono::milliseconds timeout,
-                      std::string& err) {
-  const auto tv = to_timeval(timeout);
-  redisContext* c = redisConnectWithTimeout(host.c_str(), port, tv);
-  if (!c || c->err) {
-    err = c ? c->errstr : "out of memory";
-    if (c) redisFree(c);
-    return nullptr;
-  }
-  redisSetTimeout(c, tv);
-  redisEnableKeepAlive(c);
-  return c;
-}
-
 }  // namespace roomcast::redis
