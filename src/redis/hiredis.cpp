@@ -5,8 +5,9 @@
 namespace roomcast::redis {
 
 std::string_view view(const redisReply* r) noexcept {
-  return r && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS) ? std::string_view(r->str, r->len)
-                                                                               : std::string_view();
+  const bool text =
+      r && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS || r->type == REDIS_REPLY_ERROR);
+  return text ? std::string_view(r->str, r->len) : std::string_view();
 }
 
 std::uint64_t num(const redisReply* r) noexcept {

@@ -15,7 +15,7 @@ struct reply_deleter {
 };
 using reply_ptr = std::unique_ptr<redisReply, reply_deleter>;
 
-// A string or status reply's text (empty for anything else, and for null).
+// A string, status or error reply's text (empty for anything else, and for null).
 std::string_view view(const redisReply* r) noexcept;
 inline std::string str(const redisReply* r) { return std::string(view(r)); }
 // An integer reply, or a string reply holding digits (0 otherwise).
