@@ -80,8 +80,8 @@ struct connection::state : std::enable_shared_from_this<state> {
   bool deadline_armed = false;
   bool reported_down = false;
   phase ph = phase::idle;
-  std::uint64_t gen = 0;  // one per connection attempt: handlers of an older socket do nothing
-  std::array<char, 16 * 1024> rbuf;
+  std::uint64_t gen = 0;                         // one per connection attempt: handlers of an older socket do nothing
+  std::array<char, std::size_t{16} << 10> rbuf;  // one socket read
   std::vector<std::string_view> argv;
 
   std::function<void()> connected_cb, read_cb;

@@ -28,8 +28,12 @@ void append_session_writes(const session_record& s, const std::string& node, boo
   out.push_back({"HSET", "rc:user:" + s.user, s.session, session_value(s, node)});
   out.push_back({"SADD", "rc:node_sessions:" + node, s.user + "\n" + s.session});
   if (!with_rooms) return;
+  const std::string member = s.role + "\n" + s.user;
   for (const auto& room : s.rooms) {
-    out.push_back({"HSET", "rc:room:" + room + ":" + node, s.session, s.role + "\n" + s.user});
+    std::string key = "rc:room:" + room;
+    key += ':';
+    key += node;
+    out.push_back({"HSET", std::move(key), s.session, member});
     out.push_back({"SADD", "rc:room_nodes:" + room, node});
     out.push_back({"SADD", "rc:node_rooms:" + node, room});
   }
