@@ -1,33 +1,18 @@
 #include "bus/redis_bus.hpp"
-#include "redis/hiredis.hpp"
-#include "common/backoff.hpp"
+
+#include "bus/dedupe_window.hpp"
 #include "bus/errors.hpp"
 #include "bus/outage_buffer.hpp"
 #include "bus/pending_publish.hpp"
 #include "bus/room_bindings.hpp"
 #include "metrics/prometheus.hpp"
+#include "redis/connection.hpp"
+#include "redis/hiredis.hpp"
 
-#include "bus/dedupe_window.hpp"
-#include "bus/inbox.hpp"
-
-#include <hiredis/hiredis.h>
-#include <poll.h>
-#include <pthread.h>
-#include <signal.h>
 #include <spdlog/spdlog.h>
-#include <unistd.h>
 
-#include <algorithm>
 #include <atomic>
-#include <cerrno>
-#include <cstring>
-#include <deque>
-#include <map>
-#include <mutex>
-#include <random>
-#include <set>
-#include <thread>
-#include <vector>
+#include <future>
 
 namespace roomcast::bus {
 
@@ -35,12 +20,11 @@ namespace {
 
 using clock = std::chrono::steady_clock;
 
-// One pipeline round stays bounded, so the subscriber is served between rounds.
-constexpr std::size_t max_batch_messages = 1024;
-constexpr std::size_t max_batch_bytes = 1u << 20;
+// PUBLISHes in flight at once: enough to keep the pipeline full, few enough that the subscriber
+// (the same thread) is served between their replies.
+constexpr std::size_t max_in_flight = 1024;
 
-using redis::reply_ptr;
-std::string_view str(const redisReply* r) noexcept { return redis::view(r); }
+using redis::view;
 
 struct wire_message {
   std::string channel;
@@ -55,90 +39,114 @@ struct metrics_block {
   void inc(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) { c.fetch_add(n, std::memory_order_relaxed); }
 };
 
-// What a pushed reply on the subscriber connection was.
-enum class push_kind { message, subscribed, other };
+redis::connection_options connection_options_of(const redis_bus_options& o, const char* name, bool subscriber) {
+  redis::connection_options c;
+  c.host = o.host;
+  c.port = o.port;
+  c.name = name;
+  c.timeout = o.timeout;
+  c.reconnect_min = o.reconnect_min;
+  c.reconnect_max = o.reconnect_max;
+  c.max_queue = max_in_flight + 1024;  // the subscriber's (UN)SUBSCRIBEs waiting for confirmation
+  c.subscriber = subscriber;
+  c.while_down = "Publishes wait in the outage buffer meanwhile";
+  return c;
+}
 
 }  // namespace
 
-struct redis_bus::impl {
-  explicit impl(redis_bus_options o)
+// Everything below runs on the Redis thread; public methods post there. Shared with what is
+// posted, so a late post finds it alive.
+struct redis_bus::impl : std::enable_shared_from_this<impl> {
+  impl(redis::loop& l, redis_bus_options o)
       : opts(std::move(o)),
+        lp(l),
         room_prefix(opts.prefix + ":room:"),
         node_channel(opts.prefix + ":node:" + opts.node_id),
         all_channel(opts.prefix + ":all"),
+        sub(l, connection_options_of(opts, "redis bus subscriber", true)),
+        pub(l, connection_options_of(opts, "redis bus publisher", false)),
         queue(opts.outage_max_messages, opts.outage_max_bytes),
         rooms(opts.unbind_grace),
-        seen(opts.dedupe_window),
-        retry(opts.reconnect_min, opts.reconnect_max) {}
-
-  // ---- shared with other threads (under mu) ----
-  struct op {
-    enum kind_t { publish, subscribe, unsubscribe } kind;
-    std::string room;
-    std::vector<wire_message> msgs;
-    std::shared_ptr<pending_publish> owner;
-  };
-  roomcast::bus::inbox<op> box;
-  void post(op o) { box.post(std::move(o)); }
+        seen(opts.dedupe_window) {}
 
   redis_bus_options opts;
+  redis::loop& lp;
   std::string room_prefix, node_channel, all_channel;
   message_handler handler;
   std::function<void(const std::string&)> on_bound;  // a room's SUBSCRIBE was confirmed
-  std::atomic<bool> connected{false};                // both connections up and the node's channels subscribed
-  std::atomic<bool> stopping{false};
+  redis::connection sub;                             // SUBSCRIBE/UNSUBSCRIBE, pushed messages
+  redis::connection pub;                             // PUBLISH, pipelined
+
+  // Read by any thread.
+  std::atomic<bool> connected{false};  // both connections up and the node's channels subscribed
+  std::atomic<bool> stop_called{false};
   std::atomic<std::size_t> queued_count{0};
   metrics_block m;
-  std::thread thread;
 
-  // ---- bus thread only ----
-  redisContext* sub = nullptr;        // SUBSCRIBE/UNSUBSCRIBE, pushed messages
-  redisContext* pub = nullptr;        // PUBLISH
-  outage_buffer<wire_message> queue;  // waiting to be sent (the outage buffer while Redis is away), in order
-  room_bindings rooms;                // wanted rooms and those SUBSCRIBEd on the current subscriber connection
+  // Redis thread only.
+  bool stopping = false;
+  bool listening = false;             // the node's channels are confirmed on the subscriber
+  outage_buffer<wire_message> queue;  // not confirmed yet, in order; the first `in_flight` are sent
+  std::size_t in_flight = 0;
+  room_bindings rooms;  // wanted rooms and those SUBSCRIBEd on the current subscriber connection
+  bool release_scheduled = false;
   dedupe_window seen;
   std::uint64_t room_messages_seen = 0;  // for the test-only drop hook
-  common::backoff retry;
-  bool reported_down = false;
 
   std::string room_channel(const std::string& room) const { return room_prefix + room; }
 
-  void run();
-  bool connect(std::string& err);
-  bool connect_subscriber(std::string& err);
-  void close_contexts();
-  void drop_subscriber(const std::string& why);
-  void drop_publisher(const std::string& why);
-  void drain_inbox();
-  void handle_op(op& o);
-  bool send_command(redisContext* c, const std::vector<std::string>& args, std::string& err);
-  void apply_unsubscribes();
-  void send_pending();
-  void wait_and_read();
-  void read_subscriber();
-  bool drain_reader(std::string& err);
-  push_kind on_push(const redisReply* r);
+  void post(std::function<void(impl&)> f) {
+    lp.post([self = shared_from_this(), f = std::move(f)] { f(*self); });
+  }
+
+  void on_sub_connected();
+  void on_pub_lost();
+  void update_connected();
+  void publish(std::vector<wire_message>& msgs, const std::shared_ptr<pending_publish>& owner);
+  void pump();
+  void on_publish_reply(const redisReply* r, std::error_code ec);
+  void subscribe(const std::string& room);
+  void schedule_releases();
+  void apply_releases();
+  void on_push(const redisReply* r);
   void on_message(std::string_view payload);
-  void wait_backoff(const std::string& why);
+  void stop();
 };
 
-redis_bus::redis_bus(redis_bus_options opts) : impl_(std::make_unique<impl>(std::move(opts))) {}
+redis_bus::redis_bus(redis_bus_options opts)
+    : loop_(redis::loop::shared()), impl_(std::make_shared<impl>(*loop_, std::move(opts))) {}
 
 redis_bus::~redis_bus() { stop(); }
 
 void redis_bus::start(message_handler on_message) {
-  impl_->handler = std::move(on_message);
-  impl_->thread = std::thread([this] {
-    pthread_setname_np(pthread_self(), "rc-bus-redis");  // top -H, perf
-    impl_->run();
+  auto& me = *impl_;
+  me.handler = std::move(on_message);
+  // The two connections fail and come back independently: a lost publisher must not make the
+  // subscriber miss messages, and the other way round.
+  me.sub.on_connected([&me] { me.on_sub_connected(); });
+  me.sub.on_disconnected([&me](std::error_code) {
+    me.listening = false;
+    me.rooms.connection_lost(false);  // subscriptions die with their connection
+    me.update_connected();
   });
+  me.sub.on_push([&me](const redisReply* r) { me.on_push(r); });
+  me.sub.on_read([&me] { me.m.inc(me.m.read_batches); });
+  me.pub.on_connected([&me] { me.update_connected(); });
+  me.pub.on_disconnected([&me](std::error_code) { me.on_pub_lost(); });
+  // Subscriber first: publishes (the outage buffer first) go out only once this node listens.
+  me.sub.start();
+  me.pub.start();
 }
 
 void redis_bus::stop() {
-  if (!impl_->thread.joinable()) return;
-  impl_->stopping = true;
-  impl_->box.wake();
-  impl_->thread.join();
+  if (impl_->stop_called.exchange(true)) return;
+  std::promise<void> done;
+  impl_->post([&done](impl& me) {
+    me.stop();
+    done.set_value();
+  });
+  done.get_future().wait();
 }
 
 bool redis_bus::healthy() const { return impl_->connected.load(std::memory_order_relaxed); }
@@ -147,32 +155,40 @@ void redis_bus::publish(envelope e, publish_callback done) {
   auto owner = std::make_shared<pending_publish>();
   owner->done = std::move(done);
   const std::string body = encode_envelope(e);
-  impl::op o{impl::op::publish, {}, {}, owner};
+  std::vector<wire_message> msgs;
   switch (e.kind) {
     case protocol::target_kind::room:
-      o.msgs.push_back({impl_->room_channel(e.target), body, owner});
+      msgs.push_back({impl_->room_channel(e.target), body, owner});
       break;
     case protocol::target_kind::all:
-      o.msgs.push_back({impl_->all_channel, body, owner});
+      msgs.push_back({impl_->all_channel, body, owner});
       break;
     case protocol::target_kind::user:
       if (e.nodes.empty()) {
         // The registry doesn't know (or is down): every node checks its own sessions.
         impl_->m.inc(impl_->m.fallback_all);
-        o.msgs.push_back({impl_->all_channel, body, owner});
+        msgs.push_back({impl_->all_channel, body, owner});
       } else {
-        for (const auto& n : e.nodes) o.msgs.push_back({impl_->opts.prefix + ":node:" + n, body, owner});
+        for (const auto& n : e.nodes) msgs.push_back({impl_->opts.prefix + ":node:" + n, body, owner});
       }
       break;
   }
-  owner->remaining = o.msgs.size();
-  impl_->post(std::move(o));
+  owner->remaining = msgs.size();
+  impl_->post([msgs = std::move(msgs), owner](impl& me) mutable { me.publish(msgs, owner); });
 }
 
 void redis_bus::on_room_bound(std::function<void(const std::string&)> f) { impl_->on_bound = std::move(f); }
 
-void redis_bus::subscribe_room(const std::string& room) { impl_->post({impl::op::subscribe, room}); }
-void redis_bus::unsubscribe_room(const std::string& room) { impl_->post({impl::op::unsubscribe, room}); }
+void redis_bus::subscribe_room(const std::string& room) {
+  impl_->post([room](impl& me) { me.subscribe(room); });
+}
+
+void redis_bus::unsubscribe_room(const std::string& room) {
+  impl_->post([room](impl& me) {
+    me.rooms.unwant(room, clock::now());
+    me.schedule_releases();
+  });
+}
 
 void redis_bus::append_metrics(std::string& o) const {
   auto& m = impl_->m;
@@ -213,335 +229,147 @@ void redis_bus::append_stats(std::string& o) const {
   o += ",\"bus_fallback_all\":" + std::to_string(m.fallback_all.load());
 }
 
-// ---------------- bus thread ----------------
+// ---------------- Redis thread ----------------
 
-void redis_bus::impl::run() {
-  // hiredis write()s to its sockets: a write to a connection Redis closed would raise SIGPIPE and
-  // kill the process. Blocked on this thread, the write fails with EPIPE instead.
-  sigset_t pipe_set;
-  sigemptyset(&pipe_set);
-  sigaddset(&pipe_set, SIGPIPE);
-  pthread_sigmask(SIG_BLOCK, &pipe_set, nullptr);
-
-  // The two connections fail and come back independently: a lost publisher must not make the
-  // subscriber miss messages, and the other way round. Each step below drops the connection it
-  // found broken.
-  std::string err;
-  while (!stopping) {
-    if (!sub || !pub) {
-      drain_inbox();  // publishes go to the outage buffer, subscriptions are remembered
-      if (stopping) break;
-      if (!connect(err)) {
-        wait_backoff(err);
-        continue;
-      }
-    }
-    drain_inbox();
-    if (sub && pub) apply_unsubscribes();
-    if (sub && pub) send_pending();
-    if (sub && pub) wait_and_read();
+void redis_bus::impl::on_sub_connected() {
+  // The node's channels and every wanted room in one command; the node listens once Redis
+  // confirmed them all (the connection drops itself if that takes longer than the timeout).
+  redis::command args{"SUBSCRIBE", node_channel, all_channel};
+  for (const auto& r : rooms.wanted()) {
+    args.push_back(room_channel(r));
+    rooms.bound(r);
   }
-  close_contexts();
+  m.inc(m.room_subscribes, rooms.wanted().size());
+  sub.send(args, [this](const redisReply*, std::error_code ec) {
+    if (ec) return;  // the connection is gone and comes back
+    listening = true;
+    update_connected();
+  });
+}
+
+void redis_bus::impl::update_connected() {
+  const bool now = !stopping && listening && sub.up() && pub.up();
+  if (now == connected.load()) return;
+  connected = now;
+  if (!now) return;
+  m.inc(m.reconnects);
+  spdlog::info("redis bus: connected to {}:{} as node {} ({} rooms subscribed, {} buffered)", opts.host, opts.port,
+               opts.node_id, rooms.bound_rooms().size(), queue.size());
+  pump();
+}
+
+void redis_bus::impl::on_pub_lost() {
+  // The PUBLISHes whose reply never came stay at the front of the queue and are sent again after
+  // the reconnect (receivers drop duplicates by id); their publishers learn that the message is
+  // buffered rather than wait for Redis.
+  m.inc(m.resent, in_flight);
+  in_flight = 0;
+  for (auto& w : queue)
+    if (w.owner) w.owner->complete({}, publish_result{true});
+  update_connected();
+}
+
+void redis_bus::impl::publish(std::vector<wire_message>& msgs, const std::shared_ptr<pending_publish>& owner) {
+  if (stopping) return owner->complete(make_error(errc::stopped), {});
+  std::size_t bytes = 0;
+  for (auto& w : msgs) bytes += w.body.size();
+  // Bounded whether Redis is away or just behind.
+  if (!queue.fits(msgs.size(), bytes)) {
+    m.inc(m.rejected_full);
+    return owner->complete(make_error(errc::buffer_full), {});
+  }
+  if (!connected) {
+    m.inc(m.buffered);
+    owner->complete({}, publish_result{true});
+  }
+  for (auto& w : msgs) queue.push_back(std::move(w));
+  queued_count = queue.size();
+  pump();
+}
+
+void redis_bus::impl::pump() {
+  // In order, from the first message not sent yet; a window of them in flight.
+  while (connected && in_flight < queue.size() && in_flight < max_in_flight) {
+    const auto& w = *(queue.begin() + static_cast<std::ptrdiff_t>(in_flight));
+    ++in_flight;
+    pub.send({"PUBLISH", w.channel, w.body},
+             [this](const redisReply* r, std::error_code ec) { on_publish_reply(r, ec); });
+  }
+}
+
+void redis_bus::impl::on_publish_reply(const redisReply* r, std::error_code ec) {
+  // No reply (connection lost, timed out, stopped): on_pub_lost()/stop() deal with the message.
+  if (ec && ec != redis::make_error(redis::errc::error_reply)) return;
+  wire_message w = queue.pop_front();
+  --in_flight;
+  queued_count = queue.size();
+  if (ec) {
+    m.inc(m.publish_errors);
+    spdlog::warn("redis bus: PUBLISH {} refused: {}", w.channel, view(r));
+    if (w.owner) w.owner->complete(make_error(errc::refused), {});
+  } else {
+    m.inc(m.published);
+    if (w.owner) w.owner->confirmed();
+  }
+  pump();
+}
+
+void redis_bus::impl::subscribe(const std::string& room) {
+  if (!rooms.want(room) || !sub.up()) return;  // bound already, or subscribed on the next connect
+  sub.send({"SUBSCRIBE", room_channel(room)}, nullptr);
+  rooms.bound(room);
+  m.inc(m.room_subscribes);
+}
+
+void redis_bus::impl::schedule_releases() {
+  if (release_scheduled || !rooms.releases_pending()) return;
+  release_scheduled = true;
+  const auto left = std::chrono::ceil<std::chrono::milliseconds>(rooms.next_release() - clock::now());
+  lp.post_after(std::max(left, std::chrono::milliseconds(1)), [self = shared_from_this()] {
+    self->release_scheduled = false;
+    if (!self->stopping) self->apply_releases();
+  });
+}
+
+void redis_bus::impl::apply_releases() {
+  if (sub.up()) {
+    redis::command args{"UNSUBSCRIBE"};
+    for (const auto& r : rooms.take_due(clock::now())) {
+      args.push_back(room_channel(r));
+      rooms.released(r);  // UNSUBSCRIBE can't fail but with the connection, which ends them all
+    }
+    if (args.size() > 1) {
+      m.inc(m.room_unsubscribes, args.size() - 1);
+      sub.send(args, nullptr);
+    }
+  }
+  schedule_releases();
+}
+
+void redis_bus::impl::on_push(const redisReply* r) {
+  if (r->type != REDIS_REPLY_ARRAY || r->elements < 3) return;
+  const auto kind = view(r->element[0]);
+  if (kind == "message") return on_message(view(r->element[2]));
+  if (kind == "subscribe") {
+    // A room channel is live from here on: the node catches up on what was published before.
+    const auto channel = view(r->element[1]);
+    if (on_bound && channel.substr(0, room_prefix.size()) == room_prefix)
+      on_bound(std::string(channel.substr(room_prefix.size())));
+  }
+  // unsubscribe confirmations: nothing to do
+}
+
+void redis_bus::impl::stop() {
+  stopping = true;
+  sub.stop();
+  pub.stop();
   connected = false;
   // Whatever never reached Redis is reported, not dropped silently.
   for (auto& w : queue)
     if (w.owner) w.owner->complete(make_error(errc::stopped), {});
   queue.clear();
+  in_flight = 0;
   queued_count = 0;
-  std::vector<op> left;
-  { left = box.take(); }
-  for (auto& o : left)
-    if (o.owner) o.owner->complete(make_error(errc::stopped), {});
-}
-
-void redis_bus::impl::wait_backoff(const std::string& why) {
-  // Exponential backoff with full jitter, woken early by stop(); the inbox is served meanwhile.
-  const auto ms = retry.next().count();
-  // Logged once per outage, not once per retry.
-  if (!reported_down) {
-    spdlog::warn("redis bus: {} (retrying; publishes wait in the outage buffer)", why);
-    reported_down = true;
-  } else {
-    spdlog::debug("redis bus: {} (retry in {} ms)", why, ms);
-  }
-  const auto until = clock::now() + std::chrono::milliseconds(ms);
-  while (!stopping && clock::now() < until) {
-    // A subscriber still up (only the publisher is away) keeps delivering meanwhile.
-    pollfd p[2] = {{box.fd(), POLLIN, 0}, {sub ? sub->fd : -1, POLLIN, 0}};
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - clock::now()).count();
-    ::poll(p, 2, static_cast<int>(std::max<long long>(1, left)));
-    box.clear();
-    drain_inbox();
-    if (sub && (p[1].revents & (POLLIN | POLLERR | POLLHUP))) read_subscriber();
-  }
-}
-
-bool redis_bus::impl::connect(std::string& err) {
-  const std::string where = opts.host + ":" + std::to_string(opts.port);
-  auto open = [&](const char* role) -> redisContext* {
-    // The timeout bounds every blocking read/write on the connection (PUBLISH replies, flushes).
-    std::string why;
-    redisContext* c = redis::connect(opts.host, opts.port, opts.timeout, why);
-    if (!c) err = std::string(role) + " connect " + where + ": " + why;
-    return c;
-  };
-  // Subscriber first: publishes (the outage buffer first) go out only once this node listens.
-  if (!sub) {
-    sub = open("subscriber");
-    if (!sub || !connect_subscriber(err)) return false;
-  }
-  if (!pub) {
-    pub = open("publisher");
-    if (!pub) return false;
-    // One round trip before the connection counts as up: a Redis that accepts and then refuses
-    // (maxclients, loading) must go through the backoff, not a reconnect loop.
-    reply_ptr pong(static_cast<redisReply*>(redisCommand(pub, "PING")));
-    if (!pong || pong->type == REDIS_REPLY_ERROR) {
-      err = "publisher: " + (pong ? std::string(str(pong.get())) : std::string(pub->errstr));
-      redisFree(pub);
-      pub = nullptr;
-      return false;
-    }
-  }
-  retry.reset();
-  reported_down = false;
-  m.inc(m.reconnects);
-  connected = true;
-  spdlog::info("redis bus: connected to {} as node {} ({} rooms subscribed, {} buffered)", where, opts.node_id,
-               rooms.bound_rooms().size(), queue.size());
-  return true;
-}
-
-bool redis_bus::impl::connect_subscriber(std::string& err) {
-  auto fail = [&](std::string why) {
-    err = std::move(why);
-    redisFree(sub);
-    sub = nullptr;
-    rooms.connection_lost(false);
-    return false;
-  };
-  // The node's channels and every wanted room in one command; then wait for every confirmation.
-  std::vector<std::string> args{"SUBSCRIBE", node_channel, all_channel};
-  for (const auto& r : rooms.wanted()) args.push_back(room_channel(r));
-  if (!send_command(sub, args, err)) return fail(err);
-  for (const auto& r : rooms.wanted()) rooms.bound(r);
-  m.inc(m.room_subscribes, rooms.wanted().size());
-  std::size_t waiting = args.size() - 1;
-  const auto deadline = clock::now() + opts.timeout;
-  while (waiting > 0) {
-    void* r = nullptr;
-    if (redisGetReply(sub, &r) != REDIS_OK || !r)
-      return fail(std::string("subscribe: ") + (sub->errstr[0] ? sub->errstr : "no reply"));
-    reply_ptr p(static_cast<redisReply*>(r));
-    if (p->type == REDIS_REPLY_ERROR) return fail("subscribe: " + std::string(str(p.get())));
-    // Messages on the channels confirmed first may already arrive in between.
-    if (on_push(p.get()) == push_kind::subscribed) --waiting;
-    if (waiting > 0 && clock::now() > deadline) return fail("subscribe: confirmations timed out");
-  }
-  // The last read may have brought messages past the confirmations: hand them over now rather
-  // than when the next bytes arrive.
-  if (!drain_reader(err)) return fail(err);
-  return true;
-}
-
-void redis_bus::impl::close_contexts() {
-  if (sub) redisFree(sub);
-  if (pub) redisFree(pub);
-  sub = pub = nullptr;
-}
-
-void redis_bus::impl::drop_subscriber(const std::string& why) {
-  if (!stopping) spdlog::warn("redis bus: subscriber connection lost: {}", why);
-  connected = false;
-  if (sub) redisFree(sub);
-  sub = nullptr;
-  rooms.connection_lost(false);  // subscriptions die with their connection
-}
-
-void redis_bus::impl::drop_publisher(const std::string& why) {
-  if (!stopping) spdlog::warn("redis bus: publisher connection lost: {}", why);
-  connected = false;
-  if (pub) redisFree(pub);
-  pub = nullptr;
-  // Publishers still waiting learn that their message is buffered rather than wait for Redis.
-  for (auto& w : queue)
-    if (w.owner) w.owner->complete({}, publish_result{true});
-}
-
-bool redis_bus::impl::send_command(redisContext* c, const std::vector<std::string>& args, std::string& err) {
-  std::vector<const char*> argv;
-  std::vector<std::size_t> lens;
-  argv.reserve(args.size());
-  lens.reserve(args.size());
-  for (const auto& a : args) {
-    argv.push_back(a.data());
-    lens.push_back(a.size());
-  }
-  redisAppendCommandArgv(c, static_cast<int>(argv.size()), argv.data(), lens.data());
-  int done = 0;
-  while (!done) {
-    if (redisBufferWrite(c, &done) != REDIS_OK) {
-      err = std::string("write: ") + (c->errstr[0] ? c->errstr : "failed");
-      return false;
-    }
-  }
-  return true;
-}
-
-void redis_bus::impl::drain_inbox() {
-  std::vector<op> ops;
-  { ops = box.take(); }
-  for (auto& o : ops) handle_op(o);
-}
-
-void redis_bus::impl::handle_op(op& o) {
-  switch (o.kind) {
-    case op::publish: {
-      std::size_t bytes = 0;
-      for (auto& w : o.msgs) bytes += w.body.size();
-      // Bounded whether Redis is away or just behind.
-      if (!queue.fits(o.msgs.size(), bytes)) {
-        m.inc(m.rejected_full);
-        o.owner->complete(make_error(errc::buffer_full), {});
-        return;
-      }
-      if (!connected) {
-        m.inc(m.buffered);
-        o.owner->complete({}, publish_result{true});
-      }
-      for (auto& w : o.msgs) queue.push_back(std::move(w));
-      queued_count = queue.size();
-      return;
-    }
-    case op::subscribe:
-      if (rooms.want(o.room) && sub) {
-        std::string err;
-        if (!send_command(sub, {"SUBSCRIBE", room_channel(o.room)}, err)) {
-          drop_subscriber(err);
-          return;
-        }
-        rooms.bound(o.room);
-        m.inc(m.room_subscribes);
-      }
-      return;
-    case op::unsubscribe:
-      rooms.unwant(o.room, clock::now());
-      return;
-  }
-}
-
-void redis_bus::impl::apply_unsubscribes() {
-  if (!rooms.releases_pending()) return;
-  std::vector<std::string> args{"UNSUBSCRIBE"};
-  for (const auto& r : rooms.take_due(clock::now())) {
-    args.push_back(room_channel(r));
-    rooms.released(r);  // UNSUBSCRIBE can't fail but with the connection, which ends them all
-  }
-  if (args.size() == 1) return;
-  m.inc(m.room_unsubscribes, args.size() - 1);
-  std::string err;
-  if (!send_command(sub, args, err)) drop_subscriber(err);
-}
-
-void redis_bus::impl::send_pending() {
-  if (queue.empty()) return;
-  // Pipeline: append a bounded batch of PUBLISHes, then read their replies in order.
-  std::size_t n = 0, bytes = 0;
-  for (auto it = queue.begin(); it != queue.end() && n < max_batch_messages && bytes < max_batch_bytes; ++it, ++n) {
-    const char* argv[3] = {"PUBLISH", it->channel.data(), it->body.data()};
-    const std::size_t lens[3] = {7, it->channel.size(), it->body.size()};
-    redisAppendCommandArgv(pub, 3, argv, lens);
-    bytes += it->body.size();
-  }
-  for (std::size_t i = 0; i < n; ++i) {
-    void* r = nullptr;
-    if (redisGetReply(pub, &r) != REDIS_OK || !r) {
-      // No reply: unknown whether Redis got them. They stay at the front of the queue and are
-      // re-sent after the reconnect (receivers drop duplicates by id); drop_publisher() tells
-      // their publishers that the message is queued.
-      m.inc(m.resent, n - i);
-      queued_count = queue.size();
-      drop_publisher(std::string("publish: ") + (pub->errstr[0] ? pub->errstr : "no reply"));
-      return;
-    }
-    reply_ptr p(static_cast<redisReply*>(r));
-    wire_message w = queue.pop_front();
-    if (p->type == REDIS_REPLY_ERROR) {
-      m.inc(m.publish_errors);
-      spdlog::warn("redis bus: PUBLISH {} refused: {}", w.channel, str(p.get()));
-      if (w.owner) w.owner->complete(make_error(errc::refused), {});
-      continue;
-    }
-    m.inc(m.published);
-    if (w.owner) w.owner->confirmed();
-  }
-  queued_count = queue.size();
-}
-
-void redis_bus::impl::wait_and_read() {
-  // Wait for pushed messages or the inbox; don't wait at all while publishes are queued.
-  int timeout = 200;
-  if (!queue.empty()) {
-    timeout = 0;
-  } else if (rooms.releases_pending()) {
-    const auto first = rooms.next_release();
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(first - clock::now()).count();
-    timeout = static_cast<int>(std::clamp<long long>(left + 1, 0, 200));
-  }
-  pollfd p[3] = {{sub->fd, POLLIN, 0}, {pub->fd, POLLIN, 0}, {box.fd(), POLLIN, 0}};
-  if (::poll(p, 3, timeout) < 0) {
-    if (errno != EINTR) spdlog::warn("redis bus: poll: {}", std::strerror(errno));
-    return;
-  }
-  if (p[2].revents & POLLIN) {
-    box.clear();
-  }
-  if (p[1].revents & (POLLIN | POLLERR | POLLHUP)) {
-    // Nothing is outstanding on the publisher here, so Redis has nothing to say on it but EOF.
-    drop_publisher(redisBufferRead(pub) != REDIS_OK ? std::string(pub->errstr) : std::string("unexpected data"));
-  }
-  if (p[0].revents & (POLLIN | POLLERR | POLLHUP)) read_subscriber();
-}
-
-void redis_bus::impl::read_subscriber() {
-  // Batched: one read of whatever arrived, then every complete reply already in the buffer.
-  if (redisBufferRead(sub) != REDIS_OK) {
-    drop_subscriber(sub->errstr);
-    return;
-  }
-  m.inc(m.read_batches);
-  std::string err;
-  if (!drain_reader(err)) drop_subscriber(err);
-}
-
-bool redis_bus::impl::drain_reader(std::string& err) {
-  // Every complete reply already received; never touches the socket.
-  while (true) {
-    void* r = nullptr;
-    if (redisGetReplyFromReader(sub, &r) != REDIS_OK) {
-      err = std::string("subscriber: ") + sub->errstr;
-      return false;
-    }
-    if (!r) return true;
-    reply_ptr reply(static_cast<redisReply*>(r));
-    on_push(reply.get());
-  }
-}
-
-push_kind redis_bus::impl::on_push(const redisReply* r) {
-  if (r->type != REDIS_REPLY_ARRAY || r->elements < 3) return push_kind::other;
-  const auto kind = str(r->element[0]);
-  if (kind == "message") {
-    on_message(str(r->element[2]));
-    return push_kind::message;
-  }
-  if (kind == "subscribe") {
-    // A room channel is live from here on: the node catches up on what was published before.
-    const std::string channel(str(r->element[1]));
-    if (on_bound && channel.rfind(room_prefix, 0) == 0) on_bound(channel.substr(room_prefix.size()));
-    return push_kind::subscribed;
-  }
-  return push_kind::other;  // unsubscribe confirmations
 }
 
 void redis_bus::impl::on_message(std::string_view payload) {

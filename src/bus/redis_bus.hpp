@@ -1,7 +1,7 @@
 #pragma once
-// Redis Pub/Sub cluster bus (hiredis 0.14, synchronous). hiredis is blocking, so both connections
-// live on one thread of their own; shards and the API hand work to it through an inbox (mutex +
-// eventfd), and it hands received messages to the node's handler from that thread.
+// Redis Pub/Sub cluster bus. Both connections are redis::connections on the process's Redis thread
+// (rc-redis, shared with the redis history and registry); shards and the API post work there, and
+// received messages are handed to the node's handler from that thread.
 //
 // Channels ("roomcast" is the configurable prefix):
 //   roomcast:room:<room>     room messages; subscribed while the node has members of the room
@@ -31,6 +31,10 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+
+namespace roomcast::redis {
+class loop;
+}
 
 namespace roomcast::bus {
 
@@ -74,7 +78,8 @@ class redis_bus final : public bus {
   struct impl;
 
  private:
-  std::unique_ptr<impl> impl_;
+  std::shared_ptr<redis::loop> loop_;  // outlives impl_ (what is posted may hold impl_ a little longer)
+  std::shared_ptr<impl> impl_;
 };
 
 }  // namespace roomcast::bus

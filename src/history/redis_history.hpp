@@ -1,8 +1,10 @@
 #pragma once
 // History and idempotency in Redis, shared by every node. One Lua script per publish does the id
 // claim (SET NX semantics), INCR of the room's seq and XADD with MAXLEN, atomically, so every
-// node and client sees the same numbers. hiredis runs on its own thread; everything queued is sent
-// as one pipeline (the measurement: ~137k scripts/s pipelined vs ~51k/s one by one).
+// node and client sees the same numbers. The scripts run by sha on a redis::connection on the
+// process's Redis thread, pipelined (the measurement: ~137k scripts/s pipelined vs ~51k/s
+// one by one). While Redis is away, calls fail at once (redis::errc::not_connected): the API says
+// 503 rather than hold requests. Callbacks run on the Redis thread; methods may be called from any.
 //
 // Keys: <p>:hm:<room> hash {epoch, seq} · <p>:hs:<room> stream, entry id "<seq>-0" with fields
 // i (id), f (from), d (data) · <p>:id:<id> "<seq>|<epoch>" with the id window as TTL.
@@ -14,9 +16,11 @@
 // seq order whichever node published them.
 #include "history/history.hpp"
 
-#include <atomic>
 #include <memory>
-#include <thread>
+
+namespace roomcast::redis {
+class loop;
+}
 
 namespace roomcast::history {
 
@@ -26,7 +30,7 @@ struct redis_history_options {
   std::string prefix = "rc";
   std::chrono::milliseconds timeout{2'000};
   std::chrono::milliseconds id_window{300'000};
-  std::size_t max_pending = 100'000;  // queued operations; beyond it they fail at once
+  std::size_t max_pending = 100'000;  // operations waiting for Redis; beyond it they fail at once (queue_full)
   // Non-empty: room messages are PUBLISHed by the append script on <publish_prefix><room> (the
   // redis bus's room channels, e.g. "roomcast:room:"); append_result.published says so.
   std::string publish_prefix;
@@ -50,7 +54,8 @@ class redis_history final : public history {
   struct impl;
 
  private:
-  std::unique_ptr<impl> impl_;
+  std::shared_ptr<redis::loop> loop_;  // outlives impl_ (what is posted may hold impl_ a little longer)
+  std::shared_ptr<impl> impl_;
 };
 
 }  // namespace roomcast::history

@@ -1,9 +1,9 @@
 #pragma once
-// Cluster-wide registry in Redis (hiredis, on its own thread: a blocking client never runs on a
-// shard). Writes are queued and sent as one pipeline per batch, so a join storm of thousands of
-// sessions costs a few round trips. Each node heartbeats a key with a TTL; live nodes reap the
-// entries of a node whose key expired (crash, kill -9). When Redis is unreachable the queued
-// writes are dropped and the node rewrites its whole state once Redis is back (resync).
+// Cluster-wide registry in Redis, on the process's Redis thread (redis::connection: never on a
+// shard). Writes are pipelined as they come, so a join storm of thousands of sessions costs a few
+// round trips. Each node heartbeats a key with a TTL; live nodes reap the entries of a node whose
+// key expired (crash, kill -9). When Redis is unreachable writes are dropped and the node rewrites
+// its whole state once Redis is back (registry::resync, sans-io).
 //
 // Keys (prefix rc:):
 //   rc:nodes                     set of node ids
@@ -20,7 +20,10 @@
 #include <functional>
 #include <memory>
 #include <string>
-#include <thread>
+
+namespace roomcast::redis {
+class loop;
+}
 
 namespace roomcast::registry {
 
@@ -30,15 +33,16 @@ struct redis_options {
   std::string node_id;
   std::chrono::milliseconds heartbeat{2'000};
   std::chrono::milliseconds node_ttl{6'000};
-  std::chrono::milliseconds timeout{2'000};  // per command batch
-  std::size_t max_pending = 200'000;         // queued writes; over it: drop and resync later
+  std::chrono::milliseconds timeout{2'000};  // connect, and each reply
+  std::size_t max_pending = 200'000;         // writes waiting (sent or held); over it: drop and resync
 };
 
 class redis_registry final : public registry {
  public:
   // snapshot(cb): gathers this node's sessions from the shards (used to resync); node_summary():
   // this node's state as a JSON object (connections, counters), written with every heartbeat and
-  // returned by describe_nodes. Both are called on the registry thread.
+  // returned by describe_nodes. Both are called on the Redis thread (rc-redis); callbacks of
+  // queries run there too. Every public method may be called from any thread.
   using snapshot_fn = std::function<void(std::function<void(std::vector<session_record>)>)>;
   redis_registry(redis_options opts, snapshot_fn snapshot, std::function<std::string()> node_summary);
   ~redis_registry() override;
@@ -62,7 +66,8 @@ class redis_registry final : public registry {
   struct impl;
 
  private:
-  std::unique_ptr<impl> impl_;
+  std::shared_ptr<redis::loop> loop_;  // outlives impl_ (what is posted may hold impl_ a little longer)
+  std::shared_ptr<impl> impl_;
 };
 
 }  // namespace roomcast::registry

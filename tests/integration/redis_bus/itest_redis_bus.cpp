@@ -6,6 +6,7 @@
 #include "bus/errors.hpp"
 #include "bus/redis_bus.hpp"
 #include "history/redis_history.hpp"
+#include "redis/errors.hpp"
 
 #include <gtest/gtest.h>
 #include <hiredis/hiredis.h>
@@ -514,6 +515,86 @@ TEST_F(redis_bus_test, history_script_publishes_with_its_seq) {
   h.append_metrics(m);
   EXPECT_NE(m.find("roomcast_history_published_total 3"), std::string::npos) << m;
   h.stop();
+}
+
+// The history's scripts run by sha (loaded once per connection). When Redis forgets them (SCRIPT
+// FLUSH), the next append gets NOSCRIPT: the client loads the script again and resends the call,
+// so the publisher sees no error.
+TEST_F(redis_bus_test, history_survives_a_script_flush) {
+  roomcast::history::redis_history_options ho;
+  ho.port = redis.port();
+  ho.prefix = prefix + "h";
+  roomcast::history::redis_history h(ho);
+  h.start();
+  std::mutex mu;
+  std::vector<roomcast::history::append_result> results;
+  auto append = [&](const std::string& id) {
+    h.append(make(target_kind::room, "r", id), roomcast::history::policy{}, [&](roomcast::history::append_result r) {
+      std::lock_guard lk(mu);
+      results.push_back(std::move(r));
+    });
+  };
+  auto got = [&](std::size_t n) {
+    return wait_for([&] {
+      std::lock_guard lk(mu);
+      return results.size() == n;
+    });
+  };
+  append("f1");
+  ASSERT_TRUE(got(1));
+  shell("redis-cli -p " + std::to_string(redis.port()) + " SCRIPT FLUSH >/dev/null");
+  append("f2");
+  append("f3");
+  ASSERT_TRUE(got(3));
+  std::lock_guard lk(mu);
+  for (const auto& r : results) EXPECT_FALSE(r.ec) << r.ec.message();
+  EXPECT_EQ(results[1].seq, 2u);
+  EXPECT_EQ(results[2].seq, 3u);
+  std::string m;
+  h.append_metrics(m);
+  EXPECT_NE(m.find("roomcast_history_failures_total 0"), std::string::npos) << m;
+  EXPECT_NE(m.find("roomcast_history_up 1"), std::string::npos) << m;
+}
+
+// hiredis has no command timeout: the client's own bounds a reply. Redis holds every command
+// (CLIENT PAUSE) longer than the history's timeout: the append fails with redis::errc::timeout
+// in about the timeout, not when Redis answers, and the history reconnects once Redis serves.
+TEST_F(redis_bus_test, history_reply_times_out_and_the_history_comes_back) {
+  roomcast::history::redis_history_options ho;
+  ho.port = redis.port();
+  ho.prefix = prefix + "h";
+  ho.timeout = 300ms;
+  roomcast::history::redis_history h(ho);
+  h.start();
+  ASSERT_TRUE(wait_for([&] { return h.healthy(); }));
+  std::mutex mu;
+  std::vector<std::error_code> ecs;
+  auto append = [&](const std::string& id) {
+    h.append(make(target_kind::room, "r", id), roomcast::history::policy{}, [&](roomcast::history::append_result r) {
+      std::lock_guard lk(mu);
+      ecs.push_back(r.ec);
+    });
+  };
+  shell("redis-cli -p " + std::to_string(redis.port()) + " CLIENT PAUSE 1500 ALL >/dev/null");
+  const auto t0 = std::chrono::steady_clock::now();
+  append("paused");
+  ASSERT_TRUE(wait_for([&] {
+    std::lock_guard lk(mu);
+    return ecs.size() == 1;
+  }));
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 1200ms);
+  {
+    std::lock_guard lk(mu);
+    EXPECT_EQ(ecs[0], roomcast::redis::make_error(roomcast::redis::errc::timeout)) << ecs[0].message();
+  }
+  ASSERT_TRUE(wait_for([&] { return h.healthy(); }));
+  append("after");
+  ASSERT_TRUE(wait_for([&] {
+    std::lock_guard lk(mu);
+    return ecs.size() == 2;
+  }));
+  std::lock_guard lk(mu);
+  EXPECT_FALSE(ecs[1]) << ecs[1].message();
 }
 
 // Receive rate of one bus (decode + dedupe + handler), fed by a raw pipelined hiredis publisher
