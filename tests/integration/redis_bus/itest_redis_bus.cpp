@@ -542,7 +542,7 @@ TEST_F(redis_bus_test, history_survives_a_script_flush) {
   };
   append("f1");
   ASSERT_TRUE(got(1));
-  shell("redis-cli -p " + std::to_string(redis.port()) + " SCRIPT FLUSH >/dev/null");
+  redis_cli(redis.port(), "SCRIPT FLUSH");
   append("f2");
   append("f3");
   ASSERT_TRUE(got(3));
@@ -575,7 +575,7 @@ TEST_F(redis_bus_test, history_reply_times_out_and_the_history_comes_back) {
       ecs.push_back(r.ec);
     });
   };
-  shell("redis-cli -p " + std::to_string(redis.port()) + " CLIENT PAUSE 1500 ALL >/dev/null");
+  redis_cli(redis.port(), "CLIENT PAUSE 1500 ALL");
   const auto t0 = std::chrono::steady_clock::now();
   append("paused");
   ASSERT_TRUE(wait_for([&] {
