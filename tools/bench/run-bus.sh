@@ -2,11 +2,13 @@
 # Cluster-bus throughput and latency (issues "cluster" and "no message lost"): publishes through
 # node A's HTTP API in batches, members on node B, one private Redis and one private RabbitMQ.
 #
-#   tools/bench/run-bus.sh [--out DIR] [--duration S] [--batch N] [--conns C] [--transient]
+#   tools/bench/run-bus.sh [--out DIR] [--duration S] [--batch N] [--conns C] [--transient] [--bare-window W]
 #                          [--redis-publish script|bus] [STEP …]
 #
 # --transient: RabbitMQ messages not persisted (roomcast --rabbitmq-persistent false, amqp_bare
 # --persistent 0); the broker then confirms without waiting for its disk.
+# --bare-window: publisher-confirm window of the bare client (default 1000). Set it to C × N (the
+# messages the roomcast runs have in flight at most) to compare the same number in flight.
 # --redis-publish: who PUBLISHes room messages with the redis bus: the history script (default,
 # roomcast --redis-script-publish true) or the bus thread after the script's reply.
 #
@@ -41,6 +43,7 @@ BATCH=100
 CONNS=16
 STEPS=()
 PERSIST=1
+WINDOW=1000
 SCRIPT_PUBLISH=true
 while (($#)); do
   case $1 in
@@ -49,9 +52,10 @@ while (($#)); do
     --batch) BATCH=$2; shift 2 ;;
     --conns) CONNS=$2; shift 2 ;;
     --transient) PERSIST=0; shift ;;
+    --bare-window) WINDOW=$2; shift 2 ;;
     --redis-publish) case $2 in script) SCRIPT_PUBLISH=true ;; bus) SCRIPT_PUBLISH=false ;;
                        *) echo "--redis-publish: script or bus" >&2; exit 2 ;; esac; shift 2 ;;
-    -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,36p' "$0"; exit 0 ;;
     bare|bare-5k|bare-10k|rabbit-max|rabbit-5k|rabbit-10k|redis-max|redis-5k|redis-10k|redis1-5k|redis1-10k|local-5k|local-10k|plain-5k|plain-10k|plain-max) STEPS+=("$1"); shift ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
@@ -85,7 +89,7 @@ scripts/redis.sh start "$WORK/redis" "$REDIS_PORT" >/dev/null
 
 {
   echo "# $(date -u +%FT%TZ) commit $(git rev-parse --short HEAD) $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
-  echo "# duration ${DURATION}s, --api-batch $BATCH, --api-conns $CONNS, persistent $PERSIST, redis script publish $SCRIPT_PUBLISH"
+  echo "# duration ${DURATION}s, --api-batch $BATCH, --api-conns $CONNS, persistent $PERSIST, redis script publish $SCRIPT_PUBLISH, bare window $WINDOW"
 } | tee "$OUT/summary.txt"
 
 node() {  # name port extra-args…
@@ -125,9 +129,9 @@ rabbit() { node a "$PA" --bus rabbitmq --rabbitmq-uris "$URI" --rabbitmq-prefix 
            node b "$PB" --bus rabbitmq --rabbitmq-uris "$URI" --rabbitmq-prefix "b$CURRENT" --history "* 0 0s" "${RP[@]}"; }
 bare() {  # step name, extra amqp_bare flags
   local load; load=$(cut -d' ' -f1-3 /proc/loadavg)
-  echo "+ amqp_bare --uri $URI --seconds $DURATION --size 200 --persistent $PERSIST --confirm window --window 1000 ${*:2}" >>"$OUT/summary.txt"
+  echo "+ amqp_bare --uri $URI --seconds $DURATION --size 200 --persistent $PERSIST --confirm window --window $WINDOW ${*:2}" >>"$OUT/summary.txt"
   timeout $((DURATION + 60)) "$BARE" --uri "$URI" --seconds "$DURATION" --size 200 --persistent "$PERSIST" --confirm window \
-    --window 1000 "${@:2}" >"$OUT/$1.txt" 2>&1
+    --window "$WINDOW" "${@:2}" >"$OUT/$1.txt" 2>&1
   printf '%-11s load %-15s %s | %s\n' "$1" "$load" "$(grep -o 'end-to-end [0-9]* msgs/s' "$OUT/$1.txt")" \
     "$(grep -o 'p50 [0-9]* us, p99 [0-9]* us' "$OUT/$1.txt")" | tee -a "$OUT/summary.txt"
 }
