@@ -57,25 +57,6 @@ struct decoded {
 
 std::string str(amqp_bytes_t b) { return {static_cast<const char*>(b.bytes), b.len}; }
 
-// A method frame as rabbitmq-c encodes it (the broker's side of the tests).
-std::string method_frame(std::uint16_t channel, amqp_method_number_t id, void* m) {
-  std::vector<char> buf(4096);
-  amqp_bytes_t b{buf.size(), buf.data()};
-  const int n = amqp_encode_method(id, m, b);
-  EXPECT_GE(n, 0);
-  std::string payload;
-  for (int i = 3; i >= 0; --i) payload.push_back(static_cast<char>(id >> (8 * i)));
-  payload.append(buf.data(), static_cast<std::size_t>(n));
-  std::string f;
-  f.push_back(1);
-  f.push_back(static_cast<char>(channel >> 8));
-  f.push_back(static_cast<char>(channel));
-  for (int i = 3; i >= 0; --i) f.push_back(static_cast<char>(payload.size() >> (8 * i)));
-  f += payload;
-  f.push_back(static_cast<char>(0xCE));
-  return f;
-}
-
 std::string raw_frame(char type, std::uint16_t channel, const std::string& payload) {
   std::string f;
   f.push_back(type);
@@ -85,6 +66,18 @@ std::string raw_frame(char type, std::uint16_t channel, const std::string& paylo
   f += payload;
   f.push_back(static_cast<char>(0xCE));
   return f;
+}
+
+// A method frame as rabbitmq-c encodes it (the broker's side of the tests).
+std::string method_frame(std::uint16_t channel, amqp_method_number_t id, void* m) {
+  std::vector<char> buf(4096);
+  amqp_bytes_t b{buf.size(), buf.data()};
+  const int n = amqp_encode_method(id, m, b);
+  EXPECT_GE(n, 0);
+  std::string payload;
+  for (int i = 3; i >= 0; --i) payload.push_back(static_cast<char>(id >> (8 * i)));
+  payload.append(buf.data(), static_cast<std::size_t>(n));
+  return raw_frame(1, channel, payload);
 }
 
 std::string header_payload(std::uint64_t body_size) {
