@@ -137,7 +137,7 @@ bool amqp_link::flush(std::string& err) {
 }
 
 bool amqp_link::recv_some(std::string& err, bool& would_block) {
-  constexpr std::size_t chunk = 256 * 1024;
+  constexpr std::size_t chunk = std::size_t{256} * 1024;
   char* p = reader_.prepare(chunk);
   const ssize_t n = ::recv(fd_, p, chunk, 0);
   if (n > 0) {

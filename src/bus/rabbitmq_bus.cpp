@@ -255,7 +255,7 @@ void rabbitmq_bus::impl::run() {
     connected = false;
   }
   // Sent but not confirmed: probably on the broker. Never sent: reported, not dropped silently.
-  flight.lost([](wire_message w) {
+  flight.lost([](const wire_message& w) {
     if (w.owner) w.owner->complete({}, publish_result{true});
   });
   for (auto& w : outage)
