@@ -179,6 +179,25 @@ TEST_F(cluster_routing, room_message_reaches_members_on_every_node_once_and_only
   EXPECT_EQ(received(2), r2b) << "node 2 still receives " << B << " after its last member left";
 }
 
+// The bus writes and reads AMQP frames itself: a message larger than the connection's frame_max
+// (131,072 bytes) travels as several body frames each way, and must arrive whole and once.
+TEST_F(cluster_routing, messages_larger_than_one_amqp_frame_cross_nodes_whole) {
+  const std::string R = "big" + tok_;
+  auto m = join_on(1, R, "STU", "big" + tok_);
+  expect_bound(1, 1);
+  for (std::size_t size : {10u, 131'000u, 300'000u, 700'000u}) {
+    const std::string data(size, static_cast<char>('a' + size % 26));
+    const auto id = api_publish(port(0), R"({"room":")" + R + R"(","data":")" + data + R"("})");
+    std::vector<json::value> skipped;
+    auto f = read_message_id(m, id, &skipped, 10s);
+    ASSERT_TRUE(f.has_value()) << size << " bytes: never arrived; got " << dump(skipped)
+                               << " (stream: " << m->read_error() << ")";
+    EXPECT_TRUE(skipped.empty()) << dump(skipped);
+    EXPECT_EQ(json_string(*f, "data"), data) << size << " bytes: not the same bytes";
+  }
+  expect_nothing(m, "after the large messages");
+}
+
 TEST_F(cluster_routing, user_message_reaches_both_devices_and_only_their_nodes) {
   const std::string user = "dual" + tok_;
   auto pc = join_on(0, "c" + tok_, "STU", user, "pc");
