@@ -160,6 +160,13 @@ void handler::handle(const request& req, respond_fn done) {
 
 std::optional<std::string> handler::parse_publish(const json::object& o, std::string_view raw, unsigned shard,
                                                   bus::envelope& e) {
+  // A field this server doesn't know is refused, not ignored: a "roles" filter silently dropped
+  // would send a teachers-only notice to every student.
+  for (const auto& kv : o) {
+    const std::string_view k = kv.key();
+    if (k != "room" && k != "user" && k != "all" && k != "data" && k != "id" && k != "from")
+      return "unknown field \"" + std::string(k.substr(0, 64)) + "\" (known: room, user, all, data, id, from)";
+  }
   const auto* room = o.if_contains("room");
   const auto* user = o.if_contains("user");
   const auto* all = o.if_contains("all");

@@ -84,6 +84,23 @@ TEST(api, bad_requests_get_the_documented_status_and_code) {
     EXPECT_EQ(n.call("POST", "/api/disconnect", body).status, 400u) << body;
 }
 
+TEST(api, a_publish_field_the_server_does_not_know_is_refused_not_ignored) {
+  node_fixture n;
+  // A teachers-only filter this server can't apply must not reach every student.
+  auto r = n.call("POST", "/api/publish", R"({"room":"345","data":1,"roles":["THE"]})");
+  EXPECT_EQ(r.status, 400u) << r.body;
+  EXPECT_EQ(code_of(r), "bad_request");
+  EXPECT_NE(r.body.find("unknown field \\\"roles\\\""), std::string::npos) << r.body;
+  // In a batch one unknown field refuses the whole batch: nothing is published.
+  auto b = n.call("POST", "/api/publish", R"([{"room":"345","data":1},{"room":"345","data":2,"platform":"pc"}])");
+  EXPECT_EQ(b.status, 400u) << b.body;
+  auto next = n.call("POST", "/api/publish", R"({"room":"345","data":3})");
+  ASSERT_EQ(next.status, 200u) << next.body;
+  EXPECT_EQ(json::parse(next.body).at("seq").as_int64(), 1) << "the refused batch published something";
+  // Every documented field is still taken.
+  EXPECT_EQ(n.call("POST", "/api/publish", R"({"room":"345","data":1,"id":"f1","from":"teacher"})").status, 200u);
+}
+
 TEST(api, the_key_guards_api_but_not_health_and_metrics) {
   node_fixture n("s3cret");
   EXPECT_EQ(n.call("GET", "/api/nodes").status, 401u);
