@@ -3,12 +3,14 @@
 # node A's HTTP API in batches, members on node B, one private Redis and one private RabbitMQ.
 #
 #   tools/bench/run-bus.sh [--out DIR] [--duration S] [--batch N] [--conns C] [--transient] [--bare-window W]
+#                          [--node-threads T]
 #                          [--redis-publish script|bus] [STEP …]
 #
 # --transient: RabbitMQ messages not persisted (roomcast --rabbitmq-persistent false, amqp_bare
 # --persistent 0); the broker then confirms without waiting for its disk.
 # --bare-window: publisher-confirm window of the bare client (default 1000). Set it to C × N (the
 # messages the roomcast runs have in flight at most) to compare the same number in flight.
+# --node-threads: shards per roomcast node (default 2; two nodes with 1 each use the 2 cores once).
 # --redis-publish: who PUBLISHes room messages with the redis bus: the history script (default,
 # roomcast --redis-script-publish true) or the bus thread after the script's reply.
 #
@@ -44,6 +46,7 @@ CONNS=16
 STEPS=()
 PERSIST=1
 WINDOW=1000
+THREADS=2
 SCRIPT_PUBLISH=true
 while (($#)); do
   case $1 in
@@ -53,9 +56,10 @@ while (($#)); do
     --conns) CONNS=$2; shift 2 ;;
     --transient) PERSIST=0; shift ;;
     --bare-window) WINDOW=$2; shift 2 ;;
+    --node-threads) THREADS=$2; shift 2 ;;
     --redis-publish) case $2 in script) SCRIPT_PUBLISH=true ;; bus) SCRIPT_PUBLISH=false ;;
                        *) echo "--redis-publish: script or bus" >&2; exit 2 ;; esac; shift 2 ;;
-    -h|--help) sed -n '2,36p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,38p' "$0"; exit 0 ;;
     bare|bare-5k|bare-10k|rabbit-max|rabbit-5k|rabbit-10k|redis-max|redis-5k|redis-10k|redis1-5k|redis1-10k|local-5k|local-10k|plain-5k|plain-10k|plain-max) STEPS+=("$1"); shift ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
@@ -89,12 +93,12 @@ scripts/redis.sh start "$WORK/redis" "$REDIS_PORT" >/dev/null
 
 {
   echo "# $(date -u +%FT%TZ) commit $(git rev-parse --short HEAD) $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
-  echo "# duration ${DURATION}s, --api-batch $BATCH, --api-conns $CONNS, persistent $PERSIST, redis script publish $SCRIPT_PUBLISH, bare window $WINDOW"
+  echo "# duration ${DURATION}s, --api-batch $BATCH, --api-conns $CONNS, persistent $PERSIST, redis script publish $SCRIPT_PUBLISH, bare window $WINDOW, node threads $THREADS"
 } | tee "$OUT/summary.txt"
 
 node() {  # name port extra-args…
   local name=$1 port=$2; shift 2
-  "$BIN" --port "$port" --node-id "$name$port" --threads 2 --log-level warn --web-root "" \
+  "$BIN" --port "$port" --node-id "$name$port" --threads "$THREADS" --log-level warn --web-root "" \
     --registry redis --redis-address "127.0.0.1:$REDIS_PORT" "$@" >"$OUT/$CURRENT-$name.log" 2>&1 &
   PIDS+=($!)
   for _ in $(seq 1 50); do curl -sf "127.0.0.1:$port/healthz" >/dev/null && return 0; sleep 0.1; done
