@@ -1,4 +1,5 @@
 #include "bus/rabbitmq_bus.hpp"
+#include "bus/ack_window.hpp"
 #include "bus/amqp_link.hpp"
 #include "bus/confirm_window.hpp"
 #include "bus/dedupe_window.hpp"
@@ -97,12 +98,9 @@ struct rabbitmq_bus::impl {
   std::deque<rpc> rpcs;  // sent on `con`, answered in order
   bool first_connect = true;
   dedupe_window seen{100'000};
-  // Deliveries are acked with one multiple-ack for the longest finished prefix of delivery tags
-  // (1, 2, 3… per channel).
-  std::uint64_t ack_floor = 0;      // every tag <= ack_floor is finished
+  ack_window acks;                  // finished deliveries; one multiple-ack per loop
   std::uint64_t acked_sent = 0;     // the last tag sent in an ack
   std::uint64_t last_delivery = 0;  // the last tag received
-  std::deque<bool> ack_done;        // ack_done[i]: tag ack_floor + 1 + i is finished
   std::size_t uri_index = 0;
   common::backoff retry;
 
@@ -121,8 +119,6 @@ struct rabbitmq_bus::impl {
   void on_confirm(std::uint64_t tag, bool multiple, bool ack);
   void on_delivery(std::uint64_t tag, std::string_view body);
   void shard_done(std::uint64_t gen, std::uint64_t tag);
-  void finished(std::uint64_t tag);
-  void finished_through(std::uint64_t tag);
   void take_shard_acks();
   void flush_acks();
   void check_timeouts();
@@ -301,8 +297,8 @@ bool rabbitmq_bus::impl::connect(std::string& err) {
 
   ++generation;
   shards_done.store((generation & 0xFFFF) << 48, std::memory_order_relaxed);
-  ack_floor = acked_sent = last_delivery = 0;  // a new channel numbers its deliveries from 1 again
-  ack_done.clear();
+  acks.reset();  // a new channel numbers its deliveries from 1 again
+  acked_sent = last_delivery = 0;
   retry.reset();
   m.inc(m.reconnects);
   connected = true;
@@ -478,7 +474,7 @@ bool rabbitmq_bus::impl::send_pending(std::string& err) {
 bool rabbitmq_bus::impl::wait_and_read(std::string& err) {
   // Deliveries out with the shards: look again soon for their acks (shards don't wake this
   // thread for each one). Confirms or releases pending: a short nap. Else the inbox wakes us.
-  const int timeout = last_delivery > ack_floor ? 2 : !flight.empty() || rooms.releases_pending() ? 20 : 200;
+  const int timeout = last_delivery > acks.floor() ? 2 : !flight.empty() || rooms.releases_pending() ? 20 : 200;
   pollfd p[3] = {{pub.fd(), static_cast<short>(POLLIN | (pub.wants_write() ? POLLOUT : 0)), 0},
                  {con.fd(), static_cast<short>(POLLIN | (con.wants_write() ? POLLOUT : 0)), 0},
                  {box.fd(), POLLIN, 0}};
@@ -575,39 +571,14 @@ void rabbitmq_bus::impl::shard_done(std::uint64_t gen, std::uint64_t tag) {
 
 void rabbitmq_bus::impl::take_shard_acks() {
   const std::uint64_t v = shards_done.load(std::memory_order_acquire);
-  if ((v >> 48) == (generation & 0xFFFF)) finished_through(v & tag_mask);
-}
-
-void rabbitmq_bus::impl::finished(std::uint64_t tag) {
-  if (tag <= ack_floor) return;
-  const std::size_t i = tag - ack_floor - 1;
-  if (ack_done.size() <= i) ack_done.resize(i + 1, false);
-  ack_done[i] = true;
-  while (!ack_done.empty() && ack_done.front()) {
-    ack_done.pop_front();
-    ++ack_floor;
-  }
-}
-
-void rabbitmq_bus::impl::finished_through(std::uint64_t tag) {
-  if (tag <= ack_floor) return;
-  const std::size_t n = tag - ack_floor;
-  if (ack_done.size() <= n)
-    ack_done.clear();
-  else
-    ack_done.erase(ack_done.begin(), ack_done.begin() + static_cast<std::ptrdiff_t>(n));
-  ack_floor = tag;
-  while (!ack_done.empty() && ack_done.front()) {
-    ack_done.pop_front();
-    ++ack_floor;
-  }
+  if ((v >> 48) == (generation & 0xFFFF)) acks.finished_through(v & tag_mask);
 }
 
 void rabbitmq_bus::impl::flush_acks() {
-  if (!con.is_open() || ack_floor == acked_sent) return;
-  amqp::append_ack(con.out(), channel, ack_floor, true);
-  m.inc(m.acked, ack_floor - acked_sent);
-  acked_sent = ack_floor;
+  if (!con.is_open() || acks.floor() == acked_sent) return;
+  amqp::append_ack(con.out(), channel, acks.floor(), true);
+  m.inc(m.acked, acks.floor() - acked_sent);
+  acked_sent = acks.floor();
 }
 
 void rabbitmq_bus::impl::check_timeouts() {
@@ -625,13 +596,13 @@ void rabbitmq_bus::impl::on_delivery(std::uint64_t tag, std::string_view body) {
   if (!decode_envelope(body, e)) {
     m.inc(m.decode_errors);
     spdlog::warn("rabbitmq: dropping a message that is not a roomcast envelope ({} bytes)", body.size());
-    finished(tag);
+    acks.finished(tag);
     return;
   }
   if (!seen.insert(e.id)) {
     // Redelivered (or re-sent after a reconnect) and already delivered here: ack, don't deliver.
     m.inc(m.duplicates);
-    finished(tag);
+    acks.finished(tag);
     return;
   }
   handler(e, [this, tag, gen = generation] { shard_done(gen, tag); });

@@ -1,3 +1,4 @@
+#include "bus/ack_window.hpp"
 #include "bus/bus.hpp"
 #include "bus/dedupe_window.hpp"
 #include "bus/confirm_window.hpp"
@@ -258,4 +259,35 @@ TEST(confirm_window, overdue_messages_stay_and_a_lost_channel_returns_them_newes
   std::vector<std::string> settled;
   w.confirm(1, false, true, [&](msg& m, bool) { settled.push_back(m.body); });
   EXPECT_EQ(settled, std::vector<std::string>{"c"});
+}
+
+// ---- ack_window: the longest finished prefix of delivery tags ----
+
+TEST(ack_window, a_tag_finished_early_waits_for_the_ones_before_it) {
+  ack_window w;
+  w.finished(2);  // a duplicate, dropped at once
+  w.finished(3);
+  EXPECT_EQ(w.floor(), 0u);  // tag 1 is still with the shards
+  w.finished(1);
+  EXPECT_EQ(w.floor(), 3u);
+  w.finished(2);  // again: nothing changes
+  EXPECT_EQ(w.floor(), 3u);
+}
+
+TEST(ack_window, the_shards_prefix_joins_tags_finished_after_it) {
+  ack_window w;
+  w.finished(5);  // dropped while 1–4 are with the shards
+  w.finished(7);
+  w.finished_through(3);
+  EXPECT_EQ(w.floor(), 3u);
+  w.finished_through(4);
+  EXPECT_EQ(w.floor(), 5u);  // 5 was already finished
+  w.finished_through(6);
+  EXPECT_EQ(w.floor(), 7u);
+  w.finished_through(2);  // an older prefix: nothing changes
+  EXPECT_EQ(w.floor(), 7u);
+  w.reset();
+  EXPECT_EQ(w.floor(), 0u);
+  w.finished(1);
+  EXPECT_EQ(w.floor(), 1u);
 }
