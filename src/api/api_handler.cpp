@@ -162,10 +162,16 @@ std::optional<std::string> handler::parse_publish(const json::object& o, std::st
                                                   bus::envelope& e) {
   // A field this server doesn't know is refused, not ignored: a "roles" filter silently dropped
   // would send a teachers-only notice to every student.
+  bool filtered = false;
   for (const auto& kv : o) {
     const std::string_view k = kv.key();
+    if (protocol::is_filter_key(k)) {
+      filtered = true;
+      continue;
+    }
     if (k != "room" && k != "user" && k != "all" && k != "data" && k != "id" && k != "from")
-      return "unknown field \"" + std::string(k.substr(0, 64)) + "\" (known: room, user, all, data, id, from)";
+      return "unknown field \"" + std::string(k.substr(0, 64)) +
+             "\" (known: room, user, all, data, id, from, roles, platforms, users)";
   }
   const auto* room = o.if_contains("room");
   const auto* user = o.if_contains("user");
@@ -183,6 +189,10 @@ std::optional<std::string> handler::parse_publish(const json::object& o, std::st
   } else {
     if (!all->is_bool() || !all->get_bool()) return "\"all\" must be true";
     e.kind = protocol::target_kind::all;
+  }
+  if (filtered) {
+    if (!room) return "\"roles\", \"platforms\" and \"users\" filter room messages only";
+    if (auto why = protocol::parse_filter(o, {.max_users = cfg_.filter_max_users}, e.audience)) return why;
   }
   const auto data = protocol::find_raw_member(raw, "data");
   if (!o.contains("data") || !data) return "\"data\" is required";
@@ -381,6 +391,7 @@ void handler::history(const request& req, const std::string& room, respond_fn do
                   append_json_string(b, en.id);
                   b += ",\"from\":";
                   append_json_string(b, en.from);
+                  protocol::append_filter_members(b, en.audience);
                   b += ",\"data\":";
                   b += en.data.empty() ? "null" : en.data;
                   b += "}";
@@ -644,6 +655,10 @@ std::string handler::metrics_text() const {
   metric("roomcast_messages_out_total", "counter", "Message frames queued to sessions (one per recipient).",
          sum(
              c, [](auto& x) -> auto& { return x.messages_out; }));
+  metric("roomcast_messages_filtered_total", "counter",
+         "Room message deliveries skipped because the member is outside the message's roles/platforms/users.",
+         sum(
+             c, [](auto& x) -> auto& { return x.messages_filtered; }));
   metric("roomcast_bytes_out_total", "counter", "Bytes written to WebSocket sockets.",
          sum(
              c, [](auto& x) -> auto& { return x.bytes_out; }));

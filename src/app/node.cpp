@@ -72,7 +72,8 @@ struct node::parts {
             [this](std::function<void(std::vector<registry::session_record>)> done) { snapshot(std::move(done)); })),
         feed(*the_registry),
         api(cfg, router, *the_registry, state),
-        rights{cfg.publish_roles, cfg.client_join, cfg.dev_kill, cfg.publish_rate, cfg.publish_burst},
+        rights{cfg.publish_roles, cfg.client_join,   cfg.dev_kill,
+               cfg.publish_rate,  cfg.publish_burst, protocol::filter_limits{.max_users = cfg.filter_max_users}},
         svc{cfg, route, router, api, state, the_history.get(), rights} {
     router.set_history(the_history.get(), &history_rules, cfg.history_reject_when_down);
     // Shards first (their counters are what the API reads), then the wiring, all before traffic.

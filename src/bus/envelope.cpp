@@ -34,6 +34,7 @@ void append_head(std::string& s, const envelope& e) {
   append_json_string(s, e.from);
   s += ",\"origin\":";
   append_json_string(s, e.origin);
+  protocol::append_filter_members(s, e.audience);
 }
 
 void append_tail(std::string& s, const envelope& e) {
@@ -114,6 +115,7 @@ bool decode_envelope(std::string_view wire, envelope& out) {
       return false;
     if (!str("epoch", out.epoch)) return false;
   }
+  if (protocol::parse_filter(o, protocol::stored_filter_limits, out.audience)) return false;
   const auto raw = protocol::find_raw_member(wire, "data");
   if (!raw) return false;
   out.data = std::string(*raw);

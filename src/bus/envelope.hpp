@@ -2,6 +2,7 @@
 // A message as it travels between nodes, and its wire form (sans-io: encode/decode, no I/O).
 // Every bus carries the same bytes, so a RabbitMQ and a Redis node read each other's envelopes.
 #include "protocol/codec.hpp"
+#include "protocol/filter.hpp"
 
 #include <cstdint>
 #include <string>
@@ -27,11 +28,12 @@ struct envelope {
   bool claim_id = false;
   std::string from;  // publisher: a user id, or "api"
   std::string data;
-  std::string origin;      // node id that published it
-  std::uint64_t seq = 0;   // per-room sequence from the history (0 = none)
-  std::string epoch;       // the history epoch seq belongs to
-  std::uint16_t code = 0;  // kick: close code
-  std::string reason;      // kick: reason
+  protocol::filter audience;  // room messages: only the members it matches get it
+  std::string origin;         // node id that published it
+  std::uint64_t seq = 0;      // per-room sequence from the history (0 = none)
+  std::string epoch;          // the history epoch seq belongs to
+  std::uint16_t code = 0;     // kick: close code
+  std::string reason;         // kick: reason
   // For user targets: the nodes that hold the user's sessions, from the registry. Empty = unknown:
   // the bus sends to every node. Not carried on the wire.
   std::vector<std::string> nodes;

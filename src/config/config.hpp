@@ -52,6 +52,7 @@ struct config {
   double publish_burst = 20;                            // bucket size for publish_rate
   double api_publish_rate = 0;                          // API publishes per second per shard; 0 = unlimited
   std::size_t api_publish_batch_max = 1000;             // messages in one POST /api/publish array
+  std::size_t filter_max_users = 1000;                  // user ids in one publish's "users" filter
   millis drain_window{10'000};                          // spread of 1012 closes on SIGTERM
   millis retry_after{5'000};                            // base Retry-After for 503s (jitter added)
 

@@ -19,7 +19,8 @@ struct entry {
   std::uint64_t seq = 0;
   std::string id;
   std::string from;
-  std::string data;  // raw JSON
+  std::string data;           // raw JSON
+  protocol::filter audience;  // who in the room it is for (empty: everyone)
 };
 
 struct append_result {

@@ -17,7 +17,8 @@ using clock = std::chrono::steady_clock;
 
 // KEYS: meta, stream, id key. ARGV: keep, maxlen, ttl_ms, epoch candidate, id, from, data, id_window_ms,
 // claim (1: the publisher chose the id: check and remember it), channel ('' = don't publish), envelope
-// head, envelope tail (bus::encode_envelope_parts). Returns {duplicate (0/1), "<seq>|<epoch>"}.
+// head, envelope tail (bus::encode_envelope_parts), audience ('' = everyone; protocol::filter_json).
+// Returns {duplicate (0/1), "<seq>|<epoch>"}.
 constexpr const char* append_script = R"lua(
 if ARGV[9] == '1' then
   local prev = redis.call('GET', KEYS[3])
@@ -32,7 +33,11 @@ if ARGV[1] == '1' then
     redis.call('HSET', KEYS[1], 'epoch', epoch)
   end
   seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], seq .. '-0', 'i', ARGV[5], 'f', ARGV[6], 'd', ARGV[7])
+  if ARGV[13] == '' then
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], seq .. '-0', 'i', ARGV[5], 'f', ARGV[6], 'd', ARGV[7])
+  else
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], seq .. '-0', 'i', ARGV[5], 'f', ARGV[6], 'd', ARGV[7], 'a', ARGV[13])
+  end
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
   redis.call('PEXPIRE', KEYS[2], ARGV[3])
 end
@@ -131,7 +136,7 @@ void redis_history::append(const bus::envelope& e, const policy& p, std::functio
   impl_->appends.fetch_add(1, std::memory_order_relaxed);
   const bool publish = publishes(e);
   redis::command args;
-  args.reserve(16);
+  args.reserve(17);
   args = {"3",
           pre + ":hm:" + e.target,
           pre + ":hs:" + e.target,
@@ -153,6 +158,7 @@ void redis_history::append(const bus::envelope& e, const policy& p, std::functio
   } else {
     args.insert(args.end(), {"", "", ""});
   }
+  args.push_back(protocol::filter_json(e.audience));
   auto* m = impl_.get();
   impl_->run(impl_->append_id, std::move(args),
              [cb = std::move(cb), m, publish](const redisReply* r, std::error_code ec) {
@@ -184,42 +190,53 @@ void redis_history::read(const std::string& room, std::uint64_t since, std::size
                       std::to_string(limit),
                       std::to_string(create_ttl.count()),
                       new_epoch()};
-  impl_->run(impl_->read_id, std::move(args), [cb = std::move(cb), since](const redisReply* r, std::error_code ec) {
-    read_result res;
-    if (!ec && (r->type != REDIS_REPLY_ARRAY || r->elements != 3)) ec = bad_reply;
-    if (ec) {
-      res.ec = ec;
-      return cb(std::move(res));
-    }
-    res.epoch = str(r->element[0]);
-    res.head = num(r->element[1]);
-    const redisReply* list = r->element[2];
-    if (list->type == REDIS_REPLY_ARRAY) {
-      res.entries.reserve(list->elements);
-      for (std::size_t i = 0; i < list->elements; ++i) {
-        const redisReply* item = list->element[i];  // [id, [k, v, ...]]
-        if (item->type != REDIS_REPLY_ARRAY || item->elements != 2) continue;
-        entry en;
-        const std::string id = str(item->element[0]);
-        std::from_chars(id.data(), id.data() + id.size(), en.seq);
-        const redisReply* kv = item->element[1];
-        for (std::size_t k = 0; k + 1 < kv->elements; k += 2) {
-          const std::string key = str(kv->element[k]);
-          if (key == "i")
-            en.id = str(kv->element[k + 1]);
-          else if (key == "f")
-            en.from = str(kv->element[k + 1]);
-          else if (key == "d")
-            en.data = str(kv->element[k + 1]);
-        }
-        res.entries.push_back(std::move(en));
-      }
-    }
-    res.complete = since >= res.head || (!res.entries.empty() && res.entries.front().seq == since + 1 &&
+  impl_->run(impl_->read_id, std::move(args),
+             [cb = std::move(cb), since, room](const redisReply* r, std::error_code ec) {
+               read_result res;
+               if (!ec && (r->type != REDIS_REPLY_ARRAY || r->elements != 3)) ec = bad_reply;
+               if (ec) {
+                 res.ec = ec;
+                 return cb(std::move(res));
+               }
+               res.epoch = str(r->element[0]);
+               res.head = num(r->element[1]);
+               const redisReply* list = r->element[2];
+               if (list->type == REDIS_REPLY_ARRAY) {
+                 res.entries.reserve(list->elements);
+                 for (std::size_t i = 0; i < list->elements; ++i) {
+                   const redisReply* item = list->element[i];  // [id, [k, v, ...]]
+                   if (item->type != REDIS_REPLY_ARRAY || item->elements != 2) continue;
+                   entry en;
+                   const std::string id = str(item->element[0]);
+                   std::from_chars(id.data(), id.data() + id.size(), en.seq);
+                   const redisReply* kv = item->element[1];
+                   bool readable = true;
+                   for (std::size_t k = 0; k + 1 < kv->elements; k += 2) {
+                     const std::string key = str(kv->element[k]);
+                     if (key == "i")
+                       en.id = str(kv->element[k + 1]);
+                     else if (key == "f")
+                       en.from = str(kv->element[k + 1]);
+                     else if (key == "d")
+                       en.data = str(kv->element[k + 1]);
+                     else if (key == "a")
+                       readable = protocol::parse_filter_json(str(kv->element[k + 1]), en.audience);
+                   }
+                   // Who a message was for must be known: a corrupt entry is reported as lost (a gap), never
+                   // sent to members it may not be for.
+                   if (!readable) {
+                     spdlog::warn("history: room {} seq {}: unreadable audience; treated as lost", room, en.seq);
+                     continue;
+                   }
+                   res.entries.push_back(std::move(en));
+                 }
+               }
+               res.complete =
+                   since >= res.head || (!res.entries.empty() && res.entries.front().seq == since + 1 &&
                                          res.entries.back().seq == res.head && res.entries.size() == res.head - since);
-    if (res.epoch.empty()) res.complete = since == 0;
-    cb(std::move(res));
-  });
+               if (res.epoch.empty()) res.complete = since == 0;
+               cb(std::move(res));
+             });
 }
 
 void redis_history::append_metrics(std::string& o) const {

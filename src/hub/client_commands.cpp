@@ -22,7 +22,8 @@ client_command decide_client_command(std::string_view text, const client_rights&
   namespace ec = protocol::error_code;
   protocol::client_frame f;
   protocol::decode_error err;
-  if (!protocol::decode_client_frame(text, f, err)) return refuse(err.code, err.message, f.id, f.room);
+  if (!protocol::decode_client_frame(text, f, err, rights.filter_limits))
+    return refuse(err.code, err.message, f.id, f.room);
   client_command c;
   switch (f.type) {
     case protocol::client_frame::kind::ping:
@@ -58,6 +59,7 @@ client_command decide_client_command(std::string_view text, const client_rights&
       c.room = std::move(room);
       c.id = std::move(f.id);
       c.data = std::move(f.data);
+      c.audience = std::move(f.audience);
       return c;
     }
   }

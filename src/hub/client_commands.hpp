@@ -4,6 +4,7 @@
 // Rights (who may publish, join, kill), rooms and the publish rate are checked here, so
 // transport/ws_session only moves bytes.
 #include "hub/token_bucket.hpp"
+#include "protocol/filter.hpp"
 
 #include <cstdint>
 #include <functional>
@@ -20,6 +21,7 @@ struct client_rights {
   bool dev_kill = false;                          // {"type":"kill"} SIGKILLs the node (demo)
   double publish_rate = 10;                       // client publishes per second per session
   double publish_burst = 20;
+  protocol::filter_limits filter_limits;  // a publish's roles/platforms/users
 };
 
 // The session a frame came from, as the decision needs it.
@@ -45,6 +47,7 @@ struct client_command {
   std::string room;
   std::string id;
   std::string data;
+  protocol::filter audience;  // publish: who in the room it is for
   std::uint64_t since = 0;
   std::string epoch;
   bool recover = false;

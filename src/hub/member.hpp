@@ -1,23 +1,38 @@
 #pragma once
 // What the hub knows of a session: its identity, its memberships, and how to hand it a frame.
 // The transport's WebSocket session derives from member; the hub never sees a socket.
+#include "protocol/filter.hpp"
 #include "protocol/ws_frame.hpp"
 
 #include <boost/intrusive_ptr.hpp>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
 namespace roomcast::hub {
 
+struct identity {
+  std::uint64_t session_id = 0;
+  std::string user;
+  std::string role;
+  std::string platform;
+};
+
 // A shared frame as held by one shard. The cross-thread shared_ptr is copied once per shard; each
 // recipient on the shard takes a non-atomic reference, so fan-out does no atomic op per recipient.
+// A room message may carry its audience (a filter): members it doesn't match skip it but still
+// count its seq as passed, so it is never a hole for them.
 class local_frame {
  public:
-  explicit local_frame(protocol::shared_frame f) noexcept : frame_(std::move(f)) {}
+  explicit local_frame(protocol::shared_frame f, std::shared_ptr<const protocol::filter> audience = {}) noexcept
+      : frame_(std::move(f)), audience_(std::move(audience)) {}
   std::string_view bytes() const noexcept { return frame_->bytes(); }
+  bool for_member(const identity& id) const noexcept {
+    return !audience_ || audience_->matches(id.role, id.platform, id.user);
+  }
 
   friend void intrusive_ptr_add_ref(local_frame* f) noexcept { ++f->refs_; }
   friend void intrusive_ptr_release(local_frame* f) noexcept {
@@ -26,24 +41,24 @@ class local_frame {
 
  private:
   protocol::shared_frame frame_;
+  std::shared_ptr<const protocol::filter> audience_;  // null: every member
   std::uint32_t refs_ = 0;
 };
 using frame_ref = boost::intrusive_ptr<local_frame>;
 
-inline frame_ref make_local(protocol::shared_frame f) { return frame_ref(new local_frame(std::move(f))); }
+inline frame_ref make_local(protocol::shared_frame f, std::shared_ptr<const protocol::filter> audience = {}) {
+  return frame_ref(new local_frame(std::move(f), std::move(audience)));
+}
+// An audience to share between the frames of one message (null for everyone).
+inline std::shared_ptr<const protocol::filter> share_audience(const protocol::filter& f) {
+  return f.empty() ? nullptr : std::make_shared<const protocol::filter>(f);
+}
 
 // Session ids: 24 bits of a random nonce per shard (drawn at start), 8 bits of shard, 32 bits of
 // counter; 16 hex digits.
 std::string format_session_id(std::uint64_t id);
 bool parse_session_id(std::string_view text, std::uint64_t& id) noexcept;
 inline unsigned shard_of_session(std::uint64_t id) noexcept { return static_cast<unsigned>((id >> 32) & 0xff); }
-
-struct identity {
-  std::uint64_t session_id = 0;
-  std::string user;
-  std::string role;
-  std::string platform;
-};
 
 class shard;
 struct room_entry;

@@ -84,19 +84,21 @@ void router::dispatch(const bus::envelope& e, bus::delivery_done done) {
     protocol::target_kind kind;
     std::string target;
     protocol::shared_frame frame;
+    std::shared_ptr<const protocol::filter> audience;
     std::uint64_t seq;
     std::string epoch;
   };
   auto f = std::make_shared<protocol::encoded_frame>();
   protocol::append_message(f->payload_buffer(), {e.kind, e.target, e.id, e.from, e.data, e.seq});
   f->finish(protocol::ws_opcode::text);
-  auto r = std::make_shared<const routed>(routed{e.kind, e.target, std::move(f), e.seq, e.epoch});
+  auto r = std::make_shared<const routed>(
+      routed{e.kind, e.target, std::move(f), share_audience(e.audience), e.seq, e.epoch});
   // Every shard gets it: with one shard per core there are only a few, and a shard without
   // members answers with one hash lookup. Filtering here would need shared state on the hot path.
   for (std::size_t i = 0; i < shards_.size(); ++i) {
     shard* t = shards_[i].tables;
     to_shard(i, [r, t, c] {
-      const frame_ref local = make_local(r->frame);
+      const frame_ref local = make_local(r->frame, r->audience);
       switch (r->kind) {
         case protocol::target_kind::room:
           t->deliver_room(r->target, local, r->seq, r->epoch);

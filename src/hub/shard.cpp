@@ -152,6 +152,10 @@ void shard::deliver_next(room_entry& r, room_slot& slot, const held_frame& h) {
   if (h.seq != 0 && h.seq <= slot.last_seq) return;  // already sent (from history)
   if (h.seq != 0 && slot.last_seq != 0 && h.seq > slot.last_seq + 1) slot.m->deliver(lost_before(r, h.seq));
   if (h.seq != 0) slot.last_seq = h.seq;
+  if (!h.frame->for_member(slot.m->id_)) {
+    counters_.messages_filtered.add();
+    return;
+  }
   slot.m->deliver(h.frame);
   counters_.messages_out.add();
 }
@@ -222,7 +226,7 @@ void shard::remove_from_room(member& m, std::size_t i) {
 }
 
 std::size_t shard::fan_out(room_entry& r, const frame_ref& f, std::uint64_t seq) {
-  std::size_t n = 0;
+  std::size_t n = 0, skipped = 0;
   for (auto& slot : r.members) {
     if (slot.syncing) {
       slot.held.push_back({seq, f});
@@ -237,12 +241,17 @@ std::size_t shard::fan_out(room_entry& r, const frame_ref& f, std::uint64_t seq)
         start_member_fill(r, slot);
         continue;
       }
-      slot.last_seq = seq;
+      slot.last_seq = seq;  // passed, whether it is for this member or not
+    }
+    if (!f->for_member(slot.m->id_)) {
+      ++skipped;
+      continue;
     }
     slot.m->deliver(f);
     ++n;
   }
   counters_.messages_out.add(n);
+  if (skipped) counters_.messages_filtered.add(skipped);
   return n;
 }
 

@@ -138,7 +138,7 @@ std::optional<std::vector<std::string_view>> split_raw_array(std::string_view s)
   return out;
 }
 
-bool decode_client_frame(std::string_view text, client_frame& out, decode_error& err) {
+bool decode_client_frame(std::string_view text, client_frame& out, decode_error& err, const filter_limits& limits) {
   const std::size_t first = skip_ws(text, 0);
   if (first >= text.size() || text[first] != '{') {
     // The seed's browser client sends plain text: it is a chat message to the URL's room.
@@ -231,6 +231,10 @@ bool decode_client_frame(std::string_view text, client_frame& out, decode_error&
       return false;
     }
     out.data = std::string(*raw);
+    if (auto why = parse_filter(o, limits, out.audience)) {
+      err = {error_code::bad_request, std::move(*why)};
+      return false;
+    }
     return true;
   }
   err = {error_code::unknown_type, "unknown type \"" + std::string(t.substr(0, 64)) + "\""};

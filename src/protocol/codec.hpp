@@ -1,6 +1,8 @@
 #pragma once
 // Protocol v1 codec, sans-io: client frames in, server frames out (docs/protocol.md).
 // `data` is the backend's JSON: it is located in the input and copied byte for byte, never re-serialized.
+#include "protocol/filter.hpp"
+
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -39,6 +41,7 @@ struct client_frame {
   std::uint64_t since = 0;  // join: last seq the client has (0 = none)
   std::string epoch;        // join: the epoch that seq belongs to
   std::string data;         // publish: raw JSON; chat: {"text": ...} built from the plain text
+  filter audience;          // publish: roles/platforms/users it is for (empty: the whole room)
 };
 
 struct decode_error {
@@ -48,7 +51,7 @@ struct decode_error {
 
 // Decodes one client text frame. Plain text (first non-space char is not '{') is a chat message.
 // Returns false and fills err on a bad frame.
-bool decode_client_frame(std::string_view text, client_frame& out, decode_error& err);
+bool decode_client_frame(std::string_view text, client_frame& out, decode_error& err, const filter_limits& limits = {});
 
 // ---- server -> client payloads (JSON text; the caller frames them) ----
 

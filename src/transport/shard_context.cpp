@@ -37,7 +37,8 @@ shard_context::shard_context(unsigned index, services& svc)
               std::vector<hub::held_frame> frames;
               if (!r.ec)
                 for (const auto& en : r.entries)
-                  frames.push_back({en.seq, hub::make_local(hub::router::encode(room, en))});
+                  frames.push_back(
+                      {en.seq, hub::make_local(hub::router::encode(room, en), hub::share_audience(en.audience))});
               asio::post(io_, [back, ok = !r.ec, epoch = std::move(r.epoch), frames = std::move(frames),
                                head = r.head]() mutable { back(ok, std::move(epoch), std::move(frames), head); });
             });

@@ -137,7 +137,10 @@ void ws_session::on_synced(const std::string& room, const recovery_request& reco
       send_text(protocol::encode_gap(room, "trimmed", r.head, r.epoch));
     } else {
       // What it missed, in order, then live frames newer than that (held meanwhile by the shard).
-      for (const auto& en : r.entries) enqueue(hub::make_local(hub::router::encode(room, en)));
+      // Only what was for this member: a message for others is passed over, not a hole.
+      for (const auto& en : r.entries)
+        if (en.audience.matches(id().role, id().platform, id().user))
+          enqueue(hub::make_local(hub::router::encode(room, en)));
       c.recoveries.add();
       send_text(protocol::encode_recovered(room, recovery.since + 1, r.head));
     }
@@ -301,21 +304,22 @@ void ws_session::on_text(std::string_view text) {
       send_text(protocol::encode_left(c.room));
       return;
     case kind::publish:
-      publish(std::move(c.room), std::move(c.id), std::move(c.data));
+      publish(std::move(c));
       return;
   }
 }
 
-void ws_session::publish(std::string room, std::string id, std::string data) {
+void ws_session::publish(hub::client_command c) {
   auto& router = ctx_.svc().router;
   bus::envelope e;
   e.kind = protocol::target_kind::room;
-  e.target = std::move(room);
-  const bool want_ack = !id.empty();
-  e.id = want_ack ? std::move(id) : router.make_id(ctx_.index());
+  e.target = std::move(c.room);
+  const bool want_ack = !c.id.empty();
+  e.id = want_ack ? std::move(c.id) : router.make_id(ctx_.index());
   e.claim_id = want_ack;
   e.from = this->id().user;
-  e.data = std::move(data);
+  e.data = std::move(c.data);
+  e.audience = std::move(c.audience);
   e.origin = router.node_id();
   ctx_.counters().publishes_client.add();
   // The outcome may come on another thread and after this session is gone: find it again by id.

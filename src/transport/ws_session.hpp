@@ -5,6 +5,7 @@
 // shard's sweep handles ping, pong and close deadlines), an empty queue.
 // Writes: frames are queued by reference and written with one gathering write when the socket
 // takes them; on EAGAIN the session waits for writability. The queue is bounded in bytes.
+#include "hub/client_commands.hpp"
 #include "hub/member.hpp"
 #include "history/history.hpp"
 #include "hub/token_bucket.hpp"
@@ -61,7 +62,7 @@ class ws_session final
   bool process(std::size_t n);
   bool on_event(const protocol::ws_event& ev);
   void on_text(std::string_view text);
-  void publish(std::string room, std::string id, std::string data);
+  void publish(hub::client_command c);
   // Joins `room`; for a room with history, reads its position (and what the client missed) first.
   void join_room(const std::string& room, recovery_request recovery, bool initial);
   void on_synced(const std::string& room, const recovery_request& recovery, bool initial,

@@ -87,10 +87,10 @@ TEST(api, bad_requests_get_the_documented_status_and_code) {
 TEST(api, a_publish_field_the_server_does_not_know_is_refused_not_ignored) {
   node_fixture n;
   // A teachers-only filter this server can't apply must not reach every student.
-  auto r = n.call("POST", "/api/publish", R"({"room":"345","data":1,"roles":["THE"]})");
+  auto r = n.call("POST", "/api/publish", R"({"room":"345","data":1,"role":["THE"]})");
   EXPECT_EQ(r.status, 400u) << r.body;
   EXPECT_EQ(code_of(r), "bad_request");
-  EXPECT_NE(r.body.find("unknown field \\\"roles\\\""), std::string::npos) << r.body;
+  EXPECT_NE(r.body.find("unknown field \\\"role\\\""), std::string::npos) << r.body;
   // In a batch one unknown field refuses the whole batch: nothing is published.
   auto b = n.call("POST", "/api/publish", R"([{"room":"345","data":1},{"room":"345","data":2,"platform":"pc"}])");
   EXPECT_EQ(b.status, 400u) << b.body;
@@ -99,6 +99,46 @@ TEST(api, a_publish_field_the_server_does_not_know_is_refused_not_ignored) {
   EXPECT_EQ(json::parse(next.body).at("seq").as_int64(), 1) << "the refused batch published something";
   // Every documented field is still taken.
   EXPECT_EQ(n.call("POST", "/api/publish", R"({"room":"345","data":1,"id":"f1","from":"teacher"})").status, 200u);
+  EXPECT_EQ(
+      n.call("POST", "/api/publish", R"({"room":"345","data":1,"roles":["THE"],"platforms":["pc"],"users":["u"]})")
+          .status,
+      200u);
+}
+
+TEST(api, bad_filters_get_400_and_publish_nothing) {
+  node_fixture n;
+  n.cfg.filter_max_users = 100;
+  std::string many = R"({"room":"345","data":1,"users":[)";
+  for (int i = 0; i < 10'000; ++i) many += (i ? ",\"u" : "\"u") + std::to_string(i) + "\"";
+  many += "]}";
+  const std::pair<std::string, std::string> cases[] = {
+      {R"({"room":"345","data":1,"roles":[]})", "must not be empty"},
+      {R"({"room":"345","data":1,"platforms":"pc"})", "array"},
+      {R"({"room":"345","data":1,"users":[7]})", "non-empty strings"},
+      {R"({"user":"u1","data":1,"roles":["THE"]})", "room messages only"},
+      {R"({"all":true,"data":1,"platforms":["pc"]})", "room messages only"},
+      {many, "at most 100"},
+      {R"([{"room":"345","data":1},{"room":"345","data":1,"roles":[]}])", "[1]: "},
+  };
+  for (const auto& [body, why] : cases) {
+    auto r = n.call("POST", "/api/publish", body);
+    EXPECT_EQ(r.status, 400u) << body.substr(0, 80);
+    EXPECT_NE(r.body.find(why), std::string::npos) << r.body.substr(0, 200);
+  }
+  auto next = n.call("POST", "/api/publish", R"({"room":"345","data":3})");
+  EXPECT_EQ(json::parse(next.body).at("seq").as_int64(), 1) << "a refused publish took a seq";
+}
+
+TEST(api, history_shows_each_message_with_its_filter) {
+  node_fixture n;
+  n.call("POST", "/api/publish", R"({"room":"7","data":1,"roles":["THE"]})");
+  n.call("POST", "/api/publish", R"({"room":"7","data":2})");
+  auto h = n.call("GET", "/api/rooms/7/history");
+  ASSERT_EQ(h.status, 200u) << h.body;
+  const auto msgs = json::parse(h.body).at("messages").as_array();
+  ASSERT_EQ(msgs.size(), 2u);
+  EXPECT_EQ(msgs[0].at("roles").as_array().at(0).as_string(), "THE");
+  EXPECT_FALSE(msgs[1].as_object().contains("roles"));
 }
 
 TEST(api, the_key_guards_api_but_not_health_and_metrics) {

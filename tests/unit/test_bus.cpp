@@ -29,6 +29,30 @@ TEST(envelope, round_trips_with_raw_data) {
   EXPECT_EQ(d.data, e.data);  // byte for byte
 }
 
+TEST(envelope, carries_the_audience_of_a_room_message) {
+  envelope e;
+  e.target = "r";
+  e.id = "m1";
+  e.from = "api";
+  e.origin = "n";
+  e.data = "1";
+  e.audience.roles = {"THE"};
+  e.audience.users = {"a", "b"};
+  envelope d;
+  ASSERT_TRUE(decode_envelope(encode_envelope(e), d));
+  EXPECT_EQ(d.audience, e.audience);
+  // The redis history script splices the seq between the parts: the audience must survive that.
+  const auto parts = encode_envelope_parts(e);
+  envelope s;
+  ASSERT_TRUE(decode_envelope(parts.head + ",\"seq\":3,\"epoch\":\"e\"" + parts.tail, s));
+  EXPECT_EQ(s.audience, e.audience);
+  EXPECT_EQ(s.seq, 3u);
+  // A corrupt list is refused, not read as "everyone".
+  EXPECT_FALSE(decode_envelope(R"({"v":1,"type":"message","kind":"room","target":"r","id":"m","from":"a",)"
+                               R"("origin":"n","roles":[],"data":1})",
+                               d));
+}
+
 TEST(envelope, parts_around_the_seq_make_the_same_wire_form) {
   envelope e;
   e.kind = protocol::target_kind::room;

@@ -130,3 +130,19 @@ TEST(codec, welcome_says_dev_kill_only_when_on) {
   ASSERT_TRUE(decode_client_frame(R"({"type":"kill"})", f, e));
   EXPECT_EQ(f.type, client_frame::kind::kill);
 }
+
+TEST(codec, a_client_publish_carries_its_filter) {
+  client_frame f;
+  decode_error e;
+  ASSERT_TRUE(
+      decode_client_frame(R"({"type":"publish","room":"7","data":1,"roles":["THE"],"platforms":["pc"]})", f, e));
+  EXPECT_EQ(f.audience.roles, std::vector<std::string>{"THE"});
+  EXPECT_EQ(f.audience.platforms, std::vector<std::string>{"pc"});
+  ASSERT_TRUE(decode_client_frame(R"({"type":"publish","room":"7","data":1})", f, e));
+  EXPECT_TRUE(f.audience.empty()) << "a frame's filter must not leak into the next";
+  EXPECT_FALSE(decode_client_frame(R"({"type":"publish","room":"7","data":1,"roles":[]})", f, e));
+  EXPECT_EQ(e.code, error_code::bad_request);
+  EXPECT_FALSE(
+      decode_client_frame(R"({"type":"publish","room":"7","data":1,"users":["a","b"]})", f, e, {.max_users = 1}));
+  EXPECT_NE(e.message.find("at most 1"), std::string::npos) << e.message;
+}

@@ -144,6 +144,43 @@ std::vector<std::uint64_t> seqs_of(const fake_member& m) {
 frame_ref seq_frame(std::uint64_t s) { return frame("s" + std::to_string(s)); }
 }  // namespace
 
+// A filtered room message takes a seq like any other: members outside its audience pass over it
+// (no delivery, no hole), live, while syncing and when a hole is filled from history.
+TEST(shard_sequence, filtered_messages_reach_their_audience_and_are_no_hole_for_others) {
+  metrics::shard_counters c;
+  shard s(0, c);
+  std::vector<std::uint64_t> fills;
+  s.on_fill([&](const std::string&, std::uint64_t since) { fills.push_back(since); });
+  s.on_member_fill([](std::uint64_t, const std::string&, std::uint64_t) { FAIL() << "no member hole expected"; });
+  fake_member teacher(1, "t", "THE"), student(2, "s", "STU"), late(3, "l", "STU");
+  for (auto* m : {&teacher, &student, &late}) s.add(*m);
+  s.join(teacher, "r", 4);
+  s.join(student, "r", 4);
+  auto only_teachers = std::make_shared<const protocol::filter>(protocol::filter{{"THE"}, {}, {}});
+  auto for_teachers = [&](std::uint64_t n) {
+    return make_local(protocol::make_frame(protocol::ws_opcode::text, "s" + std::to_string(n)), only_teachers);
+  };
+  s.deliver_room("r", seq_frame(1), 1, "e1");
+  s.deliver_room("r", for_teachers(2), 2, "e1");
+  s.join(late, "r", 4, /*sync=*/true);
+  s.deliver_room("r", for_teachers(3), 3, "e1");  // held for the syncing member
+  s.deliver_room("r", seq_frame(4), 4, "e1");
+  ASSERT_TRUE(s.finish_sync(late, "r", 2, "e1"));
+  EXPECT_EQ(seqs_of(teacher), (std::vector<std::uint64_t>{1, 2, 3, 4}));
+  EXPECT_EQ(seqs_of(student), (std::vector<std::uint64_t>{1, 4}));
+  EXPECT_EQ(seqs_of(late), (std::vector<std::uint64_t>{4}));
+  // A hole whose history holds a filtered message: the fill applies the filter too.
+  s.deliver_room("r", seq_frame(7), 7, "e1");
+  ASSERT_EQ(fills, (std::vector<std::uint64_t>{4}));
+  s.fill_done("r", true, "e1", {{5, for_teachers(5)}, {6, seq_frame(6)}, {7, seq_frame(7)}}, 7);
+  EXPECT_EQ(seqs_of(teacher), (std::vector<std::uint64_t>{1, 2, 3, 4, 5, 6, 7}));
+  EXPECT_EQ(seqs_of(student), (std::vector<std::uint64_t>{1, 4, 6, 7}));
+  EXPECT_EQ(seqs_of(late), (std::vector<std::uint64_t>{4, 6, 7}));
+  EXPECT_EQ(c.gaps_unfilled.get(), 0u) << "a message for others was reported as lost";
+  EXPECT_EQ(c.messages_filtered.get(), 5u);  // 2: student; 3: student, late; 5: both
+  for (auto* m : {&teacher, &student, &late}) s.remove(*m);
+}
+
 TEST(shard_sequence, drops_duplicates_and_fills_holes_from_history) {
   metrics::shard_counters c;
   shard s(0, c);
