@@ -35,6 +35,17 @@ bool is_json_content_type(std::string_view ct) {
   return base == "application/json";
 }
 
+// ?limit=N (1..1000) of a paged answer; `limit` keeps its default when absent.
+bool parse_limit(std::string_view target, std::size_t& limit) {
+  const auto q = protocol::query_param(target, "limit");
+  if (!q) return true;
+  std::size_t n = 0;
+  auto [p, ec] = std::from_chars(q->data(), q->data() + q->size(), n);
+  if (ec != std::errc{} || p != q->data() + q->size() || n == 0 || n > 1000) return false;
+  limit = n;
+  return true;
+}
+
 response registry_unavailable() { return handler::error(503, "unavailable", "registry (redis) unreachable"); }
 
 // Room and user names are path segments in URLs and keys in Redis later: keep them bounded.
@@ -134,11 +145,17 @@ void handler::handle(const request& req, respond_fn done) {
     if (!get) return method_not_allowed("GET");
     if ((*segs)[2].empty() || (*segs)[2].size() > 256) return done(error(400, "bad_request", "bad name"));
     std::string name((*segs)[2]);
-    if ((*segs)[1] == "rooms")
-      return registry_.describe_room(
-          name, [name, done = std::move(done)](std::error_code ec, const registry::room_members& m) {
-            done(ec ? registry_unavailable() : ok_json(room_json(name, m)));
-          });
+    if ((*segs)[1] == "rooms") {
+      std::size_t limit = 100;
+      if (!parse_limit(req.target, limit)) return done(error(400, "bad_request", "limit must be 1..1000"));
+      auto after = protocol::query_param(req.target, "cursor").value_or("");
+      if (after.size() > 256)
+        return done(error(400, "bad_request", "bad cursor (use next_cursor of the previous page)"));
+      return registry_.describe_room(name, [name, after = std::move(after), limit, done = std::move(done)](
+                                               std::error_code ec, const registry::room_members& m) {
+        done(ec ? registry_unavailable() : ok_json(room_json(name, m, after, limit)));
+      });
+    }
     return registry_.describe_user(
         name, [name, done = std::move(done)](std::error_code ec, const std::vector<registry::located_session>& s) {
           done(ec ? registry_unavailable() : ok_json(user_json(name, s)));
@@ -588,11 +605,7 @@ std::string handler::node_summary() const {
 void handler::rooms(const request& req, respond_fn done) {
   // limit: a page of the dashboard; cursor: opaque to clients (today the offset in the order).
   std::size_t limit = 20;
-  if (auto q = protocol::query_param(req.target, "limit")) {
-    auto [p, ec] = std::from_chars(q->data(), q->data() + q->size(), limit);
-    if (ec != std::errc{} || p != q->data() + q->size() || limit == 0 || limit > 1000)
-      return done(error(400, "bad_request", "limit must be 1..1000"));
-  }
+  if (!parse_limit(req.target, limit)) return done(error(400, "bad_request", "limit must be 1..1000"));
   std::size_t offset = 0;
   if (auto q = protocol::query_param(req.target, "cursor"); q && !q->empty()) {
     auto [p, ec] = std::from_chars(q->data(), q->data() + q->size(), offset);
@@ -699,6 +712,7 @@ std::string handler::metrics_text() const {
   router_.bus().append_metrics(o);
   registry_.append_metrics(o);
   if (auto* h = router_.history_store()) h->append_metrics(o);
+  for (const auto& f : extra_metrics_) f(o);
   return o;
 }
 

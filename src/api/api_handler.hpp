@@ -48,6 +48,8 @@ class handler {
   handler(const config::config& cfg, hub::router& router, registry::registry& registry, node_state& state);
   // Wiring, before traffic: one counters block per shard, indexed by shard.
   void set_counters(std::vector<metrics::shard_counters*> counters);
+  // More /metrics lines from a part the handler doesn't know (presence). Set before traffic.
+  void add_metrics(std::function<void(std::string&)> fn) { extra_metrics_.push_back(std::move(fn)); }
 
   // True for paths this handler owns (/api/*, /metrics, /healthz, /readyz).
   static bool owns(std::string_view path) noexcept;
@@ -94,6 +96,7 @@ class handler {
   hub::router& router_;
   registry::registry& registry_;
   node_state& state_;
+  std::vector<std::function<void(std::string&)>> extra_metrics_;
   std::vector<metrics::shard_counters*> counters_;
   std::vector<hub::token_bucket> publish_buckets_;  // one per shard
 };

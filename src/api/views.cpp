@@ -19,7 +19,7 @@ void append_strings(std::string& b, const auto& strings) {
   b += "]";
 }
 
-void append_counts(std::string& b, const std::map<std::string, std::size_t>& counts) {
+void append_counts(std::string& b, const auto& counts) {
   b += "{";
   bool first = true;
   for (const auto& [k, n] : counts) {
@@ -58,13 +58,39 @@ std::string user_json(std::string_view user, const std::vector<registry::located
   return b;
 }
 
-std::string room_json(std::string_view room, const registry::room_members& m) {
+std::string room_json(std::string_view room, const registry::room_members& m, std::string_view after,
+                      std::size_t limit) {
   std::string b = "{\"room\":";
   append_json_string(b, room);
-  b += ",\"online\":" + std::to_string(m.online) + ",\"by_role\":";
+  b += ",\"online\":" + std::to_string(m.sessions) + ",\"sessions\":" + std::to_string(m.sessions);
+  b += ",\"unique_users\":" + std::to_string(m.users.size()) + ",\"by_role\":";
   append_counts(b, m.by_role);
-  b += ",\"users\":";
-  append_strings(b, m.users);
+  b += ",\"by_platform\":";
+  append_counts(b, m.by_platform);
+  // The page: users after `after` in id order.
+  auto it = after.empty() ? m.users.begin() : m.users.upper_bound(after);
+  std::string members = ",\"members\":[", users = ",\"users\":[";
+  std::string_view last;
+  for (std::size_t n = 0; it != m.users.end() && n < limit; ++it, ++n) {
+    if (n) {
+      members += ",";
+      users += ",";
+    }
+    append_json_string(users, it->first);
+    members += "{\"user\":";
+    append_json_string(members, it->first);
+    members += ",\"sessions\":" + std::to_string(it->second.sessions) + ",\"roles\":";
+    append_strings(members, it->second.roles);
+    members += ",\"platforms\":";
+    append_strings(members, it->second.platforms);
+    members += "}";
+    last = it->first;
+  }
+  b += members + "]" + users + "]";
+  if (it != m.users.end()) {
+    b += ",\"next_cursor\":";
+    append_json_string(b, last);
+  }
   b += "}";
   return b;
 }

@@ -3,6 +3,7 @@
 #include "api/api_handler.hpp"
 #include "app/backends.hpp"
 #include "hub/router.hpp"
+#include "presence/service.hpp"
 #include "protocol/route_template.hpp"
 #include "transport/shard_context.hpp"
 
@@ -29,17 +30,25 @@ registry::session_record record_of(const hub::member& m) {
   return {hub::format_session_id(m.id().session_id), m.id().user, m.id().role, m.id().platform, m.room_names()};
 }
 
-// Feeds the shards' membership changes to the registry (a no-op for the local registry).
-class registry_feed final : public hub::membership_listener {
+// Feeds the shards' membership changes to the registry (a no-op for the local registry), then to
+// presence (which reads the registry: it must see the change there).
+class membership_feed final : public hub::membership_listener {
  public:
-  explicit registry_feed(registry::registry& r) : r_(r) {}
+  membership_feed(registry::registry& r, presence::service& p) : r_(r), p_(p) {}
   void on_open(const hub::member& m) override { r_.session_opened(record_of(m)); }
-  void on_join(const hub::member& m, const std::string& room) override { r_.room_joined(record_of(m), room); }
-  void on_leave(const hub::member& m, const std::string& room) override { r_.room_left(record_of(m), room); }
+  void on_join(const hub::member& m, const std::string& room) override {
+    r_.room_joined(record_of(m), room);
+    p_.local_change(room);
+  }
+  void on_leave(const hub::member& m, const std::string& room) override {
+    r_.room_left(record_of(m), room);
+    p_.local_change(room);
+  }
   void on_close(const hub::member& m) override { r_.session_closed(record_of(m)); }
 
  private:
   registry::registry& r_;
+  presence::service& p_;
 };
 
 // The config was validated when it was parsed: these cannot fail here.
@@ -51,6 +60,12 @@ history::rules rules_of(const config::config& cfg) {
   history::rules r;
   std::string ignored;
   r.parse(cfg.history, ignored);
+  return r;
+}
+presence::rules presence_rules_of(const config::config& cfg) {
+  presence::rules r;
+  std::string ignored;
+  r.parse(cfg.presence_events, ignored);
   return r;
 }
 
@@ -70,7 +85,9 @@ struct node::parts {
         the_registry(make_registry(
             cfg, router, [this] { return api_ready.load() ? api.node_summary() : std::string("{}"); },
             [this](std::function<void(std::vector<registry::session_record>)> done) { snapshot(std::move(done)); })),
-        feed(*the_registry),
+        presence_rules(presence_rules_of(cfg)),
+        presence(presence_rules, cfg.presence_names, router, *the_registry),
+        feed(*the_registry, presence),
         api(cfg, router, *the_registry, state),
         rights{cfg.publish_roles, cfg.client_join,   cfg.dev_kill,
                cfg.publish_rate,  cfg.publish_burst, protocol::filter_limits{.max_users = cfg.filter_max_users}},
@@ -81,9 +98,12 @@ struct node::parts {
     for (unsigned i = 0; i < cfg.threads; ++i) {
       shards.push_back(std::make_unique<transport::shard_context>(i, svc));
       counters.push_back(&shards.back()->counters());
-      if (the_registry->wants_writes()) shards.back()->tables().set_listener(&feed);
+      if (the_registry->wants_writes() || presence.enabled()) shards.back()->tables().set_listener(&feed);
     }
     api.set_counters(counters);
+    api.add_metrics([this](std::string& o) { presence.append_metrics(o); });
+    router.on_presence([this](const bus::envelope& e) { presence.on_ping(e); });
+    the_registry->on_nodes_reaped([this] { presence.nodes_reaped(); });
     api_ready = true;
     for (auto& s : shards) {
       auto* io = &s->io();
@@ -149,7 +169,9 @@ struct node::parts {
   api::node_state state;
   std::atomic<bool> api_ready{false};
   std::unique_ptr<registry::registry> the_registry;
-  registry_feed feed;
+  const presence::rules presence_rules;
+  presence::service presence;
+  membership_feed feed;
   api::handler api;
   const hub::client_rights rights;
   transport::services svc;
@@ -175,7 +197,9 @@ int node::run() {
   p.the_bus->start([&p](const bus::envelope& e, bus::delivery_done done) { p.router.dispatch(e, std::move(done)); });
   p.the_registry->start();
   p.the_history->start();
+  p.presence.start();
   auto stop_backends = [&p] {
+    p.presence.stop();
     p.the_bus->stop();
     p.the_registry->stop();
     p.the_history->stop();

@@ -23,7 +23,7 @@ std::string_view kind_name(protocol::target_kind k) {
 void append_head(std::string& s, const envelope& e) {
   using protocol::append_json_string;
   s += "{\"v\":1,\"type\":";
-  s += e.type == envelope_type::kick ? "\"kick\"" : "\"message\"";
+  s += e.type == envelope_type::kick ? "\"kick\"" : e.type == envelope_type::presence ? "\"presence\"" : "\"message\"";
   s += ",\"kind\":\"";
   s += kind_name(e.kind);
   s += "\",\"target\":";
@@ -90,6 +90,8 @@ bool decode_envelope(std::string_view wire, envelope& out) {
     out.type = envelope_type::message;
   else if (type == "kick")
     out.type = envelope_type::kick;
+  else if (type == "presence")
+    out.type = envelope_type::presence;
   else
     return false;
   if (kind == "room")

@@ -13,8 +13,9 @@ namespace roomcast::bus {
 
 // What an envelope asks the receiving nodes to do.
 enum class envelope_type : std::uint8_t {
-  message,  // deliver `data` to the target
-  kick,     // close the target user's sessions (kind user) or one session (kind session)
+  message,   // deliver `data` to the target
+  kick,      // close the target user's sessions (kind user) or one session (kind session)
+  presence,  // the origin's members of the target room (kind room; every room: kind all) changed
 };
 
 // A message as it travels between nodes. `data` is the backend's raw JSON.

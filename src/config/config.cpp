@@ -1,6 +1,7 @@
 #include "config/config.hpp"
 
 #include "history/history.hpp"
+#include "presence/rules.hpp"
 #include "protocol/route_template.hpp"
 
 #include <CLI/CLI.hpp>
@@ -380,6 +381,21 @@ const std::vector<key_def>& keys() {
        duration_key(&config::registry_heartbeat, 100ms, 1min)},
       {"registry_node_ttl", "\"6s\"", "a node whose liveness key is this old is dead: the others remove its entries",
        duration_key(&config::registry_node_ttl, 300ms, 10min)},
+      {"presence_events", "[]",
+       "rooms whose members get presence frames (who is online, cluster-wide): \"<room pattern> [interval]\" rules, "
+       "first match wins; interval 100ms..10m (default 1s) or off; at most one frame per room per interval. [] = none",
+       [](config& c, std::string_view v, std::string& err) {
+         c.presence_events = split_list(v);
+         presence::rules r;
+         return r.parse(c.presence_events, err);
+       }},
+      {"presence_names", "[]",
+       "roles whose members' names presence frames carry (e.g. [\"THE\"]: the teachers, with who joined and left); "
+       "at most 100 names per role",
+       [](config& c, std::string_view v, std::string&) {
+         c.presence_names = split_list(v);
+         return true;
+       }},
       {"redis_timeout", "\"2s\"", "connect and command timeout for Redis",
        duration_key(&config::redis_timeout, 50ms, 1min)},
       {"log_level", "\"info\"", "trace, debug, info, warn, error or off",

@@ -72,8 +72,12 @@ struct config {
   // History and idempotency
   history_kind history_store = history_kind::automatic;  // resolved: local for bus local, else redis
   std::vector<std::string> history{"* 300 10m"};         // "<room pattern> <messages> <ttl>", first match wins
-  millis idempotency_window{300'000};                    // a publish id seen within this is a duplicate
-  bool history_reject_when_down = false;                 // history store down: false = deliver without seq, true = 503
+  // Presence frames
+  std::vector<std::string> presence_events;  // "<room pattern> [interval]"; empty: no presence frames
+  std::vector<std::string> presence_names;   // roles whose names presence frames carry
+
+  millis idempotency_window{300'000};     // a publish id seen within this is a duplicate
+  bool history_reject_when_down = false;  // history store down: false = deliver without seq, true = 503
   bool redis_script_publish = true;       // bus redis + history redis: the history script PUBLISHes room messages
   std::string redis_prefix = "roomcast";  // redis bus channel names; several clusters share a Redis
 

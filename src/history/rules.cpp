@@ -1,4 +1,5 @@
 #include "history/rules.hpp"
+#include "common/duration.hpp"
 #include "history/history.hpp"  // new_epoch
 
 #include <charconv>
@@ -47,23 +48,12 @@ bool rules::parse(const std::vector<std::string>& specs, std::string& error) {
       return false;
     }
     p.max_messages = n;
-    std::uint64_t v = 0;
-    auto [tp, tec] = std::from_chars(ttl.data(), ttl.data() + ttl.size(), v);
-    const std::string_view unit(tp, static_cast<std::size_t>(ttl.data() + ttl.size() - tp));
-    std::uint64_t mul = 0;
-    if (unit == "ms")
-      mul = 1;
-    else if (unit == "s")
-      mul = 1000;
-    else if (unit == "m")
-      mul = 60'000;
-    else if (unit == "h")
-      mul = 3'600'000;
-    if (tec != std::errc{} || tp == ttl.data() || mul == 0 || v * mul > 7ull * 24 * 3'600'000) {
+    const auto d = common::parse_duration(ttl);
+    if (!d || *d > std::chrono::hours(7 * 24)) {
       error = "rule '" + spec + "': ttl must be a duration like 10m (at most 7 days)";
       return false;
     }
-    p.ttl = std::chrono::milliseconds(v * mul);
+    p.ttl = *d;
     if (p.max_messages > 0 && p.ttl.count() == 0) {
       error = "rule '" + spec + "': a room with history needs a ttl above 0";
       return false;

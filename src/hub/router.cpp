@@ -62,6 +62,11 @@ void router::dispatch(const bus::envelope& e, bus::delivery_done done) {
     c->done = std::move(done);
   }
 
+  if (e.type == bus::envelope_type::presence) {
+    if (on_presence_) on_presence_(e);
+    if (done) done();
+    return;
+  }
   if (e.type == bus::envelope_type::kick) {
     // kind user: every session of the user; kind all: the one session whose id is the target.
     auto k = std::make_shared<const bus::envelope>(e);
@@ -186,6 +191,18 @@ void router::room_bound(const std::string& room) {
     shard* t = shards_[i].tables;
     to_shard(i, [t, room] { t->catch_up(room); });
   }
+}
+
+void router::deliver_local(const std::string& room, protocol::shared_frame f) {
+  for (std::size_t i = 0; i < shards_.size(); ++i) {
+    shard* t = shards_[i].tables;
+    shards_[i].post([t, room, f] { t->deliver_room(room, make_local(f)); });
+  }
+}
+
+bool router::has_room(const std::string& room) const {
+  std::lock_guard lk(rooms_mu_);
+  return room_shards_.contains(room);
 }
 
 std::size_t router::node_room_count() const {

@@ -66,6 +66,13 @@ class router {
   // has queued it (the bus acks then). Kick envelopes close the target's sessions instead.
   void dispatch(const bus::envelope& e, bus::delivery_done done);
 
+  // Any thread: presence envelopes from the bus go to `fn` (set before the bus starts).
+  void on_presence(std::function<void(const bus::envelope&)> fn) { on_presence_ = std::move(fn); }
+  // Any thread: queues f on this node's members of `room` (no seq: presence frames).
+  void deliver_local(const std::string& room, protocol::shared_frame f);
+  // Any thread: this node has members of `room` (join path lock; not for delivery paths).
+  bool has_room(const std::string& room) const;
+
   // Any thread: the bus now delivers `room` here; shards catch up from history.
   void room_bound(const std::string& room);
 
@@ -98,6 +105,7 @@ class router {
   history::history* history_ = nullptr;
   const history::rules* rules_ = nullptr;
   bool reject_when_down_ = false;
+  std::function<void(const bus::envelope&)> on_presence_;
   std::atomic<std::uint64_t> bypassed_{0};
 
  public:

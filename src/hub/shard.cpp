@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cassert>
-#include <set>
 
 #include "protocol/codec.hpp"
 
@@ -419,17 +418,11 @@ member* shard::find(std::uint64_t session_id) const {
   return it == by_session_.end() ? nullptr : it->second;
 }
 
-room_snapshot shard::room_info(std::string_view room) const {
-  room_snapshot s;
+room_presence shard::room_info(std::string_view room) const {
+  room_presence s;
   auto it = rooms_.find(room);
   if (it == rooms_.end()) return s;
-  std::set<std::string> users;
-  for (const auto& slot : it->second->members) {
-    ++s.online;
-    ++s.by_role[slot.m->id_.role];
-    users.insert(slot.m->id_.user);
-  }
-  s.users.assign(users.begin(), users.end());
+  for (const auto& slot : it->second->members) s.add(slot.m->id_.user, slot.m->id_.role, slot.m->id_.platform);
   return s;
 }
 

@@ -2,6 +2,7 @@
 // Per-shard tables: sessions, room index, user index, and fan-out.
 // Thread: everything here runs on the owning shard's thread only. No locks.
 #include "hub/member.hpp"
+#include "hub/presence.hpp"
 #include "metrics/counters.hpp"
 
 #include <functional>
@@ -49,12 +50,6 @@ struct user_entry {
 struct string_hash {
   using is_transparent = void;
   std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
-};
-
-struct room_snapshot {
-  std::size_t online = 0;
-  std::map<std::string, std::size_t> by_role;
-  std::vector<std::string> users;  // distinct, sorted
 };
 
 // One room's members on this shard, by role (GET /api/rooms lists the busiest).
@@ -144,7 +139,7 @@ class shard {
 
   member* find(std::uint64_t session_id) const;
 
-  room_snapshot room_info(std::string_view room) const;
+  room_presence room_info(std::string_view room) const;
   std::vector<session_snapshot> user_info(std::string_view user) const;
   // Every room with members on this shard (the dashboard's list; not on the delivery path).
   std::vector<room_load> room_loads() const;

@@ -32,16 +32,12 @@ void local_registry::describe_user(const std::string& user, user_callback cb) {
 }
 
 void local_registry::describe_room(const std::string& room, room_callback cb) {
-  router_.gather<hub::room_snapshot>([room](hub::shard& s) { return s.room_info(room); },
-                                     [cb = std::move(cb)](std::vector<hub::room_snapshot> parts) {
-                                       room_members t;
-                                       for (auto& p : parts) {
-                                         t.online += p.online;
-                                         for (auto& [role, n] : p.by_role) t.by_role[role] += n;
-                                         t.users.insert(p.users.begin(), p.users.end());
-                                       }
-                                       cb({}, std::move(t));
-                                     });
+  router_.gather<room_members>([room](hub::shard& s) { return s.room_info(room); },
+                               [cb = std::move(cb)](std::vector<room_members> parts) {
+                                 room_members t;
+                                 for (const auto& p : parts) t.merge(p);
+                                 cb({}, std::move(t));
+                               });
 }
 
 room_page page_of(std::vector<room_summary> rooms, std::size_t offset, std::size_t limit) {

@@ -191,6 +191,7 @@ struct redis_registry::impl : std::enable_shared_from_this<impl> {
   std::atomic<bool> stop_called{false};
   std::uint64_t tick_gen = 0;  // only the latest scheduled tick runs
   std::atomic<std::uint64_t> reaped_nodes{0}, resyncs{0}, dropped_writes{0}, failed_queries{0};
+  std::function<void()> on_reaped;  // set before start
 
   void post(std::function<void(impl&)> f) {
     lp.post([self = shared_from_this(), f = std::move(f)] {
@@ -255,6 +256,7 @@ struct redis_registry::impl : std::enable_shared_from_this<impl> {
         reaped_nodes.fetch_add(dead->elements, std::memory_order_relaxed);
         for (std::size_t i = 0; i < dead->elements; ++i)
           spdlog::info("registry: reaped dead node {}", str(dead->element[i]));
+        if (dead->elements > 0 && on_reaped) on_reaped();
       });
     }
     auto wait = opts.heartbeat;
@@ -324,6 +326,8 @@ void redis_registry::stop() {
 
 bool redis_registry::healthy() const { return impl_->conn.is_up(); }
 
+void redis_registry::on_nodes_reaped(std::function<void()> fn) { impl_->on_reaped = std::move(fn); }
+
 void redis_registry::session_opened(const session_record& s) {
   std::vector<command> cmds;
   append_session_writes(s, impl_->opts.node_id, false, cmds);
@@ -333,7 +337,7 @@ void redis_registry::session_opened(const session_record& s) {
 void redis_registry::room_joined(const session_record& s, const std::string& room) {
   const auto& node = impl_->opts.node_id;
   std::vector<command> cmds{{"HSET", "rc:user:" + s.user, s.session, session_value(s, node)},
-                            {"HSET", "rc:room:" + room + ":" + node, s.session, s.role + "\n" + s.user},
+                            {"HSET", "rc:room:" + room + ":" + node, s.session, room_member_value(s)},
                             {"SADD", "rc:room_nodes:" + room, node},
                             {"SADD", "rc:node_rooms:" + node, room}};
   impl_->post([cmds = std::move(cmds)](impl& me) mutable { me.write(cmds); });
@@ -395,13 +399,7 @@ void redis_registry::describe_room(const std::string& room, room_callback cb) {
       for (std::size_t i = 1; i < r->elements; i += 2) {
         const redisReply* h = r->element[i];
         if (h->type != REDIS_REPLY_ARRAY) continue;
-        for (std::size_t j = 1; j < h->elements; j += 2) {
-          const std::string v = str(h->element[j]);
-          const auto nl = v.find('\n');
-          ++t.online;
-          ++t.by_role[v.substr(0, nl)];
-          if (nl != std::string::npos) t.users.insert(v.substr(nl + 1));
-        }
+        for (std::size_t j = 1; j < h->elements; j += 2) add_room_member_value(redis::view(h->element[j]), t);
       }
       cb({}, std::move(t));
     });

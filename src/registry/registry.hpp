@@ -4,6 +4,8 @@
 //
 // Threads: the write calls come from shard threads on join/leave paths and never block; the
 // query callbacks run on any thread.
+#include "hub/presence.hpp"
+
 #include <functional>
 #include <map>
 #include <optional>
@@ -29,12 +31,8 @@ struct located_session {
   std::string node;
 };
 
-// A room's members (cluster-wide, or this node's): sessions, by role, distinct users.
-struct room_members {
-  std::size_t online = 0;
-  std::map<std::string, std::size_t> by_role;
-  std::set<std::string> users;
-};
+// A room's members (cluster-wide, or this node's): sessions, by role and platform, distinct users.
+using room_members = hub::room_presence;
 
 // A live node and its summary: the JSON object it wrote with its last heartbeat
 // (api::handler::node_summary), carried as is.
@@ -90,6 +88,10 @@ class registry {
   // order. ec is set when the registry can't answer.
   using rooms_callback = std::function<void(std::error_code, room_page)>;
   virtual void busiest_rooms(std::size_t offset, std::size_t limit, rooms_callback cb) = 0;
+
+  // fn runs (on any thread) after this node removed dead nodes' entries: their sessions left
+  // every room (presence recounts). Set before start().
+  virtual void on_nodes_reaped(std::function<void()> /*fn*/) {}
 
   virtual bool healthy() const { return true; }
   virtual const char* name() const noexcept = 0;

@@ -28,7 +28,7 @@ void append_session_writes(const session_record& s, const std::string& node, boo
   out.push_back({"HSET", "rc:user:" + s.user, s.session, session_value(s, node)});
   out.push_back({"SADD", "rc:node_sessions:" + node, s.user + "\n" + s.session});
   if (!with_rooms) return;
-  const std::string member = s.role + "\n" + s.user;
+  const std::string member = room_member_value(s);
   for (const auto& room : s.rooms) {
     std::string key = "rc:room:" + room;
     key += ':';
@@ -37,6 +37,16 @@ void append_session_writes(const session_record& s, const std::string& node, boo
     out.push_back({"SADD", "rc:room_nodes:" + room, node});
     out.push_back({"SADD", "rc:node_rooms:" + node, room});
   }
+}
+
+std::string room_member_value(const session_record& s) { return s.role + "\n" + s.user + "\n" + s.platform; }
+
+void add_room_member_value(std::string_view v, room_members& to) {
+  const auto a = v.find('\n');
+  if (a == std::string_view::npos) return to.add({}, v, {});
+  const auto b = v.find('\n', a + 1);
+  const auto user = v.substr(a + 1, b == std::string_view::npos ? std::string_view::npos : b - a - 1);
+  to.add(user, v.substr(0, a), b == std::string_view::npos ? std::string_view{} : v.substr(b + 1));
 }
 
 std::uint64_t resync::start_over() {

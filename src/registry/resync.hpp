@@ -32,6 +32,10 @@ void append_session_writes(const session_record& s, const std::string& node, boo
                            std::vector<command>& out);
 // The value of rc:user:<user>'s field for the session: JSON (session, node, platform, role, rooms).
 std::string session_value(const session_record& s, const std::string& node);
+// A session's entry in its room's hash (rc:room:<room>:<node>): "role\nuser\nplatform".
+std::string room_member_value(const session_record& s);
+// Adds one such entry to `to` (an entry of an older node, "role\nuser", has platform "").
+void add_room_member_value(std::string_view value, room_members& to);
 
 class resync {
  public:

@@ -26,11 +26,38 @@ TEST(api_views, user_lists_each_session_with_its_node) {
 
 TEST(api_views, room_counts_roles_and_users) {
   registry::room_members m;
-  m.online = 3;
-  m.by_role = {{"STU", 2}, {"THE", 1}};
-  m.users = {"a", "b"};
+  m.add("a", "STU", "pc");
+  m.add("a", "STU", "ios");  // one user on two devices counts once
+  m.add("b", "THE", "pc");
   const auto v = json::parse(api::room_json("345", m));
-  EXPECT_EQ(json::serialize(v), R"({"room":"345","online":3,"by_role":{"STU":2,"THE":1},"users":["a","b"]})");
+  EXPECT_EQ(json::serialize(v),
+            R"({"room":"345","online":3,"sessions":3,"unique_users":2,"by_role":{"STU":2,"THE":1},)"
+            R"("by_platform":{"ios":1,"pc":2},"members":[{"user":"a","sessions":2,"roles":["STU"],)"
+            R"("platforms":["ios","pc"]},{"user":"b","sessions":1,"roles":["THE"],"platforms":["pc"]}],)"
+            R"("users":["a","b"]})");
+}
+
+TEST(api_views, room_members_come_in_pages_by_user_id) {
+  registry::room_members m;
+  for (int i = 0; i < 10'000; ++i) m.add("u" + std::to_string(100'000 + i), i % 50 ? "STU" : "THE", "pc");
+  std::string cursor;
+  std::size_t seen = 0, pages = 0;
+  for (;;) {
+    const auto v = json::parse(api::room_json("big", m, cursor, 1000)).as_object();
+    EXPECT_EQ(v.at("unique_users").as_int64(), 10'000);
+    EXPECT_EQ(v.at("by_role").at("THE").as_int64(), 200);
+    const auto& page = v.at("members").as_array();
+    if (!page.empty()) {
+      EXPECT_GT(std::string(page.front().at("user").as_string()), cursor);
+    }
+    seen += page.size();
+    ++pages;
+    if (!v.contains("next_cursor")) break;
+    cursor = std::string(v.at("next_cursor").as_string());
+    ASSERT_LT(pages, 20u);
+  }
+  EXPECT_EQ(seen, 10'000u);
+  EXPECT_EQ(pages, 10u);
 }
 
 TEST(api_views, nodes_splice_each_summary_after_the_name) {

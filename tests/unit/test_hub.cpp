@@ -39,8 +39,11 @@ TEST(shard, delivers_to_room_user_and_all) {
   EXPECT_EQ(b.got.size(), 1u);
   EXPECT_EQ(c.messages_out.get(), 7u);
   auto info = s.room_info("r1");
-  EXPECT_EQ(info.online, 2u);
-  EXPECT_EQ(info.users, std::vector<std::string>{"alice"});
+  EXPECT_EQ(info.sessions, 2u);
+  ASSERT_EQ(info.users.size(), 1u);
+  EXPECT_EQ(info.users.begin()->first, "alice");
+  EXPECT_EQ(info.users.begin()->second.sessions, 2u);
+  EXPECT_EQ(info.by_platform.at("pc"), 2u);
   EXPECT_EQ(s.user_info("alice").size(), 2u);
   EXPECT_EQ(s.kick_user("alice", 4001, "x"), 2u);
   EXPECT_EQ(a.kicked, 4001);

@@ -41,10 +41,10 @@ TEST(registry_resync, writes_are_dropped_until_redis_is_up_and_the_node_rewritte
       {"HSET", "rc:user:alice", "s1",
        R"({"session":"s1","node":"n1","platform":"pc","role":"student","rooms":["r1","r2"]})"},
       {"SADD", "rc:node_sessions:n1", "alice\ns1"},
-      {"HSET", "rc:room:r1:n1", "s1", "student\nalice"},
+      {"HSET", "rc:room:r1:n1", "s1", "student\nalice\npc"},
       {"SADD", "rc:room_nodes:r1", "n1"},
       {"SADD", "rc:node_rooms:n1", "r1"},
-      {"HSET", "rc:room:r2:n1", "s1", "student\nalice"},
+      {"HSET", "rc:room:r2:n1", "s1", "student\nalice\npc"},
       {"SADD", "rc:room_nodes:r2", "n1"},
       {"SADD", "rc:node_rooms:n1", "r2"},
       write_of("k1")};
@@ -136,3 +136,15 @@ TEST(registry_resync, a_session_without_rooms_writes_only_its_user_entry) {
 }
 
 }  // namespace
+
+TEST(registry_resync, room_member_values_carry_role_user_and_platform) {
+  roomcast::registry::session_record s{"s1", "alice", "STU", "ios", {"r"}};
+  roomcast::registry::room_members m;
+  roomcast::registry::add_room_member_value(roomcast::registry::room_member_value(s), m);
+  roomcast::registry::add_room_member_value("THE\nbob", m);  // written by an older node: no platform
+  EXPECT_EQ(m.sessions, 2u);
+  EXPECT_EQ(m.by_platform.at("ios"), 1u);
+  EXPECT_EQ(m.by_platform.at(""), 1u);
+  EXPECT_EQ(m.users.at("alice").roles.count("STU"), 1u);
+  EXPECT_EQ(m.users.at("bob").roles.count("THE"), 1u);
+}
