@@ -3,6 +3,7 @@
 #include "metrics/prometheus.hpp"
 
 #include "auth/jwt.hpp"
+#include "common/duration.hpp"
 #include "protocol/codec.hpp"
 #include "protocol/route_template.hpp"
 
@@ -137,6 +138,15 @@ void handler::handle(const request& req, respond_fn done) {
     return done(stats());
   }
   const auto segs = protocol::split_path(target);
+  if (segs && segs->size() == 4 && (*segs)[0] == "api" && (*segs)[1] == "rooms" &&
+      ((*segs)[3] == "kick" || (*segs)[3] == "mute")) {
+    if (req.method != "POST") return method_not_allowed("POST");
+    if (!is_json_content_type(req.content_type))
+      return done(error(415, "unsupported_media_type", "Content-Type must be application/json"));
+    if ((*segs)[2].empty() || (*segs)[2].size() > 256) return done(error(400, "bad_request", "bad room name"));
+    if ((*segs)[3] == "kick") return kick(req, std::string((*segs)[2]), std::move(done));
+    return mute(req, std::string((*segs)[2]), std::move(done));
+  }
   if (segs && segs->size() == 4 && (*segs)[0] == "api" && (*segs)[1] == "rooms" && (*segs)[3] == "history") {
     if (!get) return method_not_allowed("GET");
     return history(req, (*segs)[2], std::move(done));
@@ -416,6 +426,95 @@ void handler::history(const request& req, const std::string& room, respond_fn do
                 b += "]}";
                 done(ok_json(std::move(b)));
               });
+}
+
+namespace {
+
+// A moderation body: {"user": …} plus the given optional fields; anything else is refused.
+std::optional<std::string> moderation_body(const json::value& v, std::initializer_list<std::string_view> optional,
+                                           std::string& user) {
+  if (!v.is_object()) return "body must be a JSON object";
+  const auto& o = v.get_object();
+  for (const auto& kv : o) {
+    const std::string_view k = kv.key();
+    if (k != "user" && std::find(optional.begin(), optional.end(), k) == optional.end()) {
+      std::string known = "user";
+      for (auto f : optional) known += ", " + std::string(f);
+      return "unknown field \"" + std::string(k.substr(0, 64)) + "\" (known: " + known + ")";
+    }
+  }
+  if (!valid_name(o.if_contains("user"))) return "\"user\" must be a non-empty string (at most 256 bytes)";
+  user = std::string(o.at("user").get_string());
+  return std::nullopt;
+}
+
+}  // namespace
+
+// POST /api/rooms/{room}/kick: the user's sessions leave the room on every node (over the bus, to
+// the nodes that have the room); the connections stay open.
+void handler::kick(const request& req, const std::string& room, respond_fn done) {
+  json::error_code ec;
+  const json::value v = json::parse(req.body, ec);
+  if (ec) return done(error(400, "bad_json", "body must be a JSON object"));
+  bus::envelope e;
+  if (auto why = moderation_body(v, {"reason"}, e.user)) return done(error(400, "bad_request", *why));
+  e.reason = "removed from the room";
+  if (const auto* r = v.get_object().if_contains("reason")) {
+    if (!r->is_string() || r->get_string().size() > 120)
+      return done(error(400, "bad_request", "\"reason\" must be a string of at most 120 bytes"));
+    e.reason = std::string(r->get_string());
+  }
+  e.type = bus::envelope_type::room_kick;
+  e.kind = protocol::target_kind::room;
+  e.target = room;
+  e.id = router_.make_id(req.shard);
+  e.from = "api";
+  e.origin = router_.node_id();
+  std::string body = "{\"ok\":true,\"room\":";
+  append_json_string(body, room);
+  body += ",\"user\":";
+  append_json_string(body, e.user);
+  body += "}";
+  router_.bus().publish(std::move(e),
+                        [body = std::move(body), done = std::move(done)](std::error_code pec, bus::publish_result) {
+                          if (pec) {
+                            auto r = error(503, "unavailable", "bus did not accept the kick: " + pec.message());
+                            r.headers.emplace_back("Retry-After", "1");
+                            return done(std::move(r));
+                          }
+                          done(ok_json(body));
+                        });
+}
+
+// POST /api/rooms/{room}/mute: the user's client publishes to the room are refused (`muted`) for
+// `duration` ("0s" lifts it). Kept by the history store, so every node sees it.
+void handler::mute(const request& req, const std::string& room, respond_fn done) {
+  json::error_code ec;
+  const json::value v = json::parse(req.body, ec);
+  if (ec) return done(error(400, "bad_json", "body must be a JSON object"));
+  std::string user;
+  if (auto why = moderation_body(v, {"duration"}, user)) return done(error(400, "bad_request", *why));
+  const auto* d = v.get_object().if_contains("duration");
+  std::optional<std::chrono::milliseconds> duration;
+  if (d && d->is_string()) duration = common::parse_duration(d->get_string());
+  if (!duration || *duration > std::chrono::hours(24 * 7))
+    return done(
+        error(400, "bad_request", "\"duration\" must be a duration like \"10m\" (0s lifts the mute; at most 7 days)"));
+  auto* store = router_.history_store();
+  if (!store) return done(error(503, "unavailable", "no history store to keep the mute"));
+  std::string body = "{\"ok\":true,\"room\":";
+  append_json_string(body, room);
+  body += ",\"user\":";
+  append_json_string(body, user);
+  body += ",\"muted_ms\":" + std::to_string(duration->count()) + "}";
+  store->mute(room, user, *duration, [body = std::move(body), done = std::move(done)](std::error_code mec) {
+    if (mec) {
+      auto r = error(503, "unavailable", "history store did not keep the mute: " + mec.message());
+      r.headers.emplace_back("Retry-After", "1");
+      return done(std::move(r));
+    }
+    done(ok_json(body));
+  });
 }
 
 void handler::disconnect(const request& req, respond_fn done) {

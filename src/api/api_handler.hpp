@@ -88,6 +88,8 @@ class handler {
   void publish_in_order(const std::shared_ptr<publish_batch>& st);
   static void finish(publish_batch& st);
   void disconnect(const request& req, respond_fn done);
+  void kick(const request& req, const std::string& room, respond_fn done);
+  void mute(const request& req, const std::string& room, respond_fn done);
   void history(const request& req, const std::string& room, respond_fn done);
   void rooms(const request& req, respond_fn done);
   response stats() const;

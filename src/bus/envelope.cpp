@@ -18,12 +18,26 @@ std::string_view kind_name(protocol::target_kind k) {
   return "all";
 }
 
+std::string_view type_name(envelope_type t) {
+  switch (t) {
+    case envelope_type::message:
+      return "\"message\"";
+    case envelope_type::kick:
+      return "\"kick\"";
+    case envelope_type::presence:
+      return "\"presence\"";
+    case envelope_type::room_kick:
+      return "\"room_kick\"";
+  }
+  return "\"message\"";
+}
+
 // The wire form is head + [seq part] + tail, so a store that assigns the seq (the redis history
 // script) can put the seq in without decoding anything.
 void append_head(std::string& s, const envelope& e) {
   using protocol::append_json_string;
   s += "{\"v\":1,\"type\":";
-  s += e.type == envelope_type::kick ? "\"kick\"" : e.type == envelope_type::presence ? "\"presence\"" : "\"message\"";
+  s += type_name(e.type);
   s += ",\"kind\":\"";
   s += kind_name(e.kind);
   s += "\",\"target\":";
@@ -41,6 +55,12 @@ void append_tail(std::string& s, const envelope& e) {
   using protocol::append_json_string;
   if (e.type == envelope_type::kick) {
     s += ",\"code\":" + std::to_string(e.code) + ",\"reason\":";
+    append_json_string(s, e.reason);
+  }
+  if (e.type == envelope_type::room_kick) {
+    s += ",\"user\":";
+    append_json_string(s, e.user);
+    s += ",\"reason\":";
     append_json_string(s, e.reason);
   }
   s += ",\"data\":";
@@ -92,6 +112,8 @@ bool decode_envelope(std::string_view wire, envelope& out) {
     out.type = envelope_type::kick;
   else if (type == "presence")
     out.type = envelope_type::presence;
+  else if (type == "room_kick")
+    out.type = envelope_type::room_kick;
   else
     return false;
   if (kind == "room")
@@ -108,6 +130,7 @@ bool decode_envelope(std::string_view wire, envelope& out) {
     out.code = static_cast<std::uint16_t>(c->get_int64());
     str("reason", out.reason);
   }
+  if (out.type == envelope_type::room_kick && (!str("user", out.user) || !str("reason", out.reason))) return false;
   if (const auto* seq = o.if_contains("seq")) {
     if (seq->is_uint64())
       out.seq = seq->get_uint64();

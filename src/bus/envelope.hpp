@@ -13,9 +13,10 @@ namespace roomcast::bus {
 
 // What an envelope asks the receiving nodes to do.
 enum class envelope_type : std::uint8_t {
-  message,   // deliver `data` to the target
-  kick,      // close the target user's sessions (kind user) or one session (kind session)
-  presence,  // the origin's members of the target room (kind room; every room: kind all) changed
+  message,    // deliver `data` to the target
+  kick,       // close the target user's sessions (kind user) or one session (kind session)
+  presence,   // the origin's members of the target room (kind room; every room: kind all) changed
+  room_kick,  // `user`'s sessions leave the target room (kind room), with `reason`
 };
 
 // A message as it travels between nodes. `data` is the backend's raw JSON.
@@ -27,6 +28,8 @@ struct envelope {
   // The publisher chose `id` (API or client `id`): the history remembers it for the idempotency
   // window. A generated id can't come again, so it is not stored. Not carried on the wire.
   bool claim_id = false;
+  // A client's publish: refused when its user is muted in the room (history::mute). Not on the wire.
+  bool check_mute = false;
   std::string from;  // publisher: a user id, or "api"
   std::string data;
   protocol::filter audience;  // room messages: only the members it matches get it
@@ -34,7 +37,8 @@ struct envelope {
   std::uint64_t seq = 0;      // per-room sequence from the history (0 = none)
   std::string epoch;          // the history epoch seq belongs to
   std::uint16_t code = 0;     // kick: close code
-  std::string reason;         // kick: reason
+  std::string reason;         // kick, room_kick: reason
+  std::string user;           // room_kick: whose sessions leave
   // For user targets: the nodes that hold the user's sessions, from the registry. Empty = unknown:
   // the bus sends to every node. Not carried on the wire.
   std::vector<std::string> nodes;

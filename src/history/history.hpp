@@ -26,6 +26,7 @@ struct entry {
 struct append_result {
   std::error_code ec;      // set: nothing was stored (store unreachable)
   bool duplicate = false;  // the id was accepted before: seq/epoch are the first publish's
+  bool muted = false;      // check_mute and the publisher is muted in the room: nothing stored
   std::uint64_t seq = 0;   // 0 when the room keeps no history
   std::string epoch;
 };
@@ -47,6 +48,11 @@ class history {
   // Claims e.id for `id_window` (a second publish of the same id is reported as duplicate and must
   // not be delivered) and, when the room keeps history, assigns the next seq and stores it.
   virtual void append(const bus::envelope& e, const policy& p, std::function<void(append_result)> cb) = 0;
+
+  // Mutes `user` in `room` for `duration` (0: unmutes): a publish with check_mute from that user
+  // is refused (append_result::muted) until then. Held where the ids are: cluster-wide with Redis.
+  virtual void mute(const std::string& room, const std::string& user, std::chrono::milliseconds duration,
+                    std::function<void(std::error_code)> cb) = 0;
 
   // Entries after `since` (at most `limit`), the head and the epoch. create_ttl > 0: a room without
   // history gets its epoch now (seq 0, kept create_ttl), so a client joining a fresh room learns

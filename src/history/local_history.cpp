@@ -29,14 +29,18 @@ void local_history::append(const bus::envelope& e, const policy& p, std::functio
     std::lock_guard lk(mu_);
     const auto now = clock::now();
     expire(now);
-    if (e.claim_id) {
+    if (e.check_mute) {
+      auto m = mutes_.find({e.target, e.from});
+      r.muted = m != mutes_.end() && m->second > now;
+    }
+    if (e.claim_id && !r.muted) {
       if (auto it = ids_.find(e.id); it != ids_.end()) {
         r.duplicate = true;
         r.seq = it->second.seq;
         r.epoch = it->second.epoch;
       }
     }
-    if (!r.duplicate) {
+    if (!r.duplicate && !r.muted) {
       if (p.keeps() && e.kind == protocol::target_kind::room) {
         auto& log = rooms_[e.target];
         if (log.epoch.empty()) {  // new, or expired: a new epoch (and the room's one expiry entry)
@@ -91,6 +95,23 @@ void local_history::read(const std::string& room, std::uint64_t since, std::size
     }
   }
   cb(std::move(r));
+}
+
+void local_history::mute(const std::string& room, const std::string& user, std::chrono::milliseconds duration,
+                         std::function<void(std::error_code)> cb) {
+  std::error_code ec;
+  {
+    std::lock_guard lk(mu_);
+    const auto now = clock::now();
+    std::erase_if(mutes_, [now](const auto& kv) { return kv.second <= now; });
+    if (duration.count() <= 0)
+      mutes_.erase({room, user});
+    else if (mutes_.size() >= max_mutes && !mutes_.contains({room, user}))
+      ec = std::make_error_code(std::errc::no_buffer_space);
+    else
+      mutes_[{room, user}] = now + duration;
+  }
+  cb(ec);
 }
 
 void local_history::clear() {

@@ -18,6 +18,9 @@ class local_history final : public history {
   void append(const bus::envelope& e, const policy& p, std::function<void(append_result)> cb) override;
   void read(const std::string& room, std::uint64_t since, std::size_t limit, std::chrono::milliseconds create_ttl,
             std::function<void(read_result)> cb) override;
+  void mute(const std::string& room, const std::string& user, std::chrono::milliseconds duration,
+            std::function<void(std::error_code)> cb) override;
+  static constexpr std::size_t max_mutes = 100'000;
   const char* name() const noexcept override { return "local"; }
 
   // Test hook: forget everything, as a flushed Redis would (new epochs from now on).
@@ -45,6 +48,7 @@ class local_history final : public history {
   std::unordered_map<std::string, id_record> ids_;
   std::deque<std::pair<clock::time_point, std::string>> id_order_;
   std::multimap<clock::time_point, std::string> room_expiry_;
+  std::map<std::pair<std::string, std::string>, clock::time_point> mutes_;  // (room, user) -> until
 };
 
 }  // namespace roomcast::history

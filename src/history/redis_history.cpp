@@ -15,11 +15,13 @@ namespace {
 
 using clock = std::chrono::steady_clock;
 
-// KEYS: meta, stream, id key. ARGV: keep, maxlen, ttl_ms, epoch candidate, id, from, data, id_window_ms,
-// claim (1: the publisher chose the id: check and remember it), channel ('' = don't publish), envelope
-// head, envelope tail (bus::encode_envelope_parts), audience ('' = everyone; protocol::filter_json).
-// Returns {duplicate (0/1), "<seq>|<epoch>"}.
+// KEYS: meta, stream, id key, mute key. ARGV: keep, maxlen, ttl_ms, epoch candidate, id, from, data,
+// id_window_ms, claim (1: the publisher chose the id: check and remember it), channel ('' = don't
+// publish), envelope head, envelope tail (bus::encode_envelope_parts), audience ('' = everyone;
+// protocol::filter_json), check mute (1: refuse when the mute key exists).
+// Returns {duplicate (0/1; 2 = muted), "<seq>|<epoch>"}.
 constexpr const char* append_script = R"lua(
+if ARGV[14] == '1' and redis.call('EXISTS', KEYS[4]) == 1 then return {2, ''} end
 if ARGV[9] == '1' then
   local prev = redis.call('GET', KEYS[3])
   if prev then return {1, prev} end
@@ -70,6 +72,11 @@ if head > tonumber(ARGV[1]) and tonumber(ARGV[2]) > 0 then
 end
 return {epoch, head, entries}
 )lua";
+
+// The room and user, unambiguous whatever characters they hold (the room's length first).
+std::string mute_key(const std::string& prefix, const std::string& room, const std::string& user) {
+  return prefix + ":mu:" + std::to_string(room.size()) + ":" + room + user;
+}
 
 using redis::num;
 using redis::str;
@@ -132,15 +139,16 @@ bool redis_history::healthy() const { return impl_->conn.is_up(); }
 void redis_history::append(const bus::envelope& e, const policy& p, std::function<void(append_result)> cb) {
   const auto& pre = impl_->opts.prefix;
   const bool keep = p.keeps() && e.kind == protocol::target_kind::room;
-  if (!keep && !e.claim_id) return cb({});  // nothing to claim, nothing to store
+  if (!keep && !e.claim_id && !e.check_mute) return cb({});  // nothing to claim, store or check
   impl_->appends.fetch_add(1, std::memory_order_relaxed);
   const bool publish = publishes(e);
   redis::command args;
   args.reserve(17);
-  args = {"3",
+  args = {"4",
           pre + ":hm:" + e.target,
           pre + ":hs:" + e.target,
           pre + ":id:" + e.id,
+          mute_key(pre, e.target, e.from),
           keep ? "1" : "0",
           std::to_string(p.max_messages),
           std::to_string(p.ttl.count()),
@@ -159,6 +167,7 @@ void redis_history::append(const bus::envelope& e, const policy& p, std::functio
     args.insert(args.end(), {"", "", ""});
   }
   args.push_back(protocol::filter_json(e.audience));
+  args.push_back(e.check_mute ? "1" : "0");
   auto* m = impl_.get();
   impl_->run(impl_->append_id, std::move(args),
              [cb = std::move(cb), m, publish](const redisReply* r, std::error_code ec) {
@@ -168,6 +177,8 @@ void redis_history::append(const bus::envelope& e, const policy& p, std::functio
                  res.ec = ec;
                  return cb(std::move(res));
                }
+               res.muted = num(r->element[0]) == 2;
+               if (res.muted) return cb(std::move(res));
                res.duplicate = num(r->element[0]) == 1;
                if (res.duplicate) m->duplicates.fetch_add(1, std::memory_order_relaxed);
                if (publish && !res.duplicate) m->published.fetch_add(1, std::memory_order_relaxed);
@@ -237,6 +248,16 @@ void redis_history::read(const std::string& room, std::uint64_t since, std::size
                if (res.epoch.empty()) res.complete = since == 0;
                cb(std::move(res));
              });
+}
+
+void redis_history::mute(const std::string& room, const std::string& user, std::chrono::milliseconds duration,
+                         std::function<void(std::error_code)> cb) {
+  redis::command c = duration.count() > 0 ? redis::command{"SET", mute_key(impl_->opts.prefix, room, user), "1", "PX",
+                                                           std::to_string(duration.count())}
+                                          : redis::command{"DEL", mute_key(impl_->opts.prefix, room, user)};
+  impl_->lp.post([self = impl_, c = std::move(c), cb = std::move(cb)]() mutable {
+    self->conn.send(std::move(c), [cb = std::move(cb)](const redisReply*, std::error_code ec) { cb(ec); });
+  });
 }
 
 void redis_history::append_metrics(std::string& o) const {

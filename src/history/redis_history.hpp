@@ -44,6 +44,8 @@ class redis_history final : public history {
   void start() override;
   void stop() override;
   void append(const bus::envelope& e, const policy& p, std::function<void(append_result)> cb) override;
+  void mute(const std::string& room, const std::string& user, std::chrono::milliseconds duration,
+            std::function<void(std::error_code)> cb) override;
   void read(const std::string& room, std::uint64_t since, std::size_t limit, std::chrono::milliseconds create_ttl,
             std::function<void(read_result)> cb) override;
   bool publishes(const bus::envelope& e) const noexcept override;

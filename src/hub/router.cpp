@@ -67,6 +67,17 @@ void router::dispatch(const bus::envelope& e, bus::delivery_done done) {
     if (done) done();
     return;
   }
+  if (e.type == bus::envelope_type::room_kick) {
+    auto left = protocol::make_frame(protocol::ws_opcode::text, protocol::encode_left(e.target, e.reason, true));
+    for (std::size_t i = 0; i < shards_.size(); ++i) {
+      shard* t = shards_[i].tables;
+      to_shard(i, [t, room = e.target, user = e.user, left, c] {
+        t->remove_user_from_room(room, user, make_local(left));
+        if (c) c->shard_finished();
+      });
+    }
+    return;
+  }
   if (e.type == bus::envelope_type::kick) {
     // kind user: every session of the user; kind all: the one session whose id is the target.
     auto k = std::make_shared<const bus::envelope>(e);
@@ -132,7 +143,7 @@ void router::publish(bus::envelope e, std::function<void(publish_outcome)> done)
       cb(std::move(o));
     });
   };
-  if (!history_ || (!p.keeps() && !e.claim_id)) return to_bus(std::move(e), std::move(done));
+  if (!history_ || (!p.keeps() && !e.claim_id && !e.check_mute)) return to_bus(std::move(e), std::move(done));
   auto shared = std::make_shared<bus::envelope>(std::move(e));
   history_->append(*shared, p, [this, shared, to_bus, done = std::move(done)](const history::append_result& r) mutable {
     if (r.ec && !reject_when_down_) {
@@ -144,11 +155,12 @@ void router::publish(bus::envelope e, std::function<void(publish_outcome)> done)
       });
     }
     // Refused, a duplicate, or already on the bus (the store's script published it): done here.
-    if (r.ec || r.duplicate || history_->publishes(*shared)) {
+    if (r.ec || r.duplicate || r.muted || history_->publishes(*shared)) {
       publish_outcome o;
       o.ec = r.ec;
       o.from_history = static_cast<bool>(r.ec);
       o.duplicate = r.duplicate;
+      o.muted = r.muted;
       o.seq = r.seq;
       o.epoch = r.epoch;
       return done(std::move(o));

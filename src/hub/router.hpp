@@ -48,6 +48,7 @@ class router {
   struct publish_outcome {
     std::error_code ec;      // not accepted (history store or bus unavailable)
     bool duplicate = false;  // the id was published before: not delivered again
+    bool muted = false;      // check_mute and the publisher is muted in the room: not delivered
     bool queued = false;     // waiting in the bus's outage buffer
     std::uint64_t seq = 0;   // the room's seq (0: no history)
     std::string epoch;

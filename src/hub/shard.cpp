@@ -406,6 +406,18 @@ std::size_t shard::kick_user(std::string_view user, std::uint16_t code, std::str
   return ss.size();
 }
 
+std::size_t shard::remove_user_from_room(std::string_view room, std::string_view user, const frame_ref& left) {
+  auto it = users_.find(user);
+  if (it == users_.end()) return 0;
+  std::size_t n = 0;
+  for (member* m : it->second->sessions) {
+    if (!leave(*m, room)) continue;
+    m->deliver(left);
+    ++n;
+  }
+  return n;
+}
+
 bool shard::kick_session(std::uint64_t session_id, std::uint16_t code, std::string_view reason) {
   auto it = by_session_.find(session_id);
   if (it == by_session_.end()) return false;

@@ -135,6 +135,8 @@ class shard {
   std::size_t deliver_all(const frame_ref& f);
 
   std::size_t kick_user(std::string_view user, std::uint16_t code, std::string_view reason);
+  // The user's sessions on this shard leave `room` and get `left` (the connections stay open).
+  std::size_t remove_user_from_room(std::string_view room, std::string_view user, const frame_ref& left);
   bool kick_session(std::uint64_t session_id, std::uint16_t code, std::string_view reason);
 
   member* find(std::uint64_t session_id) const;

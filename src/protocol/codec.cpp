@@ -216,6 +216,16 @@ bool decode_client_frame(std::string_view text, client_frame& out, decode_error&
     out.type = client_frame::kind::publish;
     out.room.clear();
     if (!room_of(false)) return false;
+    // A field this server doesn't know is refused: a misspelt filter ("role") must not widen the
+    // audience to the whole room.
+    for (const auto& kv : o) {
+      const std::string_view k = kv.key();
+      if (k != "type" && k != "room" && k != "id" && k != "data" && !is_filter_key(k)) {
+        err = {error_code::bad_request, "unknown field \"" + std::string(k.substr(0, 64)) +
+                                            "\" (known: type, room, id, data, roles, platforms, users)"};
+        return false;
+      }
+    }
     const auto* id = o.if_contains("id");
     out.id.clear();
     if (id) {
@@ -361,9 +371,13 @@ std::string encode_ack(std::string_view id, std::uint64_t seq, bool duplicate) {
   return s;
 }
 
-std::string encode_left(std::string_view room) {
+std::string encode_left(std::string_view room, std::string_view reason, bool kicked) {
   std::string s = "{\"type\":\"left\",\"room\":";
   append_json_string(s, room);
+  if (kicked) {
+    s += ",\"kicked\":true,\"reason\":";
+    append_json_string(s, reason);
+  }
   s.push_back('}');
   return s;
 }

@@ -31,6 +31,7 @@ inline constexpr std::string_view forbidden = "forbidden";
 inline constexpr std::string_view rate_limited = "rate_limited";
 inline constexpr std::string_view not_in_room = "not_in_room";
 inline constexpr std::string_view too_many_rooms = "too_many_rooms";
+inline constexpr std::string_view muted = "muted";
 }  // namespace error_code
 
 struct client_frame {
@@ -99,8 +100,8 @@ std::string encode_joined(const room_position& p);
 std::string encode_kicked(std::uint16_t code, std::string_view reason);
 // Answer to a client publish with an id: its seq (0 = none) and whether the id was seen before.
 std::string encode_ack(std::string_view id, std::uint64_t seq = 0, bool duplicate = false);
-// Answer to leave.
-std::string encode_left(std::string_view room);
+// Answer to leave; kicked: the session was removed from the room (POST /api/rooms/{room}/kick).
+std::string encode_left(std::string_view room, std::string_view reason = {}, bool kicked = false);
 std::string_view pong_payload() noexcept;
 
 }  // namespace roomcast::protocol

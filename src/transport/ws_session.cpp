@@ -317,6 +317,7 @@ void ws_session::publish(hub::client_command c) {
   const bool want_ack = !c.id.empty();
   e.id = want_ack ? std::move(c.id) : router.make_id(ctx_.index());
   e.claim_id = want_ack;
+  e.check_mute = true;
   e.from = this->id().user;
   e.data = std::move(c.data);
   e.audience = std::move(c.audience);
@@ -329,12 +330,14 @@ void ws_session::publish(hub::client_command c) {
   std::string to_room = e.target;
   router.publish(std::move(e),
                  [ctx, sid, ack_id = std::move(ack_id), room = std::move(to_room)](hub::router::publish_outcome o) {
-                   if (!o.ec && ack_id.empty()) return;
+                   if (!o.ec && !o.muted && ack_id.empty()) return;
                    asio::post(ctx->io(), [ctx, sid, ack_id, room, o = std::move(o)] {
                      auto* m = ctx->tables().find(sid);
                      if (!m) return;
                      auto* s = static_cast<ws_session*>(m);
                      if (o.ec) return s->send_error("unavailable", "publish failed: " + o.ec.message(), ack_id, room);
+                     if (o.muted)
+                       return s->send_error(protocol::error_code::muted, "you are muted in this room", ack_id, room);
                      s->send_text(protocol::encode_ack(ack_id, o.seq, o.duplicate));
                    });
                  });

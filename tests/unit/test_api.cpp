@@ -27,6 +27,7 @@ struct node_fixture {
   registry::local_registry reg{router, [] { return std::string(R"({"connections":0})"); }};
   api::node_state state;
   std::optional<api::handler> api;
+  int counter = 0;
 
   explicit node_fixture(std::string api_key = "") {
     cfg.api_key = std::move(api_key);
@@ -169,4 +170,65 @@ TEST(api, nodes_carry_the_summary_and_history_reads_back) {
   EXPECT_EQ(h.at("seq").as_int64(), 2);
   ASSERT_EQ(h.at("messages").as_array().size(), 1u) << json::serialize(h);
   EXPECT_EQ(json::serialize(h.at("messages").at(0).at("data")), R"("b")");
+}
+
+namespace {
+struct room_member final : hub::member {
+  explicit room_member(std::string user) : member(hub::identity{7, std::move(user), "STU", "pc"}) {}
+  void deliver(const hub::frame_ref& f) override { got.emplace_back(f->bytes().substr(2)); }
+  void kick(std::uint16_t, std::string_view) override {}
+  std::vector<std::string> got;
+};
+}  // namespace
+
+TEST(api, kick_removes_the_users_sessions_from_the_room_and_keeps_them_connected) {
+  node_fixture n;
+  room_member s("s1");
+  n.tables.add(s);
+  n.tables.join(s, "345", 4);
+  n.tables.join(s, "other", 4);
+  auto r = n.call("POST", "/api/rooms/345/kick", R"({"user":"s1","reason":"be nice"})");
+  ASSERT_EQ(r.status, 200u) << r.body;
+  EXPECT_FALSE(n.tables.in_room(s, "345"));
+  EXPECT_TRUE(n.tables.in_room(s, "other"));
+  ASSERT_EQ(s.got.size(), 1u);
+  EXPECT_EQ(s.got[0], R"({"type":"left","room":"345","kicked":true,"reason":"be nice"})");
+  EXPECT_EQ(n.tables.session_count(), 1u);
+  // Bad bodies change nothing.
+  EXPECT_EQ(n.call("POST", "/api/rooms/other/kick", R"({"reason":"x"})").status, 400u);
+  EXPECT_EQ(n.call("POST", "/api/rooms/other/kick", R"({"user":"s1","why":"x"})").status, 400u);
+  EXPECT_EQ(n.call("GET", "/api/rooms/other/kick").status, 405u);
+  EXPECT_TRUE(n.tables.in_room(s, "other"));
+  n.tables.remove(s);
+}
+
+TEST(api, a_muted_user_cannot_publish_to_the_room_until_the_mute_ends) {
+  node_fixture n;
+  auto client_publish = [&](std::string room, std::string user) {
+    bus::envelope e;
+    e.kind = protocol::target_kind::room;
+    e.target = std::move(room);
+    e.from = std::move(user);
+    e.id = "c" + std::to_string(++n.counter);
+    e.check_mute = true;
+    e.data = "1";
+    std::optional<hub::router::publish_outcome> out;
+    n.router.publish(std::move(e), [&](hub::router::publish_outcome o) { out = std::move(o); });
+    EXPECT_TRUE(out);
+    return out.value_or(hub::router::publish_outcome{});
+  };
+  auto r = n.call("POST", "/api/rooms/345/mute", R"({"user":"s1","duration":"10m"})");
+  ASSERT_EQ(r.status, 200u) << r.body;
+  EXPECT_EQ(json::parse(r.body).at("muted_ms").as_int64(), 600'000);
+  EXPECT_TRUE(client_publish("345", "s1").muted);
+  EXPECT_FALSE(client_publish("other", "s1").muted);
+  EXPECT_FALSE(client_publish("345", "s2").muted);
+  // A muted publish took no seq: the next one is 1... after the unmute.
+  ASSERT_EQ(n.call("POST", "/api/rooms/345/mute", R"({"user":"s1","duration":"0s"})").status, 200u);
+  auto ok = client_publish("345", "s1");
+  EXPECT_FALSE(ok.muted);
+  EXPECT_EQ(ok.seq, 2u);  // s2's publish above was 1
+  for (const char* body : {R"({"user":"s1"})", R"({"user":"s1","duration":"soon"})", R"({"user":"s1","duration":600})",
+                           R"({"user":"s1","duration":"8d"})", R"({"duration":"1m"})"})
+    EXPECT_EQ(n.call("POST", "/api/rooms/345/mute", body).status, 400u) << body;
 }

@@ -142,6 +142,9 @@ TEST(codec, a_client_publish_carries_its_filter) {
   EXPECT_TRUE(f.audience.empty()) << "a frame's filter must not leak into the next";
   EXPECT_FALSE(decode_client_frame(R"({"type":"publish","room":"7","data":1,"roles":[]})", f, e));
   EXPECT_EQ(e.code, error_code::bad_request);
+  EXPECT_FALSE(decode_client_frame(R"({"type":"publish","room":"7","data":1,"role":["THE"]})", f, e));
+  EXPECT_NE(e.message.find("unknown field \"role\""), std::string::npos) << e.message;
+  EXPECT_EQ(e.code, error_code::bad_request);
   EXPECT_FALSE(
       decode_client_frame(R"({"type":"publish","room":"7","data":1,"users":["a","b"]})", f, e, {.max_users = 1}));
   EXPECT_NE(e.message.find("at most 1"), std::string::npos) << e.message;
