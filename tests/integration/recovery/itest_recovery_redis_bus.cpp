@@ -17,24 +17,6 @@
 namespace roomcast::itest::recovery {
 namespace {
 
-std::vector<std::string> redis_bus_args(const std::string& node_id, const std::string& redis, const std::string& prefix,
-                                        bool script_publish) {
-  return {"--node-id",
-          node_id,
-          "--threads",
-          "2",
-          "--bus",
-          "redis",
-          "--redis-address",
-          redis,
-          "--redis-prefix",
-          prefix,
-          "--registry",
-          "local",
-          "--redis-script-publish",
-          script_publish ? "true" : "false"};
-}
-
 class recovery_redis_bus : public ::testing::TestWithParam<bool> {};
 
 TEST_P(recovery_redis_bus, holes_left_by_a_lossy_bus_are_filled_from_history) {

@@ -5,20 +5,39 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <set>
 #include <stdexcept>
 
 namespace roomcast::itest::recovery {
 
-// ---------------------------------------------------------------- paths
+// ---------------------------------------------------------------- paths and flags
 
 std::string recovery_path(const std::string& room, const std::string& role, const std::string& user,
-                          std::optional<std::uint64_t> since, const std::string& epoch) {
-  std::string p = ws_path(room, role, user);
+                          std::optional<std::uint64_t> since, const std::string& epoch, const std::string& platform) {
+  std::string p = ws_path(room, role, user, "tok", platform);
   if (since) {
     p += "?since=" + std::to_string(*since);
     if (!epoch.empty()) p += "&epoch=" + epoch;
   }
   return p;
+}
+
+std::vector<std::string> redis_bus_args(const std::string& node_id, const std::string& redis, const std::string& prefix,
+                                        bool script_publish) {
+  return {"--node-id",
+          node_id,
+          "--threads",
+          "2",
+          "--bus",
+          "redis",
+          "--redis-address",
+          redis,
+          "--redis-prefix",
+          prefix,
+          "--registry",
+          "local",
+          "--redis-script-publish",
+          script_publish ? "true" : "false"};
 }
 
 json::value welcome_room(const json::value& welcome, const std::string& room) {
@@ -66,9 +85,10 @@ json::value seq_tracker::on_frame(const std::string& text) {
       anomalies.push_back("message without seq: " + text);
     } else {
       const auto seq = static_cast<std::uint64_t>(s);
-      if (positioned && seq != last + 1)
-        anomalies.push_back("expected seq " + std::to_string(last + 1) + " got " + std::to_string(seq) + " (epoch " +
-                            epoch + "); recent frames:" + context());
+      if (positioned && (filtered ? seq <= last : seq != last + 1))
+        anomalies.push_back(
+            (filtered ? "expected a seq above " + std::to_string(last) : "expected seq " + std::to_string(last + 1)) +
+            " got " + std::to_string(seq) + " (epoch " + epoch + "); recent frames:" + context());
       last = seq;
       positioned = true;
       seqs.push_back(seq);
@@ -90,36 +110,57 @@ json::value seq_tracker::on_frame(const std::string& text) {
   return *v;
 }
 
-std::string check_exact(const std::vector<std::uint64_t>& seqs, std::uint64_t from, std::uint64_t to) {
-  std::vector<std::uint64_t> want;
-  for (auto s = from; s <= to; ++s) want.push_back(s);
-  if (seqs == want) return {};
+namespace {
+
+// What differs between seqs and the ascending list `want`: counts other than one, seqs not wanted,
+// order (the first few of each).
+std::string seq_diff(const std::vector<std::uint64_t>& seqs, const std::vector<std::uint64_t>& want) {
   std::map<std::uint64_t, int> count;
   for (auto s : seqs) ++count[s];
+  const std::set<std::uint64_t> wanted(want.begin(), want.end());
   std::string why;
   int shown = 0;
-  for (auto s = from; s <= to && shown < 10; ++s)
-    if (count[s] != 1) {
-      why += " seq " + std::to_string(s) + " x" + std::to_string(count[s]) + ";";
+  for (auto s : want) {
+    if (shown >= 10) break;
+    const auto it = count.find(s);
+    const int n = it == count.end() ? 0 : it->second;
+    if (n != 1) {
+      why += " seq " + std::to_string(s) + " x" + std::to_string(n) + ";";
       ++shown;
     }
+  }
   for (auto& [s, n] : count)
-    if ((s < from || s > to) && shown++ < 15) why += " unexpected seq " + std::to_string(s) + ";";
+    if (!wanted.contains(s) && shown++ < 15) why += " unexpected seq " + std::to_string(s) + ";";
   for (std::size_t i = 1; i < seqs.size() && shown < 20; ++i)
     if (seqs[i] <= seqs[i - 1]) {
       why += " out of order at #" + std::to_string(i) + " (" + std::to_string(seqs[i - 1]) + " then " +
              std::to_string(seqs[i]) + ");";
       ++shown;
     }
-  return "got " + std::to_string(seqs.size()) + " seqs, want " + std::to_string(to + 1 - from) + " (" +
-         std::to_string(from) + ".." + std::to_string(to) + "):" + why;
+  return why;
+}
+
+}  // namespace
+
+std::string check_exact(const std::vector<std::uint64_t>& seqs, std::uint64_t from, std::uint64_t to) {
+  std::vector<std::uint64_t> want;
+  for (auto s = from; s <= to; ++s) want.push_back(s);
+  if (seqs == want) return {};
+  return "got " + std::to_string(seqs.size()) + " seqs, want " + std::to_string(want.size()) + " (" +
+         std::to_string(from) + ".." + std::to_string(to) + "):" + seq_diff(seqs, want);
+}
+
+std::string check_seqs(const std::vector<std::uint64_t>& seqs, const std::vector<std::uint64_t>& want) {
+  if (seqs == want) return {};
+  return "got " + std::to_string(seqs.size()) + " seqs, want " + std::to_string(want.size()) + ":" +
+         seq_diff(seqs, want);
 }
 
 // ---------------------------------------------------------------- many clients, one thread
 
 std::string pooled_client::path() const {
-  if (!ever_welcomed || !t.positioned || t.epoch.empty()) return recovery_path(room, "STU", user);
-  return recovery_path(room, "STU", user, t.last, t.epoch);
+  if (!ever_welcomed || !t.positioned || t.epoch.empty()) return recovery_path(room, role, user, {}, {}, platform);
+  return recovery_path(room, role, user, t.last, t.epoch, platform);
 }
 
 std::string pooled_client::describe() const {
@@ -393,8 +434,9 @@ publish_answer try_publish(http_connection& conn, const std::string& body, std::
   return a;
 }
 
-std::string room_body(const std::string& room, const std::string& id, const std::string& data_json) {
-  return "{\"room\":" + json_quote(room) + ",\"id\":" + json_quote(id) + ",\"data\":" + data_json + "}";
+std::string room_body(const std::string& room, const std::string& id, const std::string& data_json,
+                      const std::string& extra_members) {
+  return "{\"room\":" + json_quote(room) + ",\"id\":" + json_quote(id) + ",\"data\":" + data_json + extra_members + "}";
 }
 
 void retry_stats::note(const std::string& s) {
@@ -560,8 +602,12 @@ void stream_publisher::record_locked(room_state& st, const json::value& answer) 
   const auto seq = static_cast<std::uint64_t>(std::max<std::int64_t>(0, json_int(answer, "seq", 0)));
   if (seq == 0) return;
   const auto e = json_string(answer, "epoch");
-  if (std::find(st.epochs.begin(), st.epochs.end(), e) == st.epochs.end()) st.epochs.push_back(e);
+  if (std::find(st.epochs.begin(), st.epochs.end(), e) == st.epochs.end()) {
+    st.epochs.push_back(e);
+    st.ids.clear();
+  }
   st.max_seq[e] = std::max(st.max_seq[e], seq);
+  if (e == st.epochs.back()) st.ids[seq] = json_string(answer, "id");
 }
 
 void stream_publisher::publish(http_connection& conn, const std::string& room) {
@@ -571,7 +617,8 @@ void stream_publisher::publish(http_connection& conn, const std::string& room) {
     n = ++counter_[room];
   }
   const std::string id = tag_ + "-" + room + "-" + std::to_string(n);
-  const auto [a, ms] = send_retrying(conn, room_body(room, id, "{\"n\":" + std::to_string(n) + "}"), id);
+  const auto [a, ms] = send_retrying(
+      conn, room_body(room, id, "{\"n\":" + std::to_string(n) + "}", members_of ? members_of(room, n) : ""), id);
   std::lock_guard lk(mu_);
   if (a.status != 200) {
     given_up_.push_back(id + ": " + (a.status ? json::serialize(a.body) : a.error));
@@ -594,7 +641,8 @@ void stream_publisher::publish_batch(http_connection& conn, const std::string& r
   std::string body = "[";
   for (std::uint64_t n = first; n < first + count; ++n) {
     if (n != first) body += ",";
-    body += room_body(room, tag_ + "-" + room + "-" + std::to_string(n), "{\"n\":" + std::to_string(n) + "}");
+    body += room_body(room, tag_ + "-" + room + "-" + std::to_string(n), "{\"n\":" + std::to_string(n) + "}",
+                      members_of ? members_of(room, n) : "");
   }
   body += "]";
   const std::string what = tag_ + "-" + room + "-" + std::to_string(first) + "+" + std::to_string(count);

@@ -33,11 +33,17 @@ namespace roomcast::itest::recovery {
 namespace json = boost::json;
 using namespace std::chrono_literals;
 
-// ---------------------------------------------------------------- paths
+// ---------------------------------------------------------------- paths and flags
 
 // The seed URL of a room, with ?since=&epoch= when asked to recover.
 std::string recovery_path(const std::string& room, const std::string& role, const std::string& user,
-                          std::optional<std::uint64_t> since = std::nullopt, const std::string& epoch = {});
+                          std::optional<std::uint64_t> since = std::nullopt, const std::string& epoch = {},
+                          const std::string& platform = "pc");
+
+// Flags of a node on the Redis Pub/Sub bus (local registry, Redis history); `script_publish`: the
+// history script PUBLISHes room messages itself (redis_script_publish).
+std::vector<std::string> redis_bus_args(const std::string& node_id, const std::string& redis, const std::string& prefix,
+                                        bool script_publish = true);
 
 // welcome.rooms[] entry of `room` (null when absent).
 json::value welcome_room(const json::value& welcome, const std::string& room);
@@ -50,6 +56,8 @@ struct seq_tracker {
   std::string epoch;                // learnt from welcome / joined / gap
   std::uint64_t last = 0;           // last seq delivered in `epoch`
   bool positioned = false;          // saw a welcome/joined position (or a message)
+  bool filtered = false;            // the room has filtered messages: seqs meant for others are passed over,
+                                    // so a seq only has to be above the last one (not last + 1)
   std::vector<std::uint64_t> seqs;  // every message seq, in arrival order (current epoch)
   std::vector<std::string> anomalies;
   std::vector<json::value> gaps;
@@ -67,13 +75,16 @@ struct seq_tracker {
 
 // seqs must be exactly from..to, each once, in order: "" when they are, else what is wrong.
 std::string check_exact(const std::vector<std::uint64_t>& seqs, std::uint64_t from, std::uint64_t to);
+// The same for any ascending list of wanted seqs (a member of a room with filtered messages).
+std::string check_seqs(const std::vector<std::uint64_t>& seqs, const std::vector<std::uint64_t>& want);
 
 // ---------------------------------------------------------------- many clients, one thread
 
 struct pooled_client {
   std::string room, user;
-  std::uint16_t port = 0;         // where it connects (a node or nginx)
-  std::unique_ptr<ws_client> ws;  // the current connection or attempt (one per attempt)
+  std::string role = "STU", platform = "pc";  // of its URL
+  std::uint16_t port = 0;                     // where it connects (a node or nginx)
+  std::unique_ptr<ws_client> ws;              // the current connection or attempt (one per attempt)
   seq_tracker t;
   bool welcomed = false;  // the current connection's welcome arrived
   bool ever_welcomed = false;
@@ -184,7 +195,9 @@ struct publish_answer {
 publish_answer try_publish(std::uint16_t port, const std::string& body, std::chrono::milliseconds timeout = 5s);
 publish_answer try_publish(http_connection& conn, const std::string& body, std::chrono::milliseconds timeout = 5s);
 
-std::string room_body(const std::string& room, const std::string& id, const std::string& data_json);
+// `extra_members`: more members of the object, each with its leading comma (`,"roles":["THE"]`).
+std::string room_body(const std::string& room, const std::string& id, const std::string& data_json,
+                      const std::string& extra_members = {});
 
 // Publishes with `id` until a 200 arrives (503 / 502 / transport errors are retried with the same
 // id, as a backend would). Returns the 200 answer, or the last failure at the deadline.
@@ -226,9 +239,17 @@ class stream_publisher {
   // One more message to every room (retried until accepted); call after stop().
   void publish_once_each();
 
+  // Where the next attempts go (a backend moving to another node when its node died).
+  void set_port(std::uint16_t port) { port_ = port; }
+
+  // Extra members of message n of a room (a filter such as `,"roles":["THE"]`; "" for none).
+  // Set before start().
+  std::function<std::string(const std::string& room, std::uint64_t n)> members_of;
+
   struct room_state {
     std::vector<std::string> epochs;               // in the order first seen
     std::map<std::string, std::uint64_t> max_seq;  // per epoch
+    std::map<std::uint64_t, std::string> ids;      // seq -> message id, in the latest epoch
     std::uint64_t accepted = 0;
   };
   room_state state(const std::string& room);

@@ -92,6 +92,19 @@ std::optional<json::value> read_message_id(member& m, const std::string& id, std
   }
 }
 
+std::optional<json::value> read_type_keeping(member& m, const std::string& type, std::vector<json::value>* skipped,
+                                             std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (true) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return std::nullopt;
+    auto f = m->read_json(left);
+    if (!f) return std::nullopt;
+    if (json_string(*f, "type") == type) return f;
+    if (skipped) skipped->push_back(std::move(*f));
+  }
+}
+
 std::string dump(const std::vector<json::value>& frames) {
   std::string s = "[";
   for (std::size_t i = 0; i < frames.size(); ++i) s += (i ? "," : "") + json::serialize(frames[i]);

@@ -60,6 +60,11 @@ std::optional<boost::json::value> read_message_id(member& m, const std::string& 
                                                   std::vector<boost::json::value>* skipped = nullptr,
                                                   std::chrono::milliseconds timeout = std::chrono::seconds(5));
 
+// Reads frames until one of `type` arrives (the frames before it are appended to `skipped`).
+std::optional<boost::json::value> read_type_keeping(member& m, const std::string& type,
+                                                    std::vector<boost::json::value>* skipped = nullptr,
+                                                    std::chrono::milliseconds timeout = std::chrono::seconds(5));
+
 std::string dump(const std::vector<boost::json::value>& frames);
 
 std::set<std::string> string_set(const boost::json::value& v, const std::string& array_path,
