@@ -92,6 +92,8 @@ class Connection {
   #idCounter = 0;
   #seenIds = new Set();
   #seenOrder = [];
+  #confirmed = new Set();  // ids of must-arrive messages this client confirmed (the last SEEN_IDS)
+  #confirmedOrder = [];
 
   constructor(opts) {
     this.#baseUrl = resolveUrl(opts.url);
@@ -160,7 +162,7 @@ class Connection {
     return this.#send(typeof frame === 'string' ? frame : JSON.stringify(frame));
   }
 
-  publish(data, { room, id } = {}) {
+  publish(data, { room, id, roles, platforms, users } = {}) {
     return new Promise((resolve, reject) => {
       if (this.#state === 'closed') return reject(failure('closed', 'connection is closed'));
       if (data === undefined) return reject(new TypeError('roomcast: publish needs data'));
@@ -171,6 +173,10 @@ class Connection {
       }
       const frame = { type: 'publish' };
       if (room != null) frame.room = String(room);
+      // Filters: only the room's members with one of these roles (and platforms, and user ids) get it.
+      if (roles != null) frame.roles = [...roles].map(String);
+      if (platforms != null) frame.platforms = [...platforms].map(String);
+      if (users != null) frame.users = [...users].map(String);
       frame.data = data;
       frame.id = pid;   // always: the server acks only a publish with an id, and de-duplicates by it
       let text;
@@ -457,6 +463,7 @@ class Connection {
       case 'kicked':
         this.#kicked = f;
         return this.#emit('kicked', f);
+      case 'presence': return this.#emit('presence', f);
       default:
         return;   // pong and anything newer
     }
@@ -488,6 +495,7 @@ class Connection {
   }
 
   #onMessage(f) {
+    if (f.receipt === true && f.id != null) return this.#onMustArrive(f);
     if (f.room != null && typeof f.seq === 'number') {
       const p = this.#positions.get(f.room);
       if (p && typeof p.seq === 'number' && f.seq <= p.seq) return;   // seen already (recovery overlap)
@@ -500,6 +508,25 @@ class Connection {
       if (this.#seenOrder.length > SEEN_IDS) this.#seenIds.delete(this.#seenOrder.shift());
     }
     this.#emit('message', f);
+  }
+
+  // A message that asks for a receipt: the server sends it again (after a reconnect, maybe with an
+  // older seq) until this user confirms it, so it is handled by id: handed to the app once, then
+  // confirmed once the app's handlers have run.
+  #onMustArrive(f) {
+    if (f.room != null && typeof f.seq === 'number') {
+      const p = this.#positions.get(f.room);
+      if (!p) this.#positions.set(f.room, { seq: f.seq, epoch: undefined });
+      else if (!(typeof p.seq === 'number' && f.seq <= p.seq)) p.seq = f.seq;
+    }
+    if (!this.#confirmed.has(f.id)) {
+      this.#emit('message', f);
+      this.#confirmed.add(f.id);
+      this.#confirmedOrder.push(f.id);
+      if (this.#confirmedOrder.length > SEEN_IDS) this.#confirmed.delete(this.#confirmedOrder.shift());
+    }
+    // Again when it comes again: the first confirm may have been lost with the connection.
+    this.#send(JSON.stringify({ type: 'received', id: f.id }));
   }
 
   #onErrorFrame(f) {

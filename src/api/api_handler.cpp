@@ -138,6 +138,11 @@ void handler::handle(const request& req, respond_fn done) {
     return done(stats());
   }
   const auto segs = protocol::split_path(target);
+  if (segs && segs->size() == 4 && (*segs)[0] == "api" && (*segs)[1] == "messages" && (*segs)[3] == "receipts") {
+    if (!get) return method_not_allowed("GET");
+    if ((*segs)[2].empty() || (*segs)[2].size() > 128) return done(error(400, "bad_request", "bad message id"));
+    return receipts_of(req, std::string((*segs)[2]), std::move(done));
+  }
   if (segs && segs->size() == 4 && (*segs)[0] == "api" && (*segs)[1] == "rooms" &&
       ((*segs)[3] == "kick" || (*segs)[3] == "mute")) {
     if (req.method != "POST") return method_not_allowed("POST");
@@ -196,9 +201,9 @@ std::optional<std::string> handler::parse_publish(const json::object& o, std::st
       filtered = true;
       continue;
     }
-    if (k != "room" && k != "user" && k != "all" && k != "data" && k != "id" && k != "from")
+    if (k != "room" && k != "user" && k != "all" && k != "data" && k != "id" && k != "from" && k != "receipts")
       return "unknown field \"" + std::string(k.substr(0, 64)) +
-             "\" (known: room, user, all, data, id, from, roles, platforms, users)";
+             "\" (known: room, user, all, data, id, from, roles, platforms, users, receipts)";
   }
   const auto* room = o.if_contains("room");
   const auto* user = o.if_contains("user");
@@ -236,6 +241,12 @@ std::optional<std::string> handler::parse_publish(const json::object& o, std::st
   } else {
     e.from = "api";
   }
+  if (const auto* r = o.if_contains("receipts")) {
+    if (!r->is_bool()) return "\"receipts\" must be true or false";
+    e.receipt = r->get_bool();
+    if (e.receipt && !room) return "\"receipts\" applies to room messages only";
+    if (e.receipt && !e.claim_id) return "\"receipts\" needs an \"id\" (the receipts are kept under it)";
+  }
   e.data = std::string(*data);
   e.origin = router_.node_id();
   return std::nullopt;
@@ -270,6 +281,9 @@ void handler::publish(const request& req, respond_fn done) {
         return done(error(400, "bad_request", "[" + std::to_string(i) + "]: a message must be a JSON object"));
       if (auto why = parse_publish(arr[i].get_object(), (*raws)[i], req.shard, batch[i]))
         return done(error(400, "bad_request", "[" + std::to_string(i) + "]: " + *why));
+      if (batch[i].receipt)
+        return done(error(400, "bad_request",
+                          "[" + std::to_string(i) + "]: \"receipts\" is for single publishes (one object)"));
     }
   }
   const auto n = batch.size();
@@ -280,6 +294,7 @@ void handler::publish(const request& req, respond_fn done) {
     return done(std::move(r));
   }
   counters_[req.shard]->publishes_api.add(n);
+  if (single && batch[0].receipt) return publish_with_receipts(std::move(batch[0]), std::move(done));
 
   auto st = std::make_shared<publish_batch>();
   st->single = single;
@@ -379,6 +394,80 @@ void handler::finish(publish_batch& st) {
   resp.status = failed == 0 ? (queued ? 202 : 200) : failed == n ? 503 : 207;
   if (failed) resp.headers.emplace_back("Retry-After", "1");
   st.done(std::move(resp));
+}
+
+// A must-arrive message: its expected users are the room's users (after its filter) now, cluster-
+// wide; the receipt is opened before the message goes out, so no confirm can come before it.
+void handler::publish_with_receipts(bus::envelope e, respond_fn done) {
+  if (!receipts_) return done(error(503, "unavailable", "no receipt store"));
+  auto st = std::make_shared<std::pair<bus::envelope, respond_fn>>(std::move(e), std::move(done));
+  const std::string room = st->first.target;
+  registry_.describe_room(room, [this, st](std::error_code ec, const registry::room_members& m) {
+    auto& [env, reply] = *st;
+    if (ec) {
+      auto r = registry_unavailable();
+      r.headers.emplace_back("Retry-After", "1");
+      return reply(std::move(r));
+    }
+    std::vector<std::string> users;
+    for (const auto& [user, p] : m.users)
+      if (p.reached_by(env.audience, user)) users.push_back(user);
+    if (users.size() > cfg_.receipt_max_users)
+      return reply(error(400, "bad_request",
+                         "the message reaches " + std::to_string(users.size()) + " users; receipts track at most " +
+                             std::to_string(cfg_.receipt_max_users) + " (receipt_max_users)"));
+    const auto expected = users.size();
+    receipts_->create(env.id, env.target, users, [this, st, expected](std::error_code cec, receipts::create_result cr) {
+      auto& [env2, reply2] = *st;
+      if (cec || cr == receipts::create_result::full) {
+        auto r = error(503, "unavailable",
+                       cec ? "receipt store: " + cec.message() : "too many receipts tracked (receipt_max_messages)");
+        r.headers.emplace_back("Retry-After", "1");
+        return reply2(std::move(r));
+      }
+      const bool created = cr == receipts::create_result::created;
+      router_.publish(bus::envelope(env2), [this, st, expected, created](hub::router::publish_outcome o) {
+        auto& [env3, reply3] = *st;
+        if (o.ec) {
+          if (created) receipts_->drop(env3.id);
+          auto r = error(503, "unavailable", refusal(o));
+          r.headers.emplace_back("Retry-After", "1");
+          return reply3(std::move(r));
+        }
+        if (created && !o.duplicate) {
+          // What a user who has not confirmed gets again: the frame live delivery sent.
+          std::string frame;
+          protocol::append_message(
+              frame, {protocol::target_kind::room, env3.target, env3.id, env3.from, env3.data, o.seq, true});
+          receipts_->published(env3.id, std::move(frame), o.seq, o.epoch);
+        }
+        std::string body;
+        append_outcome(body, env3.id, o);
+        body.pop_back();
+        body += ",\"receipts\":{\"expected\":" + std::to_string(expected) + "}}";
+        reply3(ok_json(std::move(body)));
+      });
+    });
+  });
+}
+
+// GET /api/messages/{id}/receipts: who of the expected users confirmed; the missing ones in pages.
+void handler::receipts_of(const request& req, const std::string& id, respond_fn done) {
+  if (!receipts_) return done(error(404, "not_found", "no receipts on this node"));
+  std::size_t limit = 100;
+  if (!parse_limit(req.target, limit)) return done(error(400, "bad_request", "limit must be 1..1000"));
+  auto after = protocol::query_param(req.target, "cursor").value_or("");
+  if (after.size() > 256) return done(error(400, "bad_request", "bad cursor (use next_cursor of the previous page)"));
+  receipts_->describe(id, after, limit,
+                      [id, done = std::move(done)](std::error_code ec, std::optional<receipts::status> s) {
+                        if (ec) {
+                          auto r = error(503, "unavailable", "receipt store: " + ec.message());
+                          r.headers.emplace_back("Retry-After", "1");
+                          return done(std::move(r));
+                        }
+                        if (!s) return done(error(404, "not_found", "no receipts for this id (never, or expired)"));
+                        done(ok_json(receipts_json(id, *s)));
+                      });
 }
 
 void handler::history(const request& req, const std::string& room, respond_fn done) {
@@ -767,6 +856,13 @@ std::string handler::metrics_text() const {
   metric("roomcast_messages_out_total", "counter", "Message frames queued to sessions (one per recipient).",
          sum(
              c, [](auto& x) -> auto& { return x.messages_out; }));
+  metric("roomcast_receipts_confirms_received_total", "counter", "Confirm frames (received) from clients.",
+         sum(
+             c, [](auto& x) -> auto& { return x.receipts_confirmed; }));
+  metric("roomcast_receipts_redelivered_total", "counter",
+         "Must-arrive messages sent again to a user who had not confirmed them (on a join or reconnect).",
+         sum(
+             c, [](auto& x) -> auto& { return x.receipts_redelivered; }));
   metric("roomcast_messages_filtered_total", "counter",
          "Room message deliveries skipped because the member is outside the message's roles/platforms/users.",
          sum(
@@ -811,6 +907,7 @@ std::string handler::metrics_text() const {
   router_.bus().append_metrics(o);
   registry_.append_metrics(o);
   if (auto* h = router_.history_store()) h->append_metrics(o);
+  if (receipts_) receipts_->append_metrics(o);
   for (const auto& f : extra_metrics_) f(o);
   return o;
 }

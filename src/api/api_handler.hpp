@@ -5,6 +5,7 @@
 #include "hub/router.hpp"
 #include "hub/token_bucket.hpp"
 #include "metrics/counters.hpp"
+#include "receipts/store.hpp"
 #include "registry/registry.hpp"
 
 #include <boost/json/fwd.hpp>
@@ -48,6 +49,8 @@ class handler {
   handler(const config::config& cfg, hub::router& router, registry::registry& registry, node_state& state);
   // Wiring, before traffic: one counters block per shard, indexed by shard.
   void set_counters(std::vector<metrics::shard_counters*> counters);
+  // Where receipts are kept (null: publishes with receipts get 503). Set before traffic.
+  void set_receipts(receipts::store* r) noexcept { receipts_ = r; }
   // More /metrics lines from a part the handler doesn't know (presence). Set before traffic.
   void add_metrics(std::function<void(std::string&)> fn) { extra_metrics_.push_back(std::move(fn)); }
 
@@ -86,6 +89,8 @@ class handler {
                                            bus::envelope& e);
   void publish(const request& req, respond_fn done);
   void publish_in_order(const std::shared_ptr<publish_batch>& st);
+  void publish_with_receipts(bus::envelope e, respond_fn done);
+  void receipts_of(const request& req, const std::string& id, respond_fn done);
   static void finish(publish_batch& st);
   void disconnect(const request& req, respond_fn done);
   void kick(const request& req, const std::string& room, respond_fn done);
@@ -99,6 +104,7 @@ class handler {
   registry::registry& registry_;
   node_state& state_;
   std::vector<std::function<void(std::string&)>> extra_metrics_;
+  receipts::store* receipts_ = nullptr;
   std::vector<metrics::shard_counters*> counters_;
   std::vector<hub::token_bucket> publish_buckets_;  // one per shard
 };

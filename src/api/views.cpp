@@ -95,6 +95,22 @@ std::string room_json(std::string_view room, const registry::room_members& m, st
   return b;
 }
 
+std::string receipts_json(std::string_view id, const receipts::status& s) {
+  std::string b = "{\"id\":";
+  append_json_string(b, id);
+  b += ",\"room\":";
+  append_json_string(b, s.room);
+  b += ",\"expected\":" + std::to_string(s.expected) + ",\"received\":" + std::to_string(s.received) +
+       ",\"missing_count\":" + std::to_string(s.missing_count) + ",\"missing\":";
+  append_strings(b, s.missing);
+  if (s.more && !s.missing.empty()) {
+    b += ",\"next_cursor\":";
+    append_json_string(b, s.missing.back());
+  }
+  b += "}";
+  return b;
+}
+
 std::string nodes_json(const std::vector<registry::node_entry>& nodes) {
   std::string b = "{\"nodes\":[";
   for (std::size_t i = 0; i < nodes.size(); ++i) {

@@ -5,6 +5,8 @@
 #include "bus/redis_bus.hpp"
 #include "history/local_history.hpp"
 #include "history/redis_history.hpp"
+#include "receipts/local_store.hpp"
+#include "receipts/redis_store.hpp"
 #include "registry/local_registry.hpp"
 #include "registry/redis_registry.hpp"
 
@@ -90,6 +92,19 @@ std::unique_ptr<history::history> make_history(const config::config& cfg) {
   if (cfg.history_store == config::history_kind::redis)
     return std::make_unique<history::redis_history>(redis_history_options_of(cfg));
   return std::make_unique<history::local_history>(cfg.idempotency_window);
+}
+
+std::unique_ptr<receipts::store> make_receipts(const config::config& cfg) {
+  const receipts::limits bounds{cfg.receipt_ttl, cfg.receipt_max_messages, cfg.receipt_max_users};
+  if (cfg.history_store == config::history_kind::redis) {
+    receipts::redis_store_options o;
+    o.host = cfg.redis_host;
+    o.port = cfg.redis_port;
+    o.timeout = cfg.redis_timeout;
+    o.bounds = bounds;
+    return std::make_unique<receipts::redis_store>(std::move(o));
+  }
+  return std::make_unique<receipts::local_store>(bounds);
 }
 
 std::unique_ptr<registry::registry> make_registry(const config::config& cfg, hub::router& router,

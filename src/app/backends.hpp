@@ -4,6 +4,7 @@
 #include "bus/bus.hpp"
 #include "config/config.hpp"
 #include "history/history.hpp"
+#include "receipts/store.hpp"
 #include "hub/router.hpp"
 #include "registry/registry.hpp"
 
@@ -16,6 +17,8 @@ namespace roomcast::app {
 
 std::unique_ptr<bus::bus> make_bus(const config::config& cfg);
 std::unique_ptr<history::history> make_history(const config::config& cfg);
+// Receipts live where the history does: Redis in a cluster, memory on one node.
+std::unique_ptr<receipts::store> make_receipts(const config::config& cfg);
 
 // node_summary(): the node's state as JSON (heartbeat value); snapshot(): this node's sessions,
 // gathered from the shards (the redis registry's resync).

@@ -81,6 +81,7 @@ struct node::parts {
         the_bus(make_bus(cfg)),
         router(cfg.node_id, *the_bus),
         the_history(make_history(cfg)),
+        the_receipts(make_receipts(cfg)),
         // The registry reports this node's summary, which the API handler (built after it) writes.
         the_registry(make_registry(
             cfg, router, [this] { return api_ready.load() ? api.node_summary() : std::string("{}"); },
@@ -91,7 +92,7 @@ struct node::parts {
         api(cfg, router, *the_registry, state),
         rights{cfg.publish_roles, cfg.client_join,   cfg.dev_kill,
                cfg.publish_rate,  cfg.publish_burst, protocol::filter_limits{.max_users = cfg.filter_max_users}},
-        svc{cfg, route, router, api, state, the_history.get(), rights} {
+        svc{cfg, route, router, api, state, the_history.get(), rights, the_receipts.get()} {
     router.set_history(the_history.get(), &history_rules, cfg.history_reject_when_down);
     // Shards first (their counters are what the API reads), then the wiring, all before traffic.
     std::vector<metrics::shard_counters*> counters;
@@ -102,6 +103,7 @@ struct node::parts {
     }
     api.set_counters(counters);
     api.add_metrics([this](std::string& o) { presence.append_metrics(o); });
+    api.set_receipts(the_receipts.get());
     router.on_presence([this](const bus::envelope& e) { presence.on_ping(e); });
     the_registry->on_nodes_reaped([this] { presence.nodes_reaped(); });
     api_ready = true;
@@ -166,6 +168,7 @@ struct node::parts {
   std::unique_ptr<bus::bus> the_bus;
   hub::router router;
   std::unique_ptr<history::history> the_history;
+  std::unique_ptr<receipts::store> the_receipts;
   api::node_state state;
   std::atomic<bool> api_ready{false};
   std::unique_ptr<registry::registry> the_registry;
@@ -197,12 +200,14 @@ int node::run() {
   p.the_bus->start([&p](const bus::envelope& e, bus::delivery_done done) { p.router.dispatch(e, std::move(done)); });
   p.the_registry->start();
   p.the_history->start();
+  p.the_receipts->start();
   p.presence.start();
   auto stop_backends = [&p] {
     p.presence.stop();
     p.the_bus->stop();
     p.the_registry->stop();
     p.the_history->stop();
+    p.the_receipts->stop();
   };
 
   try {

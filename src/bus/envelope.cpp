@@ -49,6 +49,7 @@ void append_head(std::string& s, const envelope& e) {
   s += ",\"origin\":";
   append_json_string(s, e.origin);
   protocol::append_filter_members(s, e.audience);
+  if (e.receipt) s += ",\"receipt\":true";
 }
 
 void append_tail(std::string& s, const envelope& e) {
@@ -141,6 +142,7 @@ bool decode_envelope(std::string_view wire, envelope& out) {
     if (!str("epoch", out.epoch)) return false;
   }
   if (protocol::parse_filter(o, protocol::stored_filter_limits, out.audience)) return false;
+  if (const auto* r = o.if_contains("receipt")) out.receipt = r->is_bool() && r->get_bool();
   const auto raw = protocol::find_raw_member(wire, "data");
   if (!raw) return false;
   out.data = std::string(*raw);

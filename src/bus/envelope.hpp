@@ -33,6 +33,7 @@ struct envelope {
   std::string from;  // publisher: a user id, or "api"
   std::string data;
   protocol::filter audience;  // room messages: only the members it matches get it
+  bool receipt = false;       // room messages: must-arrive, members confirm it (receipts::store)
   std::string origin;         // node id that published it
   std::uint64_t seq = 0;      // per-room sequence from the history (0 = none)
   std::string epoch;          // the history epoch seq belongs to

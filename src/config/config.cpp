@@ -381,6 +381,17 @@ const std::vector<key_def>& keys() {
        duration_key(&config::registry_heartbeat, 100ms, 1min)},
       {"registry_node_ttl", "\"6s\"", "a node whose liveness key is this old is dead: the others remove its entries",
        duration_key(&config::registry_node_ttl, 300ms, 10min)},
+      {"receipt_ttl", "\"10m\"",
+       "how long a message published with receipts is tracked: users who have not confirmed it get it again when "
+       "they reconnect until then",
+       duration_key(&config::receipt_ttl, 1000ms, 24h)},
+      {"receipt_max_messages", "10000",
+       "messages with receipts tracked at once (their expected users, who confirmed, their frame); beyond it a publish "
+       "with receipts gets 503",
+       count_key(&config::receipt_max_messages, 1, 10'000'000)},
+      {"receipt_max_users", "10000",
+       "most expected users of one message with receipts; a publish to a bigger audience gets 400",
+       count_key(&config::receipt_max_users, 1, 1'000'000)},
       {"presence_events", "[]",
        "rooms whose members get presence frames (who is online, cluster-wide): \"<room pattern> [interval]\" rules, "
        "first match wins; interval 100ms..10m (default 1s) or off; at most one frame per room per interval. [] = none",

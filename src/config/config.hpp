@@ -72,6 +72,11 @@ struct config {
   // History and idempotency
   history_kind history_store = history_kind::automatic;  // resolved: local for bus local, else redis
   std::vector<std::string> history{"* 300 10m"};         // "<room pattern> <messages> <ttl>", first match wins
+  // Receipts (must-arrive messages)
+  millis receipt_ttl{600'000};                // a receipt (and redelivery to who didn't confirm) lasts this long
+  std::size_t receipt_max_messages = 10'000;  // receipts alive at once; beyond it publishes with receipts get 503
+  std::size_t receipt_max_users = 10'000;     // expected users of one message; a bigger room gets 400
+
   // Presence frames
   std::vector<std::string> presence_events;  // "<room pattern> [interval]"; empty: no presence frames
   std::vector<std::string> presence_names;   // roles whose names presence frames carry

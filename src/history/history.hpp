@@ -21,6 +21,7 @@ struct entry {
   std::string from;
   std::string data;           // raw JSON
   protocol::filter audience;  // who in the room it is for (empty: everyone)
+  bool receipt = false;       // must-arrive (its frame asks the client to confirm)
 };
 
 struct append_result {

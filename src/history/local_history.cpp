@@ -49,7 +49,7 @@ void local_history::append(const bus::envelope& e, const policy& p, std::functio
         }
         r.seq = ++log.seq;
         r.epoch = log.epoch;
-        log.entries.push_back({r.seq, e.id, e.from, e.data, e.audience});
+        log.entries.push_back({r.seq, e.id, e.from, e.data, e.audience, e.receipt});
         while (log.entries.size() > p.max_messages) log.entries.pop_front();
         log.expires = now + p.ttl;
       }

@@ -18,7 +18,7 @@ using clock = std::chrono::steady_clock;
 // KEYS: meta, stream, id key, mute key. ARGV: keep, maxlen, ttl_ms, epoch candidate, id, from, data,
 // id_window_ms, claim (1: the publisher chose the id: check and remember it), channel ('' = don't
 // publish), envelope head, envelope tail (bus::encode_envelope_parts), audience ('' = everyone;
-// protocol::filter_json), check mute (1: refuse when the mute key exists).
+// protocol::filter_json), check mute (1: refuse when the mute key exists), receipt ('1': stored as r).
 // Returns {duplicate (0/1; 2 = muted), "<seq>|<epoch>"}.
 constexpr const char* append_script = R"lua(
 if ARGV[14] == '1' and redis.call('EXISTS', KEYS[4]) == 1 then return {2, ''} end
@@ -35,11 +35,10 @@ if ARGV[1] == '1' then
     redis.call('HSET', KEYS[1], 'epoch', epoch)
   end
   seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
-  if ARGV[13] == '' then
-    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], seq .. '-0', 'i', ARGV[5], 'f', ARGV[6], 'd', ARGV[7])
-  else
-    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], seq .. '-0', 'i', ARGV[5], 'f', ARGV[6], 'd', ARGV[7], 'a', ARGV[13])
-  end
+  local fields = {'i', ARGV[5], 'f', ARGV[6], 'd', ARGV[7]}
+  if ARGV[13] ~= '' then fields[#fields + 1] = 'a'; fields[#fields + 1] = ARGV[13] end
+  if ARGV[15] == '1' then fields[#fields + 1] = 'r'; fields[#fields + 1] = '1' end
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], seq .. '-0', unpack(fields))
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
   redis.call('PEXPIRE', KEYS[2], ARGV[3])
 end
@@ -143,7 +142,7 @@ void redis_history::append(const bus::envelope& e, const policy& p, std::functio
   impl_->appends.fetch_add(1, std::memory_order_relaxed);
   const bool publish = publishes(e);
   redis::command args;
-  args.reserve(17);
+  args.reserve(19);
   args = {"4",
           pre + ":hm:" + e.target,
           pre + ":hs:" + e.target,
@@ -168,6 +167,7 @@ void redis_history::append(const bus::envelope& e, const policy& p, std::functio
   }
   args.push_back(protocol::filter_json(e.audience));
   args.push_back(e.check_mute ? "1" : "0");
+  args.push_back(e.receipt ? "1" : "0");
   auto* m = impl_.get();
   impl_->run(impl_->append_id, std::move(args),
              [cb = std::move(cb), m, publish](const redisReply* r, std::error_code ec) {
@@ -230,6 +230,8 @@ void redis_history::read(const std::string& room, std::uint64_t since, std::size
                        en.from = str(kv->element[k + 1]);
                      else if (key == "d")
                        en.data = str(kv->element[k + 1]);
+                     else if (key == "r")
+                       en.receipt = true;
                      else if (key == "a")
                        readable = protocol::parse_filter_json(str(kv->element[k + 1]), en.audience);
                    }

@@ -29,6 +29,13 @@ client_command decide_client_command(std::string_view text, const client_rights&
     case protocol::client_frame::kind::ping:
       c.what = client_command::kind::pong;
       return c;
+    case protocol::client_frame::kind::received:
+      // A confirm costs a tenth of a publish: a client confirms what it gets, at the fan-out rate.
+      if (!s.publish_bucket->try_take(rights.publish_rate * 10, rights.publish_burst * 10, s.now))
+        return refuse(ec::rate_limited, "too many confirms; slow down", f.id);
+      c.what = client_command::kind::received;
+      c.id = std::move(f.id);
+      return c;
     case protocol::client_frame::kind::kill:
       if (!rights.dev_kill) return refuse(ec::forbidden, "kill needs dev_kill = true on the node");
       c.what = client_command::kind::kill;

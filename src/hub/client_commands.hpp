@@ -35,12 +35,13 @@ struct client_session {
 
 struct client_command {
   enum class kind : std::uint8_t {
-    pong,     // answer {"type":"pong"}
-    error,    // send `text` (an error frame naming the frame's id/room); the session stays open
-    join,     // join `room`, recovering after `since` of `epoch` when `recover`
-    leave,    // leave `room` (the session is in it), then answer with encode_left
-    publish,  // publish `data` to `room` (the session is in it); ack by `id` when not empty
-    kill,     // dev_kill: die now
+    pong,      // answer {"type":"pong"}
+    error,     // send `text` (an error frame naming the frame's id/room); the session stays open
+    join,      // join `room`, recovering after `since` of `epoch` when `recover`
+    leave,     // leave `room` (the session is in it), then answer with encode_left
+    publish,   // publish `data` to `room` (the session is in it); ack by `id` when not empty
+    kill,      // dev_kill: die now
+    received,  // confirm the message `id` (receipts) for this session's user
   };
   kind what = kind::error;
   std::string text;  // error: the frame

@@ -1,6 +1,8 @@
 #pragma once
 // Who is in a room: sessions, distinct users, by role and platform (GET /api/rooms/{room} and the
 // presence frames). Built from members one session at a time, by a shard or from the registry.
+#include "protocol/filter.hpp"
+
 #include <cstddef>
 #include <map>
 #include <set>
@@ -12,6 +14,14 @@ namespace roomcast::hub {
 struct user_presence {
   std::size_t sessions = 0;
   std::set<std::string, std::less<>> roles, platforms;
+  std::set<std::pair<std::string, std::string>> devices;  // (role, platform) of each kind of session
+
+  // A message with this audience reaches the user: one of its sessions matches.
+  bool reached_by(const protocol::filter& f, std::string_view user) const {
+    for (const auto& [role, platform] : devices)
+      if (f.matches(role, platform, user)) return true;
+    return false;
+  }
 };
 
 struct room_presence {
@@ -29,6 +39,7 @@ struct room_presence {
     ++it->second.sessions;
     it->second.roles.emplace(role);
     it->second.platforms.emplace(platform);
+    it->second.devices.emplace(role, platform);
   }
   void merge(const room_presence& o) {
     sessions += o.sessions;
@@ -39,6 +50,7 @@ struct room_presence {
       mine.sessions += p.sessions;
       mine.roles.insert(p.roles.begin(), p.roles.end());
       mine.platforms.insert(p.platforms.begin(), p.platforms.end());
+      mine.devices.insert(p.devices.begin(), p.devices.end());
     }
   }
 

@@ -105,7 +105,7 @@ void router::dispatch(const bus::envelope& e, bus::delivery_done done) {
     std::string epoch;
   };
   auto f = std::make_shared<protocol::encoded_frame>();
-  protocol::append_message(f->payload_buffer(), {e.kind, e.target, e.id, e.from, e.data, e.seq});
+  protocol::append_message(f->payload_buffer(), {e.kind, e.target, e.id, e.from, e.data, e.seq, e.receipt});
   f->finish(protocol::ws_opcode::text);
   auto r = std::make_shared<const routed>(
       routed{e.kind, e.target, std::move(f), share_audience(e.audience), e.seq, e.epoch});
@@ -173,7 +173,8 @@ void router::publish(bus::envelope e, std::function<void(publish_outcome)> done)
 
 protocol::shared_frame router::encode(std::string_view room, const history::entry& en) {
   auto f = std::make_shared<protocol::encoded_frame>();
-  protocol::append_message(f->payload_buffer(), {protocol::target_kind::room, room, en.id, en.from, en.data, en.seq});
+  protocol::append_message(f->payload_buffer(),
+                           {protocol::target_kind::room, room, en.id, en.from, en.data, en.seq, en.receipt});
   f->finish(protocol::ws_opcode::text);
   return f;
 }

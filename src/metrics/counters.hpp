@@ -63,19 +63,21 @@ struct shard_counters {
   counter room_joins;   // room memberships added (URL room + join frames)
   std::array<counter, static_cast<std::size_t>(close_reason::count_)> closes;
   std::array<counter, static_cast<std::size_t>(handshake_failure::count_)> handshake_failures;
-  counter messages_in;         // client text frames received
-  counter messages_out;        // frames queued to sessions (deliveries)
-  counter messages_filtered;   // room message deliveries skipped: the member is not in its audience
-  counter bytes_out;           // bytes written to WebSocket sockets
-  counter publishes_api;       // POST /api/publish accepted
-  counter publishes_client;    // client publishes accepted
-  counter client_errors;       // error frames sent
-  counter http_requests;       // HTTP requests served (API, metrics, files)
-  counter duplicates_dropped;  // room messages dropped as already delivered (seq <= last)
-  counter gap_fills;           // holes in a room's sequence read from history
-  counter gaps_unfilled;       // holes history could not fill (clients got a gap frame)
-  counter recoveries;          // joins with since that were recovered
-  counter recovery_gaps;       // joins with since that got a gap frame
+  counter messages_in;           // client text frames received
+  counter messages_out;          // frames queued to sessions (deliveries)
+  counter messages_filtered;     // room message deliveries skipped: the member is not in its audience
+  counter bytes_out;             // bytes written to WebSocket sockets
+  counter publishes_api;         // POST /api/publish accepted
+  counter publishes_client;      // client publishes accepted
+  counter client_errors;         // error frames sent
+  counter http_requests;         // HTTP requests served (API, metrics, files)
+  counter duplicates_dropped;    // room messages dropped as already delivered (seq <= last)
+  counter gap_fills;             // holes in a room's sequence read from history
+  counter gaps_unfilled;         // holes history could not fill (clients got a gap frame)
+  counter recoveries;            // joins with since that were recovered
+  counter recovery_gaps;         // joins with since that got a gap frame
+  counter receipts_confirmed;    // {"type":"received"} frames taken
+  counter receipts_redelivered;  // unconfirmed must-arrive messages sent again on a join
 
   void close(close_reason r) noexcept { closes[static_cast<std::size_t>(r)].add(); }
   void handshake_failed(handshake_failure f) noexcept { handshake_failures[static_cast<std::size_t>(f)].add(); }

@@ -208,6 +208,16 @@ bool decode_client_frame(std::string_view text, client_frame& out, decode_error&
     }
     return true;
   }
+  if (t == "received") {
+    out.type = client_frame::kind::received;
+    const auto* id = o.if_contains("id");
+    if (!id || !id->is_string() || id->get_string().empty() || id->get_string().size() > 128) {
+      err = {error_code::bad_request, "\"id\" must be the message's id (a string of at most 128 bytes)"};
+      return false;
+    }
+    out.id = std::string(id->get_string());
+    return true;
+  }
   if (t == "kill") {
     out.type = client_frame::kind::kill;
     return true;
@@ -329,6 +339,7 @@ void append_message(std::string& out, const message_view& m) {
       break;
   }
   if (m.seq != 0) out += ",\"seq\":" + std::to_string(m.seq);
+  if (m.receipt) out += ",\"receipt\":true";
   out += ",\"id\":";
   append_json_string(out, m.id);
   out += ",\"from\":";

@@ -35,7 +35,8 @@ inline constexpr std::string_view muted = "muted";
 }  // namespace error_code
 
 struct client_frame {
-  enum class kind : std::uint8_t { publish, join, leave, ping, chat, kill };  // kill: dev_kill only
+  // kill: dev_kill only; received: confirms a message that asked for a receipt (`id`)
+  enum class kind : std::uint8_t { publish, join, leave, ping, chat, kill, received };
   kind type = kind::chat;
   std::string room;         // publish, join, leave
   std::string id;           // publish: optional idempotency key
@@ -82,6 +83,7 @@ struct message_view {
   std::string_view from;
   std::string_view data;  // raw JSON
   std::uint64_t seq = 0;  // per-room sequence; 0 = none (no history, or not a room message)
+  bool receipt = false;   // must-arrive: the client answers {"type":"received","id"}
 };
 // Appends the `message` frame payload to out (used to build the shared frame once).
 void append_message(std::string& out, const message_view& m);

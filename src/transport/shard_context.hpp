@@ -34,6 +34,7 @@ struct services {
   api::node_state& state;
   history::history* history;         // null: no history at all
   const hub::client_rights& rights;  // what client frames may do (from cfg)
+  receipts::store* receipts;         // must-arrive messages (null: none)
 };
 
 // What a client asked to recover, from its URL (?since=&epoch=) or a join frame.

@@ -124,6 +124,7 @@ void ws_session::on_synced(const std::string& room, const recovery_request& reco
     send_text(protocol::encode_joined(pos));
   }
   std::uint64_t position = pos.seq;
+  std::uint64_t recovered_to = 0;  // the recovery below sent (since, recovered_to] of pos.epoch
   if (recovery.wanted && ctx_.svc().router.policy_for(room).keeps()) {
     auto& c = ctx_.counters();
     if (r.ec) {
@@ -143,10 +144,36 @@ void ws_session::on_synced(const std::string& room, const recovery_request& reco
           enqueue(hub::make_local(hub::router::encode(room, en)));
       c.recoveries.add();
       send_text(protocol::encode_recovered(room, recovery.since + 1, r.head));
+      recovered_to = r.head;
     }
   }
   if (r.ec) position = 0;
   ctx_.tables().finish_sync(*this, room, position, pos.epoch);
+  redeliver_unconfirmed(room, recovery.since, recovered_to, pos.epoch);
+}
+
+void ws_session::redeliver_unconfirmed(const std::string& room, std::uint64_t since, std::uint64_t recovered_to,
+                                       const std::string& epoch) {
+  auto* store = ctx_.svc().receipts;
+  if (!store) return;
+  auto* ctx = &ctx_;
+  const auto sid = id().session_id;
+  store->pending(
+      id().user, room,
+      [ctx, sid, room, since, recovered_to, epoch](std::error_code ec, std::vector<receipts::pending_message> msgs) {
+        if (ec || msgs.empty()) return;
+        asio::post(ctx->io(), [ctx, sid, room, since, recovered_to, epoch, msgs = std::move(msgs)] {
+          auto* m = ctx->tables().find(sid);
+          if (!m || !ctx->tables().in_room(*m, room)) return;
+          auto* s = static_cast<ws_session*>(m);
+          for (const auto& p : msgs) {
+            // The recovery just sent it (with "receipt":true): once is enough.
+            if (p.epoch == epoch && p.seq > since && p.seq <= recovered_to) continue;
+            s->send_text(p.frame);
+            ctx->counters().receipts_redelivered.add();
+          }
+        });
+      });
 }
 
 // ---- reading ----
@@ -285,6 +312,10 @@ void ws_session::on_text(std::string_view text) {
     case kind::error:
       ctx_.counters().client_errors.add();
       send_text(c.text);
+      return;
+    case kind::received:
+      if (auto* store = ctx_.svc().receipts) store->confirm(c.id, id().user);
+      ctx_.counters().receipts_confirmed.add();
       return;
     case kind::kill:
       // The failover demo: die as kill -9 would, with no drain, no deregistration, no flush.

@@ -63,6 +63,10 @@ class ws_session final
   bool on_event(const protocol::ws_event& ev);
   void on_text(std::string_view text);
   void publish(hub::client_command c);
+  // Sends the room's messages with receipts this user has not confirmed (after a join), except what
+  // the join's recovery just sent: (since, recovered_to] of `epoch`.
+  void redeliver_unconfirmed(const std::string& room, std::uint64_t since, std::uint64_t recovered_to,
+                             const std::string& epoch);
   // Joins `room`; for a room with history, reads its position (and what the client missed) first.
   void join_room(const std::string& room, recovery_request recovery, bool initial);
   void on_synced(const std::string& room, const recovery_request& recovery, bool initial,

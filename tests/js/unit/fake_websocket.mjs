@@ -135,7 +135,7 @@ export function setup(options = {}) {
     ...options,
   });
   const events = [];
-  for (const e of ['state', 'welcome', 'message', 'recovered', 'gap', 'joined', 'left', 'kicked', 'error', 'reconnect']) {
+  for (const e of ['state', 'welcome', 'message', 'recovered', 'gap', 'joined', 'left', 'kicked', 'error', 'reconnect', 'presence']) {
     c.on(e, (v) => events.push([e, v]));
   }
   const of = (name) => events.filter(([e]) => e === name).map(([, v]) => v);

@@ -148,3 +148,45 @@ test('a kick rejects what is pending', async () => {
   assert.equal((await p).err.code, 'kicked');
   assert.equal(c.state, 'closed');
 });
+
+test('publish carries filters for a part of the room', async () => {
+  const { c, sockets } = setup();
+  sockets[0].open();
+  const p = outcome(c.publish('quiz', { room: '345', id: 'q', roles: ['THE'], platforms: ['pc', 'ios'], users: [7] }));
+  assert.deepEqual(sockets[0].frames(), [
+    { type: 'publish', room: '345', roles: ['THE'], platforms: ['pc', 'ios'], users: ['7'], data: 'quiz', id: 'q' },
+  ]);
+  sockets[0].receive({ type: 'ack', id: 'q', seq: 3 });
+  assert.equal((await p).ok.seq, 3);
+  c.close();
+});
+
+test('a must-arrive message reaches the app once and is confirmed after its handlers ran, again when resent', () => {
+  const { c, sockets, of } = setup();
+  sockets[0].open();
+  sockets[0].receive(welcome());
+  const order = [];
+  c.on('message', (m) => order.push(`handled ${m.id}`));
+  const sent = () => sockets[0].frames().filter((f) => f.type === 'received');
+  sockets[0].receive({ type: 'message', room: '345', seq: 4, id: 'quiz-1', from: 'api', receipt: true, data: 1 });
+  assert.deepEqual(order, ['handled quiz-1']);
+  assert.deepEqual(sent(), [{ type: 'received', id: 'quiz-1' }]);
+  // Sent again by the server (its confirm was lost): not handed over twice, confirmed again.
+  sockets[0].receive({ type: 'message', room: '345', seq: 4, id: 'quiz-1', from: 'api', receipt: true, data: 1 });
+  assert.equal(of('message').length, 1);
+  assert.equal(sent().length, 2);
+  // A plain message with an older seq is still a duplicate.
+  sockets[0].receive({ type: 'message', room: '345', seq: 3, id: 'old', from: 'api', data: 0 });
+  assert.equal(of('message').length, 1);
+  c.close();
+});
+
+test('presence frames are emitted as presence', () => {
+  const { c, sockets, of } = setup();
+  sockets[0].open();
+  sockets[0].receive(welcome());
+  const f = { type: 'presence', room: '345', online: { users: 3, sessions: 4, by_role: { STU: 3, THE: 1 } } };
+  sockets[0].receive(f);
+  assert.deepEqual(of('presence'), [f]);
+  c.close();
+});
