@@ -16,10 +16,17 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Browser tests need playwright-core from npm (the browser is Debian's chromium).
-if [ ! -d "$here/tests/e2e/node_modules/playwright-core" ]; then
-  echo "run-tests: npm ci in tests/e2e"
-  (cd "$here/tests/e2e" && npm ci --no-audit --no-fund --loglevel=error)
+# The e2e tests need the npm packages of tests/e2e/package.json: playwright-core (the browser is
+# Debian's chromium), ajv and yaml (the OpenAPI contract test). npm ci whenever one of them is
+# missing, so that a checkout installed before a package was added gets it too.
+e2e="$here/tests/e2e"
+missing_npm=""
+for pkg in $(sed -n '/"dependencies"/,/}/s/^ *"\([^"]*\)": *".*/\1/p' "$e2e/package.json"); do
+  [ -f "$e2e/node_modules/$pkg/package.json" ] || missing_npm="$missing_npm $pkg"
+done
+if [ -n "$missing_npm" ]; then
+  echo "run-tests: npm ci in tests/e2e (missing:$missing_npm)"
+  (cd "$e2e" && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 amqp_port="$("$here/scripts/free-port.sh" --pair)"
