@@ -47,7 +47,12 @@ bool parse_limit(std::string_view target, std::size_t& limit) {
   return true;
 }
 
-response registry_unavailable() { return handler::error(503, "unavailable", "registry (redis) unreachable"); }
+// Every 503 says when to try again: the registry reconnects with a backoff of at most 2 s.
+response registry_unavailable() {
+  auto r = handler::error(503, "unavailable", "registry (redis) unreachable");
+  r.headers.emplace_back("Retry-After", "1");
+  return r;
+}
 
 // Room and user names are path segments in URLs and keys in Redis later: keep them bounded.
 bool valid_name(const json::value* v, std::size_t max = 256) {
@@ -405,9 +410,7 @@ void handler::publish_with_receipts(bus::envelope e, respond_fn done) {
   registry_.describe_room(room, [this, st](std::error_code ec, const registry::room_members& m) {
     auto& [env, reply] = *st;
     if (ec) {
-      auto r = registry_unavailable();
-      r.headers.emplace_back("Retry-After", "1");
-      return reply(std::move(r));
+      return reply(registry_unavailable());
     }
     std::vector<std::string> users;
     for (const auto& [user, p] : m.users)
@@ -544,7 +547,7 @@ std::optional<std::string> moderation_body(const json::value& v, std::initialize
 void handler::kick(const request& req, const std::string& room, respond_fn done) {
   json::error_code ec;
   const json::value v = json::parse(req.body, ec);
-  if (ec) return done(error(400, "bad_json", "body must be a JSON object"));
+  if (ec || !v.is_object()) return done(error(400, "bad_json", "body must be a JSON object"));
   bus::envelope e;
   if (auto why = moderation_body(v, {"reason"}, e.user)) return done(error(400, "bad_request", *why));
   e.reason = "removed from the room";
@@ -580,7 +583,7 @@ void handler::kick(const request& req, const std::string& room, respond_fn done)
 void handler::mute(const request& req, const std::string& room, respond_fn done) {
   json::error_code ec;
   const json::value v = json::parse(req.body, ec);
-  if (ec) return done(error(400, "bad_json", "body must be a JSON object"));
+  if (ec || !v.is_object()) return done(error(400, "bad_json", "body must be a JSON object"));
   std::string user;
   if (auto why = moderation_body(v, {"duration"}, user)) return done(error(400, "bad_request", *why));
   const auto* d = v.get_object().if_contains("duration");
@@ -611,6 +614,12 @@ void handler::disconnect(const request& req, respond_fn done) {
   const json::value v = json::parse(req.body, ec);
   if (ec || !v.is_object()) return done(error(400, "bad_json", "body must be a JSON object"));
   const auto& o = v.get_object();
+  for (const auto& kv : o) {
+    const std::string_view k = kv.key();
+    if (k != "user" && k != "session" && k != "code" && k != "reason")
+      return done(error(400, "bad_request",
+                        "unknown field \"" + std::string(k.substr(0, 64)) + "\" (known: user, session, code, reason)"));
+  }
   std::uint16_t code = 4000;
   if (const auto* c = o.if_contains("code")) {
     if (!c->is_int64() || c->get_int64() < 4000 || c->get_int64() > 4999)
@@ -803,9 +812,7 @@ void handler::rooms(const request& req, respond_fn done) {
   registry_.busiest_rooms(offset, limit,
                           [offset, done = std::move(done)](std::error_code ec, const registry::room_page& page) {
                             if (ec) {
-                              auto r = registry_unavailable();
-                              r.headers.emplace_back("Retry-After", "1");
-                              return done(std::move(r));
+                              return done(registry_unavailable());
                             }
                             done(ok_json(rooms_json(page, offset)));
                           });

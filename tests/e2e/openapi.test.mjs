@@ -28,7 +28,7 @@ if (!bin) throw new Error('usage: node openapi.test.mjs <roomcast binary> [<open
 // Operations of the file that no test here calls yet. ONLY the receipts GET, which is being built:
 // whoever makes the server answer it exercises it below and removes it from this list. An operation
 // listed here that does get called fails the test too (the list must not go stale).
-const NOT_EXERCISED_YET = new Set(['GET /api/messages/{id}/receipts']);
+const NOT_EXERCISED_YET = new Set([]);
 
 const TEST_TIMEOUT_MS = 20000;  // per check; ctest's TIMEOUT bounds the whole run
 const started = Date.now();
@@ -552,6 +552,19 @@ try {
     await call(a, 'POST', '/api/publish', { json: [{ room: 'r1', data: 'one' }], expect: 200, requestValid: true });
   });
 
+  await check('POST /api/publish with receipts, then GET /api/messages/{id}/receipts: 200, paged, 404, 400', async () => {
+    const r = await call(a, 'POST', '/api/publish', {
+      json: { room: 'r1', id: 'rc-ok', data: { quiz: 1 }, receipts: true }, expect: 200, requestValid: true,
+    });
+    assert(typeof r.json.receipts?.expected === 'number', r.text);
+    const s = await call(a, 'GET', '/api/messages/rc-ok/receipts', { expect: 200 });
+    assert(s.json.id === 'rc-ok' && s.json.expected === r.json.receipts.expected, s.text);
+    await call(a, 'GET', '/api/messages/rc-ok/receipts?limit=1', { expect: 200 });
+    await call(a, 'GET', '/api/messages/never-published/receipts', { expect: 404 });
+    await call(a, 'GET', '/api/messages/rc-ok/receipts?limit=0', { expect: 400 });
+    await call(a, 'POST', '/api/messages/rc-ok/receipts', { expect: 405 });
+  });
+
   await check('POST /api/publish: 400 for bad bodies, bad filters, a 10,000-user list, bad batches', async () => {
     const bad = [
       'not json', '"a string"', '42', 'null', '{}', '{"room":"r1"}', '{"data":1}',
@@ -773,7 +786,8 @@ try {
     assert(none.json.sessions === 0, none.text);
     for (const body of ['nope', '[]', '{}', JSON.stringify({ user: 'u1', session: u2.welcome.session }), '{"user":""}',
                         '{"session":"xyz"}', '{"session":"ABCDEF0123456789"}', '{"user":"u1","code":3999}', '{"user":"u1","code":5000}',
-                        '{"user":"u1","code":"4000"}', '{"user":"u1","code":4000.5}', JSON.stringify({ user: 'u1', reason: 'r'.repeat(121) })])
+                        '{"user":"u1","code":"4000"}', '{"user":"u1","code":4000.5}', JSON.stringify({ user: 'u1', reason: 'r'.repeat(121) }),
+                        '{"user":"u1","why":"x"}'])
       await call(a, 'POST', '/api/disconnect', { body, expect: 400, requestValid: false });
     await call(a, 'GET', '/api/disconnect', { expect: 405 });
     await call(a, 'POST', '/api/disconnect', { body: '{"user":"u1"}', headers: { 'Content-Type': 'text/plain' }, expect: 415 });
