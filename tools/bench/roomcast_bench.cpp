@@ -87,6 +87,8 @@ const char* usage =
     "  --token T  --role R  --platform P  --api-key K  --api-conns N (4)\n"
     "  --api-batch N (1: one message per request; N > 1: messages due on a busy connection wait and\n"
     "               go out together, up to N per request, as a JSON array body)\n"
+    "  --filter-every N  --filter-role R (THE)  every Nth message of a room carries \"roles\":[R]: members\n"
+    "               of other roles skip it, and it is not expected at them (the cost of filtering)\n"
     "  --sources A,B,…       source addresses (127.0.0.x)           --workers W (each < 19000 sockets)\n"
     "  --server-pid P[,P…]   sample CPU/RSS from /proc              --json FILE  --plot FILE.svg\n"
     "  --connect-timeout S (10)  --timeout S (hard cap, 120)  --seed N\n";
@@ -193,6 +195,10 @@ config parse_args(int argc, char** argv) {
       c.api_conns = std::max(1, std::atoi(v.c_str()));
     else if (a == "--api-batch")
       c.api_batch = std::max(1, std::atoi(v.c_str()));
+    else if (a == "--filter-every")
+      c.filter_every = std::max(0, std::atoi(v.c_str()));
+    else if (a == "--filter-role")
+      c.filter_role = v;
     else if (a == "--seed")
       c.seed = std::strtoull(v.c_str(), nullptr, 10);
     else
@@ -274,7 +280,9 @@ struct parent {
   std::vector<std::pair<double, long>> rss_series;  // (s since t0, KiB)
   // publisher state
   std::vector<api_conn> api;
-  std::map<std::uint32_t, std::uint64_t> seq, published_ok;
+  std::map<std::uint32_t, std::uint64_t> seq, published_ok, published_filtered_ok;
+  // In api_conn::targets, a message that the members are filtered out of (--filter-every).
+  static constexpr std::uint32_t filtered_bit = 0x80000000u;
   std::map<int, std::uint64_t> publish_status;
   std::uint64_t published_sent = 0, publish_lag_max_us = 0, publish_dropped = 0, api_errors = 0;
   std::int64_t pub_start = 0, pub_end = 0, all_open_ns = 0;
@@ -406,7 +414,13 @@ struct parent {
     }
     std::string body = cfg.m == mode::user ? R"({"user":"u)" : R"({"room":"r)";
     body += std::to_string(target) + R"(","data":{"t":)" + std::to_string(now) + R"(,"s":)" + std::to_string(s) + pad +
-            "}}";
+            "}";
+    if (cfg.filter_every > 0 && cfg.m != mode::user && s % std::uint64_t(cfg.filter_every) == 0 &&
+        cfg.filter_role != cfg.role) {
+      body += R"(,"roles":[")" + cfg.filter_role + R"("])";
+      target |= filtered_bit;
+    }
+    body += "}";
     ++published_sent;
     if (cfg.api_batch == 1) {
       a.targets.assign(1, target);
@@ -504,7 +518,12 @@ struct parent {
       const int status = a.in.size() > 12 ? std::atoi(a.in.substr(9, 3).c_str()) : 0;
       publish_status[status] += a.targets.size();
       if (status == 200 || status == 202 || (status == 201 && cfg.fl == flavor::nchan))
-        for (auto t : a.targets) published_ok[t]++;
+        for (auto t : a.targets) {
+          if (t & filtered_bit)
+            published_filtered_ok[t & ~filtered_bit]++;
+          else
+            published_ok[t]++;
+        }
       a.in.erase(0, he + 4 + cl);
       a.busy = false;
       a.targets.clear();
@@ -700,6 +719,9 @@ struct parent {
       const std::uint64_t received = g("received");
       put("messages_published", double(published_sent));
       put("messages_published_ok", double(ok));
+      std::uint64_t filtered = 0;
+      for (auto& [t, n] : published_filtered_ok) filtered += n;
+      if (cfg.filter_every > 0) put("messages_published_filtered_away", double(filtered));
       std::string sj, st;
       for (auto& [s, n] : publish_status) {
         sj += (sj.empty() ? "" : ",") + ("\"" + std::to_string(s) + "\":" + std::to_string(n));

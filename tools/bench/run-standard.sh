@@ -9,7 +9,8 @@
 #
 # Scenarios (run ids): S1, S2, S3-20 and S3-5, S4, S5, S6 and S6-base (the same without slow
 # consumers: the reference for S6's p99), S7 (roomcast only), S8 (1,000 msgs/s: p99) and S8-max
-# (as fast as the publisher gets answers: messages/s).
+# (as fast as the publisher gets answers: messages/s). S3F (roomcast only, not in `all`): S3-10 and
+# S3F-20, S3 at 20 msgs/s with every 2nd message filtered to a role the members don't have.
 #
 #   tools/bench/run-standard.sh [options] [S1 S2 … | all]
 #
@@ -58,7 +59,7 @@ while (($#)); do
     --append) APPEND=1; shift ;;
     -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
     all) SCENARIOS+=(S1 S2 S3 S4 S5 S6 S7 S8); shift ;;
-    S[1-8]) SCENARIOS+=("$1"); shift ;;
+    S[1-8]|S3F) SCENARIOS+=("$1"); shift ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -166,6 +167,21 @@ S3() {  # fan-out: 10 rooms × 1,000 members at 20 msgs/s per room, then at 5 ms
       --json "$OUT/S3-${rate}.json" --plot "$OUT/S3-${rate}.svg"
     stop_server
   done
+}
+
+S3F() {  # the cost of filters: S3F-20 is S3 at 20 msgs/s per room with every 2nd message for role THE only
+  # (the members are STU, so they skip it): it delivers what S3-10 (10 msgs/s, no filter) delivers,
+  # plus 10 filtered-away msgs/s per room; the difference in server CPU is what the skipped ones cost.
+  run "S3-10" "fan-out 10 rooms x $(n 1000) members, 10 msgs/s per room (S3F's baseline)"
+  start_server
+  bench "$((10 * $(n 1000)))" fanout --rooms 10 --members "$(n 1000)" --rate 10 --duration "$DURATION" \
+    --timeout $((DURATION + 60)) --json "$OUT/S3-10.json" --plot "$OUT/S3-10.svg"
+  stop_server
+  run "S3F-20" "fan-out 10 rooms x $(n 1000) members, 20 msgs/s per room, half of them filtered to another role"
+  start_server
+  bench "$((10 * $(n 1000)))" fanout --rooms 10 --members "$(n 1000)" --rate 20 --filter-every 2 --filter-role THE \
+    --duration "$DURATION" --timeout $((DURATION + 60)) --json "$OUT/S3F-20.json" --plot "$OUT/S3F-20.svg"
+  stop_server
 }
 
 S4() {  # 10,000 subscribers in one room at 5 msgs/s
