@@ -420,37 +420,40 @@ void handler::publish_with_receipts(bus::envelope e, respond_fn done) {
                          "the message reaches " + std::to_string(users.size()) + " users; receipts track at most " +
                              std::to_string(cfg_.receipt_max_users) + " (receipt_max_users)"));
     const auto expected = users.size();
-    receipts_->create(env.id, env.target, users, [this, st, expected](std::error_code cec, receipts::create_result cr) {
-      auto& [env2, reply2] = *st;
-      if (cec || cr == receipts::create_result::full) {
-        auto r = error(503, "unavailable",
-                       cec ? "receipt store: " + cec.message() : "too many receipts tracked (receipt_max_messages)");
-        r.headers.emplace_back("Retry-After", "1");
-        return reply2(std::move(r));
-      }
-      const bool created = cr == receipts::create_result::created;
-      router_.publish(bus::envelope(env2), [this, st, expected, created](hub::router::publish_outcome o) {
-        auto& [env3, reply3] = *st;
-        if (o.ec) {
-          if (created) receipts_->drop(env3.id);
-          auto r = error(503, "unavailable", refusal(o));
-          r.headers.emplace_back("Retry-After", "1");
-          return reply3(std::move(r));
-        }
-        if (created && !o.duplicate) {
-          // What a user who has not confirmed gets again: the frame live delivery sent.
-          std::string frame;
-          protocol::append_message(
-              frame, {protocol::target_kind::room, env3.target, env3.id, env3.from, env3.data, o.seq, true});
-          receipts_->published(env3.id, std::move(frame), o.seq, o.epoch);
-        }
-        std::string body;
-        append_outcome(body, env3.id, o);
-        body.pop_back();
-        body += ",\"receipts\":{\"expected\":" + std::to_string(expected) + "}}";
-        reply3(ok_json(std::move(body)));
-      });
-    });
+    receipts_->create(
+        env.id, env.target, protocol::filter_json(env.audience), users,
+        [this, st, expected](std::error_code cec, receipts::create_result cr) {
+          auto& [env2, reply2] = *st;
+          if (cec || cr == receipts::create_result::full) {
+            auto r =
+                error(503, "unavailable",
+                      cec ? "receipt store: " + cec.message() : "too many receipts tracked (receipt_max_messages)");
+            r.headers.emplace_back("Retry-After", "1");
+            return reply2(std::move(r));
+          }
+          const bool created = cr == receipts::create_result::created;
+          router_.publish(bus::envelope(env2), [this, st, expected, created](hub::router::publish_outcome o) {
+            auto& [env3, reply3] = *st;
+            if (o.ec) {
+              if (created) receipts_->drop(env3.id);
+              auto r = error(503, "unavailable", refusal(o));
+              r.headers.emplace_back("Retry-After", "1");
+              return reply3(std::move(r));
+            }
+            if (created && !o.duplicate) {
+              // What a user who has not confirmed gets again: the frame live delivery sent.
+              std::string frame;
+              protocol::append_message(
+                  frame, {protocol::target_kind::room, env3.target, env3.id, env3.from, env3.data, o.seq, true});
+              receipts_->published(env3.id, std::move(frame), o.seq, o.epoch);
+            }
+            std::string body;
+            append_outcome(body, env3.id, o);
+            body.pop_back();
+            body += ",\"receipts\":{\"expected\":" + std::to_string(expected) + "}}";
+            reply3(ok_json(std::move(body)));
+          });
+        });
   });
 }
 

@@ -26,7 +26,8 @@ void local_store::erase(const std::string& id) {
   records_.erase(it);
 }
 
-void local_store::create(const std::string& id, const std::string& room, const std::vector<std::string>& users,
+void local_store::create(const std::string& id, const std::string& room, const std::string& audience,
+                         const std::vector<std::string>& users,
                          std::function<void(std::error_code, create_result)> cb) {
   create_result r = create_result::created;
   {
@@ -41,6 +42,7 @@ void local_store::create(const std::string& id, const std::string& room, const s
     } else {
       auto& rec = records_[id];
       rec.room = room;
+      rec.audience = audience;
       rec.expected = users.size();
       rec.missing.insert(users.begin(), users.end());
       rec.expires = now + limits_.ttl;
@@ -89,7 +91,7 @@ void local_store::pending(const std::string& user, const std::string& room,
       for (const auto& id : u->second) {
         const auto& rec = records_.at(id);
         if (rec.room != room || rec.frame.empty()) continue;
-        found.push_back({rec.order, {id, rec.seq, rec.epoch, rec.frame}});
+        found.push_back({rec.order, {id, rec.seq, rec.epoch, rec.frame, rec.audience}});
       }
     }
   }

@@ -14,8 +14,8 @@ class local_store final : public store {
  public:
   explicit local_store(limits l) : limits_(l) {}
 
-  void create(const std::string& id, const std::string& room, const std::vector<std::string>& users,
-              std::function<void(std::error_code, create_result)> cb) override;
+  void create(const std::string& id, const std::string& room, const std::string& audience,
+              const std::vector<std::string>& users, std::function<void(std::error_code, create_result)> cb) override;
   void published(const std::string& id, std::string frame, std::uint64_t seq, const std::string& epoch) override;
   void drop(const std::string& id) override;
   void confirm(const std::string& id, const std::string& user) override;
@@ -30,6 +30,7 @@ class local_store final : public store {
   using clock = std::chrono::steady_clock;
   struct record {
     std::string room;
+    std::string audience;
     std::string frame;  // empty until published
     std::uint64_t seq = 0;
     std::string epoch;

@@ -14,7 +14,8 @@ namespace roomcast::receipts {
 
 namespace {
 
-// ARGV: prefix, id, room, ttl_ms, now_ms, max_messages, users... Returns 1 created, 0 exists, -1 full.
+// ARGV: prefix, id, room, ttl_ms, now_ms, max_messages, audience, users... Returns 1 created, 0 exists,
+// -1 full.
 constexpr const char* create_script = R"lua(
 local pre, id = ARGV[1], ARGV[2]
 local rec = pre .. ':rc:' .. id
@@ -24,16 +25,16 @@ local ttl, now = tonumber(ARGV[4]), tonumber(ARGV[5])
 redis.call('ZREMRANGEBYSCORE', all, '-inf', now)
 if redis.call('ZCARD', all) >= tonumber(ARGV[6]) then return -1 end
 local exp = now + ttl
-redis.call('HSET', rec, 'room', ARGV[3], 'expected', #ARGV - 6, 'frame', '')
+redis.call('HSET', rec, 'room', ARGV[3], 'expected', #ARGV - 7, 'frame', '', 'aud', ARGV[7])
 redis.call('PEXPIRE', rec, ttl)
 local missing = pre .. ':rcm:' .. id
-for i = 7, #ARGV do
+for i = 8, #ARGV do
   redis.call('SADD', missing, ARGV[i])
   local uk = pre .. ':rcu:' .. ARGV[i]
   redis.call('ZADD', uk, exp, id)
   redis.call('PEXPIRE', uk, ttl)
 end
-if #ARGV > 6 then redis.call('PEXPIRE', missing, ttl) end
+if #ARGV > 7 then redis.call('PEXPIRE', missing, ttl) end
 redis.call('ZADD', all, exp, id)
 return 1
 )lua";
@@ -54,19 +55,20 @@ end
 return 0
 )lua";
 
-// ARGV: prefix, user, room, now_ms. Returns {{id, seq, epoch, frame}, ...}, oldest first (at most 100).
+// ARGV: prefix, user, room, now_ms. Returns {{id, seq, epoch, frame, audience}, ...}, oldest first: of
+// the user's 1,000 oldest unconfirmed messages (every room), those of `room`.
 constexpr const char* pending_script = R"lua(
 local pre = ARGV[1]
 local uk = pre .. ':rcu:' .. ARGV[2]
 redis.call('ZREMRANGEBYSCORE', uk, '-inf', ARGV[4])
 local out = {}
-for _, id in ipairs(redis.call('ZRANGE', uk, 0, 99)) do
-  local rec = redis.call('HMGET', pre .. ':rc:' .. id, 'room', 'frame', 'seq', 'epoch')
+for _, id in ipairs(redis.call('ZRANGE', uk, 0, 999)) do
+  local rec = redis.call('HMGET', pre .. ':rc:' .. id, 'room', 'frame', 'seq', 'epoch', 'aud')
   if not rec[1] then
     redis.call('ZREM', uk, id)
   elseif rec[1] == ARGV[3] and rec[2] and rec[2] ~= '' and
          redis.call('SISMEMBER', pre .. ':rcm:' .. id, ARGV[2]) == 1 then
-    out[#out + 1] = {id, rec[3] or '0', rec[4] or '', rec[2]}
+    out[#out + 1] = {id, rec[3] or '0', rec[4] or '', rec[2], rec[5] or ''}
   end
 end
 return out
@@ -140,11 +142,13 @@ void redis_store::stop() {
   if (!impl_->stop_called.exchange(true)) impl_->conn.stop_and_wait();
 }
 
-void redis_store::create(const std::string& id, const std::string& room, const std::vector<std::string>& users,
+void redis_store::create(const std::string& id, const std::string& room, const std::string& audience,
+                         const std::vector<std::string>& users,
                          std::function<void(std::error_code, create_result)> cb) {
   const auto& b = impl_->opts.bounds;
   redis::command args{
-      "0", impl_->opts.prefix, id, room, std::to_string(b.ttl.count()), now_ms(), std::to_string(b.max_messages)};
+      "0",     impl_->opts.prefix, id, room, std::to_string(b.ttl.count()), now_ms(), std::to_string(b.max_messages),
+      audience};
   args.insert(args.end(), users.begin(), users.end());
   auto* m = impl_.get();
   impl_->run(impl_->create_id, std::move(args), [m, cb = std::move(cb)](const redisReply* r, std::error_code ec) {
@@ -188,8 +192,8 @@ void redis_store::pending(const std::string& user, const std::string& room,
                if (r->type == REDIS_REPLY_ARRAY)
                  for (std::size_t i = 0; i < r->elements; ++i) {
                    const redisReply* e = r->element[i];
-                   if (e->type != REDIS_REPLY_ARRAY || e->elements != 4) continue;
-                   pending_message p{str(e->element[0]), 0, str(e->element[2]), str(e->element[3])};
+                   if (e->type != REDIS_REPLY_ARRAY || e->elements != 5) continue;
+                   pending_message p{str(e->element[0]), 0, str(e->element[2]), str(e->element[3]), str(e->element[4])};
                    const auto seq = redis::view(e->element[1]);
                    std::from_chars(seq.data(), seq.data() + seq.size(), p.seq);
                    out.push_back(std::move(p));

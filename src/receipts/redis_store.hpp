@@ -32,8 +32,8 @@ class redis_store final : public store {
 
   void start() override;
   void stop() override;
-  void create(const std::string& id, const std::string& room, const std::vector<std::string>& users,
-              std::function<void(std::error_code, create_result)> cb) override;
+  void create(const std::string& id, const std::string& room, const std::string& audience,
+              const std::vector<std::string>& users, std::function<void(std::error_code, create_result)> cb) override;
   void published(const std::string& id, std::string frame, std::uint64_t seq, const std::string& epoch) override;
   void drop(const std::string& id) override;
   void confirm(const std::string& id, const std::string& user) override;

@@ -29,7 +29,8 @@ struct pending_message {
   std::string id;
   std::uint64_t seq = 0;  // its seq in its room (0: none)
   std::string epoch;
-  std::string frame;  // the message frame's JSON text, with "receipt":true
+  std::string frame;     // the message frame's JSON text, with "receipt":true
+  std::string audience;  // its filter (protocol::filter_json; "" = everyone): which sessions get it
 };
 
 // GET /api/messages/{id}/receipts: counts, and a page of the missing users (sorted).
@@ -50,9 +51,10 @@ class store {
   virtual void start() {}
   virtual void stop() {}
 
-  // Opens the receipt of message `id` with its expected users (sorted, distinct). exists: the id
-  // has a receipt already (a publish retried): it is left as it is.
-  virtual void create(const std::string& id, const std::string& room, const std::vector<std::string>& users,
+  // Opens the receipt of message `id` with its expected users (sorted, distinct) and its filter
+  // (protocol::filter_json). exists: the id has a receipt already (a publish retried): kept as is.
+  virtual void create(const std::string& id, const std::string& room, const std::string& audience,
+                      const std::vector<std::string>& users,
                       std::function<void(std::error_code, create_result)> cb) = 0;
   // The message went out: its frame (what reconnecting users get again) and place.
   virtual void published(const std::string& id, std::string frame, std::uint64_t seq, const std::string& epoch) = 0;

@@ -166,9 +166,16 @@ void ws_session::redeliver_unconfirmed(const std::string& room, std::uint64_t si
           auto* m = ctx->tables().find(sid);
           if (!m || !ctx->tables().in_room(*m, room)) return;
           auto* s = static_cast<ws_session*>(m);
+          const auto& who = s->id();
           for (const auto& p : msgs) {
             // The recovery just sent it (with "receipt":true): once is enough.
             if (p.epoch == epoch && p.seq > since && p.seq <= recovered_to) continue;
+            // The user was expected through another of its sessions: this one may be outside the
+            // message's filter (an unreadable filter sends nothing).
+            protocol::filter audience;
+            if (!protocol::parse_filter_json(p.audience, audience) ||
+                !audience.matches(who.role, who.platform, who.user))
+              continue;
             s->send_text(p.frame);
             ctx->counters().receipts_redelivered.add();
           }

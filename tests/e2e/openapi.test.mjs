@@ -25,9 +25,8 @@ const bin = process.argv[2] || process.env.ROOMCAST_BIN;
 const specPath = process.argv[3] || path.join(here, '../../docs/openapi.yaml');
 if (!bin) throw new Error('usage: node openapi.test.mjs <roomcast binary> [<openapi.yaml>] (or ROOMCAST_BIN)');
 
-// Operations of the file that no test here calls yet. ONLY the receipts GET, which is being built:
-// whoever makes the server answer it exercises it below and removes it from this list. An operation
-// listed here that does get called fails the test too (the list must not go stale).
+// Operations of the file that no test here calls yet (none today). An operation listed here that
+// does get called fails the test too (the list must not go stale).
 const NOT_EXERCISED_YET = new Set([]);
 
 const TEST_TIMEOUT_MS = 20000;  // per check; ctest's TIMEOUT bounds the whole run

@@ -63,7 +63,7 @@ struct config {
   double connect_timeout = 10;
   double grace = 3;  // after the last publish, time for deliveries to arrive
   int api_conns = 4;
-  int api_batch = 1;  // messages per POST /api/publish (> 1: a JSON array body)
+  int api_batch = 1;                // messages per POST /api/publish (> 1: a JSON array body)
   int filter_every = 0;             // every Nth message of a target carries "roles":[filter_role] (0: none)
   std::string filter_role = "THE";  // a role the bench's members (--role) don't have: they skip those
   std::uint64_t seed = 42;

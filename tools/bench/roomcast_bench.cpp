@@ -413,8 +413,8 @@ struct parent {
       return;
     }
     std::string body = cfg.m == mode::user ? R"({"user":"u)" : R"({"room":"r)";
-    body += std::to_string(target) + R"(","data":{"t":)" + std::to_string(now) + R"(,"s":)" + std::to_string(s) + pad +
-            "}";
+    body +=
+        std::to_string(target) + R"(","data":{"t":)" + std::to_string(now) + R"(,"s":)" + std::to_string(s) + pad + "}";
     if (cfg.filter_every > 0 && cfg.m != mode::user && s % std::uint64_t(cfg.filter_every) == 0 &&
         cfg.filter_role != cfg.role) {
       body += R"(,"roles":[")" + cfg.filter_role + R"("])";

@@ -118,6 +118,27 @@ TEST(classroom_single, a_receipt_store_that_is_full_refuses_with_503) {
   EXPECT_GE(metric_value(node->port(), "roomcast_receipts_refused_total"), 1);
 }
 
+// A user counts as expected when one of its sessions matches the filter; only such sessions get
+// the message again.
+TEST(classroom_single, redelivery_applies_the_filter_to_each_session) {
+  auto node = start_node({});
+  auto pc = join(node->port(), "f", "STU", "d", "pc");
+  auto phone = join(node->port(), "f", "STU", "d", "ios");
+  poll_json(node->port(), "/api/rooms/f", [](const boost::json::value& v) { return json_int(v, "sessions") == 2; });
+  auto r = http_post_json(node->port(), "/api/publish",
+                          R"({"room":"f","id":"pc-only","data":1,"receipts":true,"platforms":["pc"]})");
+  ASSERT_EQ(r.status, 200u) << r.body;
+  EXPECT_EQ(json_int(boost::json::parse(r.body), "receipts.expected"), 1);
+  EXPECT_TRUE(read_id(pc, "pc-only"));
+  EXPECT_FALSE(read_id(phone, "pc-only", 500ms)) << "the filter let the phone in";
+  pc->drop();
+  phone->drop();
+  auto phone2 = join(node->port(), "f", "STU", "d", "ios");
+  EXPECT_FALSE(read_id(phone2, "pc-only", 1s)) << "sent again to a session outside the filter";
+  auto pc2 = join(node->port(), "f", "STU", "d", "pc");
+  EXPECT_TRUE(read_id(pc2, "pc-only")) << "not sent again to the session the filter names";
+}
+
 class classroom_cluster : public ::testing::Test {
  protected:
   void SetUp() override {
