@@ -164,7 +164,13 @@ TEST_F(presence_cluster, counts_are_cluster_wide_after_surges_leaves_and_a_crash
   took = wait_users(teacher, 251, 2s, &last);
   EXPECT_TRUE(took) << boost::json::serialize(last);
 
-  // p2 dies with its 150 students: within registry_node_ttl (2 s in cluster_args) + one heartbeat
+  // A student on p2 is kicked out of the room through p1: within 2 s.
+  auto r = http_post_json(nodes_[1].port(), "/api/rooms/" + room + "/kick", R"({"user":"b0"})");
+  ASSERT_EQ(r.status, 200u) << r.body;
+  took = wait_users(teacher, 250, 2s, &last);
+  EXPECT_TRUE(took) << "after the kick: " << boost::json::serialize(last);
+
+  // p2 dies with its 149 students: within registry_node_ttl (2 s in cluster_args) + one heartbeat
   // (500 ms) + 2 s.
   nodes_[2].proc->signal(SIGKILL);
   const auto t0 = std::chrono::steady_clock::now();
