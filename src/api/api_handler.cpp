@@ -432,7 +432,7 @@ void handler::publish_with_receipts(bus::envelope e, respond_fn done) {
             return reply2(std::move(r));
           }
           const bool created = cr == receipts::create_result::created;
-          router_.publish(bus::envelope(env2), [this, st, expected, created](hub::router::publish_outcome o) {
+          router_.publish(bus::envelope(env2), [this, st, expected, created](const hub::router::publish_outcome& o) {
             auto& [env3, reply3] = *st;
             if (o.ec) {
               if (created) receipts_->drop(env3.id);

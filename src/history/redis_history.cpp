@@ -258,7 +258,7 @@ void redis_history::mute(const std::string& room, const std::string& user, std::
                                                            std::to_string(duration.count())}
                                           : redis::command{"DEL", mute_key(impl_->opts.prefix, room, user)};
   impl_->lp.post([self = impl_, c = std::move(c), cb = std::move(cb)]() mutable {
-    self->conn.send(std::move(c), [cb = std::move(cb)](const redisReply*, std::error_code ec) { cb(ec); });
+    self->conn.send(c, [cb = std::move(cb)](const redisReply*, std::error_code ec) { cb(ec); });
   });
 }
 

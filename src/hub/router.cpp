@@ -47,6 +47,11 @@ void router::to_shard(std::size_t i, task t) {
 }
 
 void router::dispatch(const bus::envelope& e, bus::delivery_done done) {
+  if (e.type == bus::envelope_type::presence) {  // for presence::service, not for members
+    if (on_presence_) on_presence_(e);
+    if (done) done();
+    return;
+  }
   // Counts shards still to take the message; the last one runs done (the broker ack).
   struct completion {
     std::atomic<std::size_t> left;
@@ -62,11 +67,6 @@ void router::dispatch(const bus::envelope& e, bus::delivery_done done) {
     c->done = std::move(done);
   }
 
-  if (e.type == bus::envelope_type::presence) {
-    if (on_presence_) on_presence_(e);
-    if (done) done();
-    return;
-  }
   if (e.type == bus::envelope_type::room_kick) {
     auto left = protocol::make_frame(protocol::ws_opcode::text, protocol::encode_left(e.target, e.reason, true));
     for (std::size_t i = 0; i < shards_.size(); ++i) {
@@ -206,7 +206,7 @@ void router::room_bound(const std::string& room) {
   }
 }
 
-void router::deliver_local(const std::string& room, protocol::shared_frame f) {
+void router::deliver_local(const std::string& room, const protocol::shared_frame& f) {
   for (std::size_t i = 0; i < shards_.size(); ++i) {
     shard* t = shards_[i].tables;
     shards_[i].post([t, room, f] { t->deliver_room(room, make_local(f)); });

@@ -70,7 +70,7 @@ class router {
   // Any thread: presence envelopes from the bus go to `fn` (set before the bus starts).
   void on_presence(std::function<void(const bus::envelope&)> fn) { on_presence_ = std::move(fn); }
   // Any thread: queues f on this node's members of `room` (no seq: presence frames).
-  void deliver_local(const std::string& room, protocol::shared_frame f);
+  void deliver_local(const std::string& room, const protocol::shared_frame& f);
   // Any thread: this node has members of `room` (join path lock; not for delivery paths).
   bool has_room(const std::string& room) const;
 

@@ -13,7 +13,7 @@ bool rules::parse(const std::vector<std::string>& specs, std::string& error) {
     std::istringstream in(spec);
     std::vector<std::string> tok;
     for (std::string t; in >> t;) tok.push_back(t);
-    if (tok.size() == 1) tok.push_back("1s");  // the pattern alone: the default interval
+    if (tok.size() == 1) tok.emplace_back("1s");  // the pattern alone: the default interval
     if (tok.size() != 2) {
       error = "rule '" + spec + "': expected \"<room pattern> [interval]\", like \"class-* 1s\" or \"lobby-* off\"";
       return false;

@@ -31,7 +31,7 @@ struct service::impl : std::enable_shared_from_this<impl> {
       auto jobs = tracker_.due(now);
       if (!jobs.empty()) {
         lk.unlock();
-        for (auto& j : jobs) read(std::move(j));
+        for (const auto& j : jobs) read(j);
         lk.lock();
         continue;
       }
@@ -41,7 +41,7 @@ struct service::impl : std::enable_shared_from_this<impl> {
     }
   }
 
-  void read(tracker::job j) {
+  void read(const tracker::job& j) {
     reads.fetch_add(1, std::memory_order_relaxed);
     registry.describe_room(j.room, [self = shared_from_this(), j](std::error_code ec, const registry::room_members& m) {
       self->read_done(j, ec, m);

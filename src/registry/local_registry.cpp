@@ -33,7 +33,7 @@ void local_registry::describe_user(const std::string& user, user_callback cb) {
 
 void local_registry::describe_room(const std::string& room, room_callback cb) {
   router_.gather<room_members>([room](hub::shard& s) { return s.room_info(room); },
-                               [cb = std::move(cb)](std::vector<room_members> parts) {
+                               [cb = std::move(cb)](const std::vector<room_members>& parts) {
                                  room_members t;
                                  for (const auto& p : parts) t.merge(p);
                                  cb({}, std::move(t));

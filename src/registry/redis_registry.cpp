@@ -326,7 +326,7 @@ void redis_registry::stop() {
 
 bool redis_registry::healthy() const { return impl_->conn.is_up(); }
 
-void redis_registry::on_nodes_reaped(std::function<void()> fn) { impl_->on_reaped = std::move(fn); }
+void redis_registry::on_nodes_reaped(const std::function<void()>& fn) { impl_->on_reaped = fn; }
 
 void redis_registry::session_opened(const session_record& s) {
   std::vector<command> cmds;

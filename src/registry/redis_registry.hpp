@@ -49,7 +49,7 @@ class redis_registry final : public registry {
 
   void start() override;
   void stop() override;
-  void on_nodes_reaped(std::function<void()> fn) override;
+  void on_nodes_reaped(const std::function<void()>& fn) override;
   bool wants_writes() const noexcept override { return true; }
   void session_opened(const session_record& s) override;
   void room_joined(const session_record& s, const std::string& room) override;

@@ -91,7 +91,7 @@ class registry {
 
   // fn runs (on any thread) after this node removed dead nodes' entries: their sessions left
   // every room (presence recounts). Set before start().
-  virtual void on_nodes_reaped(std::function<void()> /*fn*/) {}
+  virtual void on_nodes_reaped(const std::function<void()>& /*fn*/) {}
 
   virtual bool healthy() const { return true; }
   virtual const char* name() const noexcept = 0;

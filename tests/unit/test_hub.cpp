@@ -471,3 +471,38 @@ TEST(router, a_burst_reaches_each_shard_as_one_task_in_order_and_acks_after_the_
   EXPECT_EQ(queued[1].size(), 2u);
   s1.leave(m, "room");
 }
+
+// Every envelope the bus hands over is acked once it is handled, whatever its type (a presence
+// ping that is never acked holds a RabbitMQ prefetch slot forever: 256 of them stop the node's
+// consumer). Kicks from a room are acked after every shard ran them.
+TEST(router, every_envelope_type_is_acked) {
+  null_bus b;
+  router r("n1", b);
+  metrics::shard_counters c0;
+  shard s0(0, c0);
+  r.add_shard({&s0, [](router::task t) { t(); }});
+  std::vector<std::string> pings;
+  r.on_presence([&](const bus::envelope& e) { pings.push_back(e.target); });
+  fake_member m(1, "s");
+  s0.add(m);
+  s0.join(m, "room", 16);
+  int acked = 0;
+  bus::envelope ping;
+  ping.type = bus::envelope_type::presence;
+  ping.target = "room";
+  r.dispatch(ping, [&] { ++acked; });
+  EXPECT_EQ(acked, 1);
+  EXPECT_EQ(pings, std::vector<std::string>{"room"});
+  EXPECT_TRUE(m.got.empty()) << "a presence ping is not for members";
+  bus::envelope kick;
+  kick.type = bus::envelope_type::room_kick;
+  kick.target = "room";
+  kick.user = "s";
+  kick.reason = "x";
+  r.dispatch(kick, [&] { ++acked; });
+  EXPECT_EQ(acked, 2);
+  EXPECT_FALSE(s0.in_room(m, "room"));
+  ASSERT_EQ(m.got.size(), 1u);
+  EXPECT_NE(m.got[0].find("\"kicked\":true"), std::string::npos);
+  s0.remove(m);
+}
