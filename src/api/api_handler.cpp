@@ -3,7 +3,7 @@
 #include "metrics/prometheus.hpp"
 
 #include "auth/jwt.hpp"
-#include "common/duration.hpp"
+#include "common/rule_text.hpp"
 #include "protocol/codec.hpp"
 #include "protocol/route_template.hpp"
 

@@ -1,10 +1,9 @@
 #include "history/rules.hpp"
-#include "common/duration.hpp"
+#include "common/rule_text.hpp"
 #include "history/history.hpp"  // new_epoch
 
 #include <charconv>
 #include <random>
-#include <sstream>
 
 namespace roomcast::history {
 
@@ -32,9 +31,7 @@ bool rules::glob_match(std::string_view p, std::string_view s) noexcept {
 bool rules::parse(const std::vector<std::string>& specs, std::string& error) {
   rules_.clear();
   for (const auto& spec : specs) {
-    std::istringstream in(spec);
-    std::vector<std::string> tok;
-    for (std::string t; in >> t;) tok.push_back(t);
+    auto tok = common::rule_words(spec);
     if (tok.size() != 3) {
       error = "rule '" + spec + "': expected \"<room pattern> <messages> <ttl>\", like \"* 300 10m\"";
       return false;

@@ -1,18 +1,14 @@
 #include "presence/rules.hpp"
 
-#include "common/duration.hpp"
+#include "common/rule_text.hpp"
 #include "history/rules.hpp"  // glob_match
-
-#include <sstream>
 
 namespace roomcast::presence {
 
 bool rules::parse(const std::vector<std::string>& specs, std::string& error) {
   rules_.clear();
   for (const auto& spec : specs) {
-    std::istringstream in(spec);
-    std::vector<std::string> tok;
-    for (std::string t; in >> t;) tok.push_back(t);
+    auto tok = common::rule_words(spec);
     if (tok.size() == 1) tok.emplace_back("1s");  // the pattern alone: the default interval
     if (tok.size() != 2) {
       error = "rule '" + spec + "': expected \"<room pattern> [interval]\", like \"class-* 1s\" or \"lobby-* off\"";

@@ -1,12 +1,24 @@
 #pragma once
-// "500ms", "10s", "2m", "1h" -> milliseconds (the form rule strings use: history, presence_events).
+// The text of config rules ("<room pattern> <messages> <ttl>", "<room pattern> [interval]"):
+// their words, and durations such as "500ms", "10s", "2m", "1h".
 #include <charconv>
 #include <chrono>
 #include <cstdint>
 #include <optional>
+#include <sstream>
+#include <string>
 #include <string_view>
+#include <vector>
 
 namespace roomcast::common {
+
+// The rule's words, split at whitespace.
+inline std::vector<std::string> rule_words(const std::string& spec) {
+  std::istringstream in(spec);
+  std::vector<std::string> words;
+  for (std::string w; in >> w;) words.push_back(w);
+  return words;
+}
 
 inline std::optional<std::chrono::milliseconds> parse_duration(std::string_view text) noexcept {
   std::uint64_t v = 0;
