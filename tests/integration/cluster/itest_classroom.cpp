@@ -102,6 +102,66 @@ void receipts_scenario(const std::vector<std::uint16_t>& ports) {
   EXPECT_EQ(http_post_json(on(0), "/api/publish", R"({"room":"x","id":"u2","data":1,"receipts":"yes"})").status, 400u);
 }
 
+// Kick and mute given to one node, carried out where the user's sessions are (three nodes), or on
+// the one node.
+void moderation_scenario(const std::vector<std::uint16_t>& ports) {
+  const auto on = [&](std::size_t i) { return ports[i % ports.size()]; };
+  const std::string room = "mod" + random_token(6);
+  auto watcher = join(on(0), room, "THE", "w");
+  auto s1 = join(on(1), room, "STU", "s");
+  auto s2 = join(on(2), room, "STU", "s", "ios");  // the same user on a second device
+  auto loud = join(on(2), room, "THE", "loud");
+  if (ports.size() > 1) {
+    for (auto p : ports) ASSERT_TRUE(wait_room_binds(p, 1));
+  }
+  ASSERT_TRUE(s1->send_text(R"({"type":"join","room":"other"})"));
+  ASSERT_TRUE(s1->read_type("joined"));
+
+  // Kick s from the room through node 0: both its sessions leave it, on nodes 1 and 2, and stay open.
+  auto r = http_post_json(on(0), "/api/rooms/" + room + "/kick", R"({"user":"s","reason":"spam"})");
+  ASSERT_EQ(r.status, 200u) << r.body;
+  for (auto* m : {&s1, &s2}) {
+    auto left = (*m)->read_type("left");
+    ASSERT_TRUE(left) << "no left frame after the kick";
+    EXPECT_EQ(json_string(*left, "room"), room);
+    EXPECT_EQ(json_string(*left, "reason"), "spam");
+    EXPECT_TRUE(left->at("kicked").as_bool());
+  }
+  const auto after = api_publish(on(0), R"({"room":")" + room + R"(","data":"after the kick"})");
+  EXPECT_TRUE(read_message_id(watcher, after));
+  EXPECT_FALSE(read_message_id(s1, after, nullptr, 1s)) << "a kicked session still gets the room";
+  EXPECT_TRUE(s1->is_open());
+  const auto other = api_publish(on(0), R"({"room":"other","data":"still here"})");
+  EXPECT_TRUE(read_message_id(s1, other)) << "the kicked session lost its other room";
+  auto v = poll_json(on(0), "/api/rooms/" + room,
+                     [](const boost::json::value& j) { return json_int(j, "unique_users") == 2; });
+  EXPECT_EQ(json_int(v, "unique_users"), 2) << boost::json::serialize(v);
+
+  // Mute `loud` (a teacher, who may publish) through node 1; it publishes on node 2.
+  r = http_post_json(on(1), "/api/rooms/" + room + "/mute", R"({"user":"loud","duration":"10m"})");
+  ASSERT_EQ(r.status, 200u) << r.body;
+  ASSERT_TRUE(loud->send_text(R"({"type":"publish","id":"p1","data":"hello"})"));
+  auto err = loud->read_type("error");
+  ASSERT_TRUE(err);
+  EXPECT_EQ(json_string(*err, "code"), "muted");
+  EXPECT_EQ(json_string(*err, "id"), "p1");
+  EXPECT_FALSE(read_message_id(watcher, "p1", nullptr, 1s)) << "a muted publish was delivered";
+  // Lifted through node 0: the next publish goes out.
+  ASSERT_EQ(http_post_json(on(0), "/api/rooms/" + room + "/mute", R"({"user":"loud","duration":"0s"})").status, 200u);
+  ASSERT_TRUE(loud->send_text(R"({"type":"publish","id":"p2","data":"hello again"})"));
+  EXPECT_TRUE(loud->read_type("ack"));
+  EXPECT_TRUE(read_message_id(watcher, "p2"));
+
+  // Bad inputs change nothing.
+  EXPECT_EQ(http_post_json(on(0), "/api/rooms/" + room + "/kick", R"({"user":""})").status, 400u);
+  EXPECT_EQ(http_post_json(on(0), "/api/rooms/" + room + "/mute", R"({"user":"x","duration":"-1s"})").status, 400u);
+}
+
+TEST(classroom_single, kick_and_mute) {
+  auto node = start_node({});
+  moderation_scenario({node->port()});
+}
+
 TEST(classroom_single, receipts_track_who_confirmed_and_resend_to_who_did_not) {
   auto node = start_node({"--history", "quiz* 3 10m, * 300 10m"});
   receipts_scenario({node->port()});
@@ -162,58 +222,7 @@ class classroom_cluster : public ::testing::Test {
 
 TEST_F(classroom_cluster, receipts_follow_users_across_nodes) { receipts_scenario(ports()); }
 
-TEST_F(classroom_cluster, kick_and_mute_reach_every_node) {
-  const std::string room = "mod" + random_token(6);
-  auto watcher = join(nodes_[0].port(), room, "THE", "w");
-  auto s1 = join(nodes_[1].port(), room, "STU", "s");
-  auto s2 = join(nodes_[2].port(), room, "STU", "s", "ios");  // the same user on a second device
-  auto loud = join(nodes_[2].port(), room, "THE", "loud");
-  for (auto& n : nodes_) ASSERT_TRUE(wait_room_binds(n.port(), 1)) << n.id;
-  ASSERT_TRUE(s1->send_text(R"({"type":"join","room":"other"})"));
-  ASSERT_TRUE(s1->read_type("joined"));
-
-  // Kick s from the room through node 0: both its sessions leave it, on nodes 1 and 2, and stay open.
-  auto r = http_post_json(nodes_[0].port(), "/api/rooms/" + room + "/kick", R"({"user":"s","reason":"spam"})");
-  ASSERT_EQ(r.status, 200u) << r.body;
-  for (auto* m : {&s1, &s2}) {
-    auto left = (*m)->read_type("left");
-    ASSERT_TRUE(left) << "no left frame after the kick";
-    EXPECT_EQ(json_string(*left, "room"), room);
-    EXPECT_EQ(json_string(*left, "reason"), "spam");
-    EXPECT_TRUE(left->at("kicked").as_bool());
-  }
-  const auto after = api_publish(nodes_[0].port(), R"({"room":")" + room + R"(","data":"after the kick"})");
-  EXPECT_TRUE(read_message_id(watcher, after));
-  EXPECT_FALSE(read_message_id(s1, after, nullptr, 1s)) << "a kicked session still gets the room";
-  EXPECT_TRUE(s1->is_open());
-  const auto other = api_publish(nodes_[0].port(), R"({"room":"other","data":"still here"})");
-  EXPECT_TRUE(read_message_id(s1, other)) << "the kicked session lost its other room";
-  auto v = poll_json(nodes_[0].port(), "/api/rooms/" + room,
-                     [](const boost::json::value& j) { return json_int(j, "unique_users") == 2; });
-  EXPECT_EQ(json_int(v, "unique_users"), 2) << boost::json::serialize(v);
-
-  // Mute `loud` (a teacher, who may publish) through node 1; it publishes on node 2.
-  r = http_post_json(nodes_[1].port(), "/api/rooms/" + room + "/mute", R"({"user":"loud","duration":"10m"})");
-  ASSERT_EQ(r.status, 200u) << r.body;
-  ASSERT_TRUE(loud->send_text(R"({"type":"publish","id":"p1","data":"hello"})"));
-  auto err = loud->read_type("error");
-  ASSERT_TRUE(err);
-  EXPECT_EQ(json_string(*err, "code"), "muted");
-  EXPECT_EQ(json_string(*err, "id"), "p1");
-  EXPECT_FALSE(read_message_id(watcher, "p1", nullptr, 1s)) << "a muted publish was delivered";
-  // Lifted through node 0: the next publish goes out.
-  ASSERT_EQ(
-      http_post_json(nodes_[0].port(), "/api/rooms/" + room + "/mute", R"({"user":"loud","duration":"0s"})").status,
-      200u);
-  ASSERT_TRUE(loud->send_text(R"({"type":"publish","id":"p2","data":"hello again"})"));
-  EXPECT_TRUE(loud->read_type("ack"));
-  EXPECT_TRUE(read_message_id(watcher, "p2"));
-
-  // Bad inputs change nothing.
-  EXPECT_EQ(http_post_json(nodes_[0].port(), "/api/rooms/" + room + "/kick", R"({"user":""})").status, 400u);
-  EXPECT_EQ(http_post_json(nodes_[0].port(), "/api/rooms/" + room + "/mute", R"({"user":"x","duration":"-1s"})").status,
-            400u);
-}
+TEST_F(classroom_cluster, kick_and_mute_reach_every_node) { moderation_scenario(ports()); }
 
 }  // namespace
 }  // namespace roomcast::itest::cluster
