@@ -103,6 +103,21 @@ try {
     await teacher.screenshot({ path: path.join(shots, 'classroom-teacher.png') });
   });
 
+  await check('a must-arrive notice to the students only: they get it, the teacher does not, both confirm', async () => {
+    await teacher.selectOption('#push-target', 'STU');
+    await teacher.check('#push-receipts');
+    await teacher.fill('#push-text', 'Quiz: question 1');
+    await teacher.click('#push-send');
+    for (const p of [alice, bob]) {
+      await waitFor(async () => (await countText(p, '#log .notice', 'Quiz: question 1')) >= 1, { ms: 10000, what: 'the quiz' });
+    }
+    // roomcast.js confirmed it for both students: the teacher's page reads the receipts back.
+    await waitFor(async () => /confirmed by 2 of 2/.test(await teacher.textContent('#push-result')),
+      { ms: 10000, what: 'confirmed by 2 of 2' });
+    if ((await countText(teacher, '#log .notice', 'Quiz: question 1')) !== 0) throw new Error('the teacher got a students-only notice');
+    await teacher.screenshot({ path: path.join(shots, 'classroom-teacher-receipts.png'), fullPage: true });
+  });
+
   await check('the dashboard shows both nodes and the room by role', async () => {
     const admin = await ctx.newPage();
     await admin.goto(`${cluster.url}/admin.html`);
@@ -139,9 +154,9 @@ try {
     await waitFor(async () => (await alice.textContent('#node')).includes(survivor.id) &&
                               (await alice.textContent('#state')).includes('open'), { ms: 15000, what: 'alice on the survivor' });
     await waitFor(async () => (await countText(alice, '#log .notice', 'while away 5')) === 1, { ms: 10000, what: 'the last notice' });
-    // The teacher's notice (seq 1) and the five pushes (2-6), each once, in order.
+    // The teacher's notice (seq 1), the students' quiz (2) and the five pushes (3-7), each once, in order.
     const seqs = await seqsOn(alice);
-    if (seqs.join() !== '1,2,3,4,5,6') throw new Error(`seqs shown: ${seqs}`);
+    if (seqs.join() !== '1,2,3,4,5,6,7') throw new Error(`seqs shown: ${seqs}`);
     const recovered = await alice.$$eval('#log [data-kind="recovered"]', (els) => els.map((e) => e.textContent));
     if (!recovered.length) throw new Error('no "recovered" line');
     for (let i = 1; i <= 5; ++i) {
@@ -151,11 +166,11 @@ try {
     await alice.screenshot({ path: path.join(shots, 'classroom-student-recovered.png') });
   }, 45000);
 
-  await check('the other pages keep every message once too', async () => {
-    for (const p of [teacher, bob]) {
+  await check('the other pages keep every message once too (the teacher skips the students-only quiz, seq 2)', async () => {
+    for (const [p, want] of [[teacher, '1,3,4,5,6,7'], [bob, '1,2,3,4,5,6,7']]) {
       await waitFor(async () => (await countText(p, '#log .notice', 'while away 5')) === 1, { ms: 15000, what: 'last notice' });
       const seqs = await seqsOn(p);
-      if (seqs.join() !== '1,2,3,4,5,6') throw new Error(`seqs shown: ${seqs}`);
+      if (seqs.join() !== want) throw new Error(`seqs shown: ${seqs}`);
     }
   });
 } catch (e) {
