@@ -68,6 +68,7 @@ class Connection {
   #backoff;
   #maxRetries;
   #publishTimeoutMs;
+  #getToken = null;        // () => token | Promise<token>: sent as the first frame (URL token "-")
 
   #state = 'connecting';
   #listeners = new Map();
@@ -113,6 +114,8 @@ class Connection {
     this.#backoff = { ...DEFAULT_BACKOFF, ...(opts.backoff || {}) };
     this.#maxRetries = opts.maxRetries ?? Infinity;
     this.#publishTimeoutMs = opts.publishTimeoutMs ?? 10000;
+    if (opts.getToken != null && typeof opts.getToken !== 'function') throw new TypeError('roomcast: getToken must be a function');
+    this.#getToken = opts.getToken ?? null;
     const now = opts.now || Date.now;
     this.#idPrefix = Math.floor(now()).toString(36) + randomBase36(this.#random);   // unique across clients: ids are de-duplicated cluster-wide
 
@@ -274,7 +277,25 @@ class Connection {
   }
 
   #onOpen() {
-    this.#opened = true;
+    this.#opened = true;   // the upgrade went through (what the refused-handshake probe needs to know)
+    if (!this.#getToken) return this.#onAuthenticated();
+    // The token goes in the first frame, fresh for every connection (never in the URL); the node
+    // says nothing until it has it.
+    const ws = this.#ws;
+    Promise.resolve()
+      .then(() => this.#getToken())
+      .then((token) => {
+        if (ws !== this.#ws || this.#state === 'closed') return;
+        ws.send(JSON.stringify({ type: 'auth', token: String(token) }));
+        this.#onAuthenticated();
+      }, (e) => {
+        if (ws !== this.#ws) return;
+        this.#emit('error', failure('token', `getToken failed: ${e && e.message ? e.message : e}`));
+        ws.close(1000, 'no token');
+      });
+  }
+
+  #onAuthenticated() {
     this.#retries = 0;
     this.#failures = 0;
     this.#state = 'open';   // set before the flush so that what it sends goes out; announced after
@@ -607,6 +628,8 @@ class Connection {
  *   defaults {minMs: 250, maxMs: 10000, spreadMs: 3000}
  * @param {number} [options.maxRetries=Infinity] reconnects in a row that may fail before giving up
  * @param {number} [options.publishTimeoutMs=10000] how long publish() waits for the ack
+ * @param {() => string|Promise<string>} [options.getToken] called on every connect; its token is sent
+ *   as the first frame ({"type":"auth"}), for a URL whose token segment is "-" (auth = jwt)
  * @param {Function} [options.WebSocket] WebSocket class (default globalThis.WebSocket)
  * @param {Function|null} [options.fetch] fetch for the refused-handshake probe (default globalThis.fetch; null: no probe)
  * @param {() => number} [options.random] [0,1) source for jitter (default Math.random)

@@ -29,6 +29,8 @@ client_command decide_client_command(std::string_view text, const client_rights&
     case protocol::client_frame::kind::ping:
       c.what = client_command::kind::pong;
       return c;
+    case protocol::client_frame::kind::auth:
+      return refuse(ec::bad_request, "this session is authenticated already");
     case protocol::client_frame::kind::received:
       // A confirm costs a tenth of a publish: a client confirms what it gets, at the fan-out rate.
       if (!s.publish_bucket->try_take(rights.publish_rate * 10, rights.publish_burst * 10, s.now))

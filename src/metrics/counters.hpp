@@ -35,10 +35,12 @@ enum class close_reason : std::uint8_t {
   drain,          // node shutting down (1012)
   protocol,       // protocol violation: bad frame, bad UTF-8, binary frame
   too_big,        // frame over max_frame_bytes (1009)
+  unauthorized,   // token "-" in the URL and no good {"type":"auth"} within handshake_timeout (4401)
   count_
 };
 inline constexpr std::array<std::string_view, static_cast<std::size_t>(close_reason::count_)> close_reason_names{
-    "client", "error", "dropped", "ping_timeout", "slow_consumer", "kicked", "drain", "protocol", "too_big"};
+    "client", "error", "dropped",  "ping_timeout", "slow_consumer",
+    "kicked", "drain", "protocol", "too_big",      "unauthorized"};
 
 // Why an HTTP upgrade was refused.
 enum class handshake_failure : std::uint8_t {

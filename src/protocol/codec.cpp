@@ -208,6 +208,16 @@ bool decode_client_frame(std::string_view text, client_frame& out, decode_error&
     }
     return true;
   }
+  if (t == "auth") {
+    out.type = client_frame::kind::auth;
+    const auto* tok = o.if_contains("token");
+    if (!tok || !tok->is_string() || tok->get_string().empty() || tok->get_string().size() > 4096) {
+      err = {error_code::bad_request, "\"token\" must be a non-empty string (at most 4096 bytes)"};
+      return false;
+    }
+    out.token = std::string(tok->get_string());
+    return true;
+  }
   if (t == "received") {
     out.type = client_frame::kind::received;
     const auto* id = o.if_contains("id");

@@ -36,7 +36,8 @@ inline constexpr std::string_view muted = "muted";
 
 struct client_frame {
   // kill: dev_kill only; received: confirms a message that asked for a receipt (`id`)
-  enum class kind : std::uint8_t { publish, join, leave, ping, chat, kill, received };
+  // auth: the token of a session whose URL had "-" (its first frame)
+  enum class kind : std::uint8_t { publish, join, leave, ping, chat, kill, received, auth };
   kind type = kind::chat;
   std::string room;         // publish, join, leave
   std::string id;           // publish: optional idempotency key
@@ -44,6 +45,7 @@ struct client_frame {
   std::string epoch;        // join: the epoch that seq belongs to
   std::string data;         // publish: raw JSON; chat: {"text": ...} built from the plain text
   filter audience;          // publish: roles/platforms/users it is for (empty: the whole room)
+  std::string token;        // auth
 };
 
 struct decode_error {

@@ -127,6 +127,7 @@ struct upgrade_decision {
   hub::identity id;
   std::string room;
   recovery_request recovery;
+  bool auth_frame = false;  // token "-" and no Authorization header: the first frame must be auth
 };
 
 // What an upgrade of req gets. probe = a plain GET of the route (no upgrade headers): the same
@@ -167,9 +168,23 @@ upgrade_decision decide_upgrade(shard_context& ctx, const http::request<http::st
       return fail(403, handshake_failure::forbidden, "origin not allowed");
   }
   if (svc.cfg.auth == config::auth_mode::jwt) {
-    const auto e =
-        auth::verify_hs256(p.token, svc.cfg.jwt_secret, p.user, std::chrono::system_clock::now(), svc.cfg.jwt_leeway);
-    if (e != auth::jwt_error::none) return fail(401, handshake_failure::unauthorized, std::string(auth::to_string(e)));
+    // The token: `Authorization: Bearer` (clients that can set headers), else the URL's segment;
+    // "-" there means the first WebSocket frame carries it (browsers: out of URLs and logs).
+    std::string_view token = p.token;
+    const auto authz = req[http::field::authorization];
+    if (!authz.empty()) {
+      if (!authz.starts_with("Bearer ") || authz.size() <= 7)
+        return fail(401, handshake_failure::unauthorized, "Authorization must be \"Bearer <token>\"");
+      token = authz.substr(7);
+    }
+    if (authz.empty() && token == "-") {
+      d.auth_frame = true;
+    } else {
+      const auto e =
+          auth::verify_hs256(token, svc.cfg.jwt_secret, p.user, std::chrono::system_clock::now(), svc.cfg.jwt_leeway);
+      if (e != auth::jwt_error::none)
+        return fail(401, handshake_failure::unauthorized, std::string(auth::to_string(e)));
+    }
   }
   if (svc.state.draining.load(std::memory_order_relaxed))
     return fail(503, handshake_failure::draining, "node is shutting down");
@@ -264,7 +279,7 @@ asio::awaitable<void> run_http(shard_context& ctx, asio::ip::tcp::socket socket)
       std::string initial(static_cast<const char*>(buffer.data().data()), buffer.size());
       stream.expires_never();
       ctx.adopt(stream.release_socket(), std::move(d.id), std::move(d.room), std::move(d.recovery), std::move(initial),
-                handshake);
+                handshake, d.auth_frame);
       co_return;
     }
 

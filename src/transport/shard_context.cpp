@@ -102,10 +102,11 @@ void shard_context::stop_accepting() {
 }
 
 void shard_context::adopt(asio::ip::tcp::socket socket, hub::identity id, std::string url_room,
-                          recovery_request recovery, std::string initial_bytes, const std::string& handshake) {
+                          recovery_request recovery, std::string initial_bytes, const std::string& handshake,
+                          bool auth_frame) {
   auto* s = new ws_session(*this, std::move(socket), std::move(id), std::move(url_room));
   sessions_->push_back(*s);
-  s->start(std::move(recovery), std::move(initial_bytes), handshake);
+  s->start(std::move(recovery), std::move(initial_bytes), handshake, auth_frame);
 }
 
 void shard_context::destroy(ws_session* s) {

@@ -68,8 +68,9 @@ class shard_context {
   void start();
 
   // Takes an upgraded socket; the session lives on this shard until it is destroyed.
+  // auth_frame: the session waits for {"type":"auth"} before it joins anything (token "-").
   void adopt(boost::asio::ip::tcp::socket socket, hub::identity id, std::string url_room, recovery_request recovery,
-             std::string initial_bytes, const std::string& handshake);
+             std::string initial_bytes, const std::string& handshake, bool auth_frame = false);
   void destroy(ws_session* s);  // only from a posted handler, when the session has no pending op
 
   // Sessions ask for a flush; one posted handler writes all of them (coalesces a burst).

@@ -3,6 +3,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "auth/jwt.hpp"
 #include "hub/router.hpp"
 #include "transport/shard_context.hpp"
 
@@ -51,7 +52,8 @@ ws_session::ws_session(shard_context& ctx, asio::ip::tcp::socket socket, hub::id
 
 ws_session::~ws_session() = default;
 
-void ws_session::start(recovery_request recovery, std::string initial_bytes, const std::string& handshake) {
+void ws_session::start(recovery_request recovery, std::string initial_bytes, const std::string& handshake,
+                       bool auth_frame) {
   error_code ec;
   if (!socket_.non_blocking()) socket_.non_blocking(true, ec);  // set at accept: no syscall
   socket_.set_option(asio::ip::tcp::no_delay(true), ec);
@@ -63,9 +65,17 @@ void ws_session::start(recovery_request recovery, std::string initial_bytes, con
   }
   if (const auto sb = ctx_.svc().cfg.send_buffer_bytes; sb > 0)
     socket_.set_option(asio::socket_base::send_buffer_size(static_cast<int>(sb)), ec);
-  ctx_.tables().add(*this);
-  ctx_.counters().joins.add();
-  join_room(url_room_, std::move(recovery), true);
+  if (auth_frame) {
+    // Only the 101 goes out; the session is in no table until its token is good.
+    awaiting_auth_ = std::make_unique<recovery_request>(std::move(recovery));
+    deadline_ = ctx_.now() + ctx_.svc().cfg.handshake_timeout;
+    welcomed_ = true;  // lets the 101 go out now (handshake_ stays: the welcome goes behind it)
+    flush_scheduled_ = true;
+    ++pending_ops_;
+    ctx_.request_flush(this);
+  } else {
+    begin(std::move(recovery));
+  }
 
   if (!initial_bytes.empty()) {
     // Frames the client sent right behind its upgrade request: parse them as if just read.
@@ -73,6 +83,34 @@ void ws_session::start(recovery_request recovery, std::string initial_bytes, con
     if (!process(0) || !wants_read()) return;
   }
   arm_read();
+}
+
+void ws_session::begin(recovery_request recovery) {
+  ctx_.tables().add(*this);
+  ctx_.counters().joins.add();
+  join_room(url_room_, std::move(recovery), true);
+}
+
+void ws_session::on_auth_frame(std::string_view text) {
+  const auto& cfg = ctx_.svc().cfg;
+  // Late is late even before the sweep came by.
+  if (ctx_.now() >= deadline_)
+    return begin_close(protocol::close_code::unauthorized, "no {\"type\":\"auth\"} within handshake_timeout",
+                       metrics::close_reason::unauthorized, true);
+  protocol::client_frame f;
+  protocol::decode_error err;
+  if (!protocol::decode_client_frame(text, f, err) || f.type != protocol::client_frame::kind::auth)
+    return begin_close(protocol::close_code::unauthorized, "send {\"type\":\"auth\",\"token\":…} first",
+                       metrics::close_reason::unauthorized, true);
+  const auto e =
+      auth::verify_hs256(f.token, cfg.jwt_secret, id().user, std::chrono::system_clock::now(), cfg.jwt_leeway);
+  if (e != auth::jwt_error::none)
+    return begin_close(protocol::close_code::unauthorized, "unauthorized: " + std::string(auth::to_string(e)),
+                       metrics::close_reason::unauthorized, true);
+  auto recovery = std::move(*awaiting_auth_);
+  awaiting_auth_.reset();
+  welcomed_ = false;  // the welcome is the next frame the client sees
+  begin(std::move(recovery));
 }
 
 void ws_session::join_room(const std::string& room, recovery_request recovery, bool initial) {
@@ -306,6 +344,7 @@ bool ws_session::on_event(const protocol::ws_event& ev) {
 }
 
 void ws_session::on_text(std::string_view text) {
+  if (awaiting_auth_) return on_auth_frame(text);
   auto& tables = ctx_.tables();
   const hub::client_session self{id().role, url_room_,
                                  [&](std::string_view room) { return tables.in_room(*this, room); }, &publish_bucket_,
@@ -550,6 +589,12 @@ void ws_session::tick(clock::time_point now) {
       if (now >= deadline_) terminate(close_reason_);  // no close reply, or a peer that won't read
       return;
     case state::open:
+      if (awaiting_auth_) {
+        if (now >= deadline_)
+          begin_close(protocol::close_code::unauthorized, "no {\"type\":\"auth\"} within handshake_timeout",
+                      metrics::close_reason::unauthorized, true);
+        return;
+      }
       if (awaiting_pong_) {
         if (now >= deadline_) terminate(metrics::close_reason::ping_timeout);
       } else if (now - last_seen_ >= cfg.ping_interval) {

@@ -17,6 +17,7 @@
 #include <boost/intrusive/list_hook.hpp>
 
 #include <chrono>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -37,7 +38,10 @@ class ws_session final
   // Joins the URL room, sends welcome (after the room's history position is known, and what the
   // client missed when it asked to recover), processes bytes that came with the upgrade, reads.
   // handshake: the HTTP 101 response, sent in the same write as the welcome.
-  void start(recovery_request recovery, std::string initial_bytes, const std::string& handshake);
+  // auth_frame: the URL's token was "-": the 101 goes out alone and nothing else happens (no room,
+  // no welcome) until a {"type":"auth"} frame with a good token, within handshake_timeout.
+  void start(recovery_request recovery, std::string initial_bytes, const std::string& handshake,
+             bool auth_frame = false);
 
   void deliver(const hub::frame_ref& f) override;
   void kick(std::uint16_t code, std::string_view reason) override;
@@ -62,6 +66,9 @@ class ws_session final
   bool process(std::size_t n);
   bool on_event(const protocol::ws_event& ev);
   void on_text(std::string_view text);
+  // The first frame of a session waiting for its token: accepted, it starts as start() would.
+  void on_auth_frame(std::string_view text);
+  void begin(recovery_request recovery);  // add to the tables, join the URL room, welcome
   void publish(hub::client_command c);
   // Sends the room's messages with receipts this user has not confirmed (after a join), except what
   // the join's recovery just sent: (since, recovered_to] of `epoch`.
@@ -106,6 +113,8 @@ class ws_session final
   bool reason_counted_ = false;  // begin_close counted the reason already
   bool welcomed_ = false;        // nothing is written before welcome (it waits for the history read)
   hub::frame_ref handshake_;     // the queued 101 until the welcome is queued behind it
+  // Waiting for {"type":"auth"} (until deadline_): the recovery the URL asked for.
+  std::unique_ptr<recovery_request> awaiting_auth_;
 };
 
 }  // namespace roomcast::transport

@@ -75,7 +75,12 @@ struct ws_client::impl : std::enable_shared_from_this<ws_client::impl> {
         own(loop ? nullptr : std::make_unique<asio::io_context>()),
         ioc(loop ? *loop : *own),
         ws(ioc),
-        on_loop(loop != nullptr) {}
+        on_loop(loop != nullptr) {
+    if (!options.headers.empty())
+      ws.set_option(websocket::stream_base::decorator([h = options.headers](websocket::request_type& req) {
+        for (const auto& [k, v] : h) req.set(k, v);
+      }));
+  }
 
   ws_options options;
   std::unique_ptr<asio::io_context> own;  // before ws: the stream goes first

@@ -32,6 +32,7 @@ using namespace std::chrono_literals;
 struct ws_options {
   int rcvbuf = 0;  // SO_RCVBUF set before connecting; 0 keeps the kernel default
   std::chrono::milliseconds handshake_timeout = 5s;
+  std::vector<std::pair<std::string, std::string>> headers;  // extra upgrade request headers
 };
 
 // One io_context for many ws_clients, run by one thread.

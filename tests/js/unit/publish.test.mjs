@@ -190,3 +190,17 @@ test('presence frames are emitted as presence', () => {
   assert.deepEqual(of('presence'), [f]);
   c.close();
 });
+
+test('getToken: the token is the first frame of every connection, before joins and publishes', async () => {
+  let n = 0;
+  const { c, sockets } = setup({ getToken: async () => `tok-${++n}` });
+  const p = outcome(c.publish('x', { room: '345', id: 'p1' }));
+  sockets[0].open();
+  await settle();
+  const frames = sockets[0].frames();
+  assert.deepEqual(frames[0], { type: 'auth', token: 'tok-1' });
+  assert.equal(frames[1].type, 'publish');
+  sockets[0].receive({ type: 'ack', id: 'p1' });
+  assert.ok((await p).ok);
+  c.close();
+});
