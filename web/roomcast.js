@@ -50,6 +50,18 @@ function randomBase36(random) {
   return Math.floor(random() * 2 ** 52).toString(36);
 }
 
+// A JWT's exp (Unix seconds), or undefined when the token is not a JWT with one.
+function jwtExp(token) {
+  try {
+    const part = String(token).split('.')[1];
+    if (!part) return undefined;
+    const json = JSON.parse(atob(part.replace(/-/g, '+').replace(/_/g, '/')));
+    return typeof json.exp === 'number' ? json.exp : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 function failure(code, message, frame) {
   const e = new Error(`roomcast: ${message}`);
   e.code = code;
@@ -69,6 +81,8 @@ class Connection {
   #maxRetries;
   #publishTimeoutMs;
   #getToken = null;        // () => token | Promise<token>: sent as the first frame (URL token "-")
+  #refreshTimer = null;    // sends a fresh token before the current one's exp
+  #now;
 
   #state = 'connecting';
   #listeners = new Map();
@@ -117,6 +131,7 @@ class Connection {
     if (opts.getToken != null && typeof opts.getToken !== 'function') throw new TypeError('roomcast: getToken must be a function');
     this.#getToken = opts.getToken ?? null;
     const now = opts.now || Date.now;
+    this.#now = now;
     this.#idPrefix = Math.floor(now()).toString(36) + randomBase36(this.#random);   // unique across clients: ids are de-duplicated cluster-wide
 
     const q = new URL(this.#baseUrl).searchParams;
@@ -271,6 +286,8 @@ class Connection {
   #detach() {
     const ws = this.#ws;
     this.#ws = null;
+    this.#clearTimeout(this.#refreshTimer);
+    this.#refreshTimer = null;
     this.#clearTimeout(this.#errorTimer);
     this.#errorTimer = null;
     return ws;
@@ -287,12 +304,35 @@ class Connection {
       .then((token) => {
         if (ws !== this.#ws || this.#state === 'closed') return;
         ws.send(JSON.stringify({ type: 'auth', token: String(token) }));
+        this.#scheduleRefresh(ws, token);
         this.#onAuthenticated();
       }, (e) => {
         if (ws !== this.#ws) return;
         this.#emit('error', failure('token', `getToken failed: ${e && e.message ? e.message : e}`));
         ws.close(1000, 'no token');
       });
+  }
+
+  // The node closes a session whose token expired (4402): a new one goes out a minute (or a tenth
+  // of its life) before the current one's exp, as {"type":"refresh"}.
+  #scheduleRefresh(ws, token) {
+    const exp = jwtExp(token);
+    if (exp === undefined) return;
+    const left = exp * 1000 - this.#now();
+    const ahead = Math.min(60000, Math.max(1000, left / 10));
+    this.#clearTimeout(this.#refreshTimer);
+    this.#refreshTimer = this.#setTimeout(() => {
+      this.#refreshTimer = null;
+      Promise.resolve()
+        .then(() => this.#getToken())
+        .then((next) => {
+          if (ws !== this.#ws || this.#state === 'closed') return;
+          ws.send(JSON.stringify({ type: 'refresh', token: String(next) }));
+          this.#scheduleRefresh(ws, next);
+        }, (e) => {
+          if (ws === this.#ws) this.#emit('error', failure('token', `getToken failed: ${e && e.message ? e.message : e}`));
+        });
+    }, Math.max(0, left - ahead));
   }
 
   #onAuthenticated() {

@@ -31,6 +31,10 @@ client_command decide_client_command(std::string_view text, const client_rights&
       return c;
     case protocol::client_frame::kind::auth:
       return refuse(ec::bad_request, "this session is authenticated already");
+    case protocol::client_frame::kind::refresh:
+      c.what = client_command::kind::refresh;
+      c.text = std::move(f.token);
+      return c;
     case protocol::client_frame::kind::received:
       // A confirm costs a tenth of a publish: a client confirms what it gets, at the fan-out rate.
       if (!s.publish_bucket->try_take(rights.publish_rate * 10, rights.publish_burst * 10, s.now))

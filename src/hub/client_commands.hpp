@@ -42,9 +42,10 @@ struct client_command {
     publish,   // publish `data` to `room` (the session is in it); ack by `id` when not empty
     kill,      // dev_kill: die now
     received,  // confirm the message `id` (receipts) for this session's user
+    refresh,   // check `text` (a token) and take its exp as the session's (auth = jwt)
   };
   kind what = kind::error;
-  std::string text;  // error: the frame
+  std::string text;  // error: the frame; refresh: the token
   std::string room;
   std::string id;
   std::string data;

@@ -36,11 +36,12 @@ enum class close_reason : std::uint8_t {
   protocol,       // protocol violation: bad frame, bad UTF-8, binary frame
   too_big,        // frame over max_frame_bytes (1009)
   unauthorized,   // token "-" in the URL and no good {"type":"auth"} within handshake_timeout (4401)
+  token_expired,  // the token's exp (+ jwt_leeway) passed without a {"type":"refresh"} (4402)
   count_
 };
 inline constexpr std::array<std::string_view, static_cast<std::size_t>(close_reason::count_)> close_reason_names{
-    "client", "error", "dropped",  "ping_timeout", "slow_consumer",
-    "kicked", "drain", "protocol", "too_big",      "unauthorized"};
+    "client", "error",    "dropped", "ping_timeout", "slow_consumer", "kicked",
+    "drain",  "protocol", "too_big", "unauthorized", "token_expired"};
 
 // Why an HTTP upgrade was refused.
 enum class handshake_failure : std::uint8_t {

@@ -208,8 +208,8 @@ bool decode_client_frame(std::string_view text, client_frame& out, decode_error&
     }
     return true;
   }
-  if (t == "auth") {
-    out.type = client_frame::kind::auth;
+  if (t == "auth" || t == "refresh") {
+    out.type = t == "auth" ? client_frame::kind::auth : client_frame::kind::refresh;
     const auto* tok = o.if_contains("token");
     if (!tok || !tok->is_string() || tok->get_string().empty() || tok->get_string().size() > 4096) {
       err = {error_code::bad_request, "\"token\" must be a non-empty string (at most 4096 bytes)"};
@@ -390,6 +390,10 @@ std::string encode_ack(std::string_view id, std::uint64_t seq, bool duplicate) {
   if (duplicate) s += ",\"duplicate\":true";
   s.push_back('}');
   return s;
+}
+
+std::string encode_refreshed(std::int64_t exp) {
+  return "{\"type\":\"refreshed\",\"exp\":" + std::to_string(exp) + "}";
 }
 
 std::string encode_left(std::string_view room, std::string_view reason, bool kicked) {

@@ -32,12 +32,14 @@ inline constexpr std::string_view rate_limited = "rate_limited";
 inline constexpr std::string_view not_in_room = "not_in_room";
 inline constexpr std::string_view too_many_rooms = "too_many_rooms";
 inline constexpr std::string_view muted = "muted";
+inline constexpr std::string_view unauthorized = "unauthorized";
 }  // namespace error_code
 
 struct client_frame {
   // kill: dev_kill only; received: confirms a message that asked for a receipt (`id`)
   // auth: the token of a session whose URL had "-" (its first frame)
-  enum class kind : std::uint8_t { publish, join, leave, ping, chat, kill, received, auth };
+  // refresh: a new token before the session's expires
+  enum class kind : std::uint8_t { publish, join, leave, ping, chat, kill, received, auth, refresh };
   kind type = kind::chat;
   std::string room;         // publish, join, leave
   std::string id;           // publish: optional idempotency key
@@ -45,7 +47,7 @@ struct client_frame {
   std::string epoch;        // join: the epoch that seq belongs to
   std::string data;         // publish: raw JSON; chat: {"text": ...} built from the plain text
   filter audience;          // publish: roles/platforms/users it is for (empty: the whole room)
-  std::string token;        // auth
+  std::string token;        // auth, refresh
 };
 
 struct decode_error {
@@ -105,6 +107,8 @@ std::string encode_kicked(std::uint16_t code, std::string_view reason);
 // Answer to a client publish with an id: its seq (0 = none) and whether the id was seen before.
 std::string encode_ack(std::string_view id, std::uint64_t seq = 0, bool duplicate = false);
 // Answer to leave; kicked: the session was removed from the room (POST /api/rooms/{room}/kick).
+// Answer to refresh: the session's token now expires at `exp` (Unix seconds).
+std::string encode_refreshed(std::int64_t exp);
 std::string encode_left(std::string_view room, std::string_view reason = {}, bool kicked = false);
 std::string_view pong_payload() noexcept;
 

@@ -29,6 +29,7 @@ inline constexpr std::uint16_t too_big = 1009;
 inline constexpr std::uint16_t internal_error = 1011;
 inline constexpr std::uint16_t service_restart = 1012;  // drain: reconnect elsewhere
 inline constexpr std::uint16_t kicked = 4000;           // default for /api/disconnect
+inline constexpr std::uint16_t token_expired = 4402;    // the session's token expired (+ jwt_leeway) without a refresh
 inline constexpr std::uint16_t unauthorized = 4401;     // no, a bad or a late {"type":"auth"} (token "-" in the URL)
 inline constexpr std::uint16_t slow_consumer = 4008;
 }  // namespace close_code

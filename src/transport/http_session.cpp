@@ -127,7 +127,8 @@ struct upgrade_decision {
   hub::identity id;
   std::string room;
   recovery_request recovery;
-  bool auth_frame = false;  // token "-" and no Authorization header: the first frame must be auth
+  bool auth_frame = false;     // token "-" and no Authorization header: the first frame must be auth
+  std::int64_t token_exp = 0;  // the token's exp (Unix s); the session closes then without a refresh
 };
 
 // What an upgrade of req gets. probe = a plain GET of the route (no upgrade headers): the same
@@ -180,10 +181,12 @@ upgrade_decision decide_upgrade(shard_context& ctx, const http::request<http::st
     if (authz.empty() && token == "-") {
       d.auth_frame = true;
     } else {
-      const auto e =
-          auth::verify_hs256(token, svc.cfg.jwt_secret, p.user, std::chrono::system_clock::now(), svc.cfg.jwt_leeway);
+      auth::jwt_claims claims;
+      const auto e = auth::verify_hs256(token, svc.cfg.jwt_secret, p.user, std::chrono::system_clock::now(),
+                                        svc.cfg.jwt_leeway, &claims);
       if (e != auth::jwt_error::none)
         return fail(401, handshake_failure::unauthorized, std::string(auth::to_string(e)));
+      d.token_exp = claims.exp;
     }
   }
   if (svc.state.draining.load(std::memory_order_relaxed))
@@ -279,7 +282,7 @@ asio::awaitable<void> run_http(shard_context& ctx, asio::ip::tcp::socket socket)
       std::string initial(static_cast<const char*>(buffer.data().data()), buffer.size());
       stream.expires_never();
       ctx.adopt(stream.release_socket(), std::move(d.id), std::move(d.room), std::move(d.recovery), std::move(initial),
-                handshake, d.auth_frame);
+                handshake, d.auth_frame, d.token_exp);
       co_return;
     }
 

@@ -70,7 +70,8 @@ class shard_context {
   // Takes an upgraded socket; the session lives on this shard until it is destroyed.
   // auth_frame: the session waits for {"type":"auth"} before it joins anything (token "-").
   void adopt(boost::asio::ip::tcp::socket socket, hub::identity id, std::string url_room, recovery_request recovery,
-             std::string initial_bytes, const std::string& handshake, bool auth_frame = false);
+             std::string initial_bytes, const std::string& handshake, bool auth_frame = false,
+             std::int64_t token_exp = 0);
   void destroy(ws_session* s);  // only from a posted handler, when the session has no pending op
 
   // Sessions ask for a flush; one posted handler writes all of them (coalesces a burst).

@@ -53,7 +53,8 @@ ws_session::ws_session(shard_context& ctx, asio::ip::tcp::socket socket, hub::id
 ws_session::~ws_session() = default;
 
 void ws_session::start(recovery_request recovery, std::string initial_bytes, const std::string& handshake,
-                       bool auth_frame) {
+                       bool auth_frame, std::int64_t token_exp) {
+  token_exp_ = token_exp;
   error_code ec;
   if (!socket_.non_blocking()) socket_.non_blocking(true, ec);  // set at accept: no syscall
   socket_.set_option(asio::ip::tcp::no_delay(true), ec);
@@ -102,15 +103,31 @@ void ws_session::on_auth_frame(std::string_view text) {
   if (!protocol::decode_client_frame(text, f, err) || f.type != protocol::client_frame::kind::auth)
     return begin_close(protocol::close_code::unauthorized, "send {\"type\":\"auth\",\"token\":…} first",
                        metrics::close_reason::unauthorized, true);
+  auth::jwt_claims claims;
   const auto e =
-      auth::verify_hs256(f.token, cfg.jwt_secret, id().user, std::chrono::system_clock::now(), cfg.jwt_leeway);
+      auth::verify_hs256(f.token, cfg.jwt_secret, id().user, std::chrono::system_clock::now(), cfg.jwt_leeway, &claims);
   if (e != auth::jwt_error::none)
     return begin_close(protocol::close_code::unauthorized, "unauthorized: " + std::string(auth::to_string(e)),
                        metrics::close_reason::unauthorized, true);
   auto recovery = std::move(*awaiting_auth_);
   awaiting_auth_.reset();
+  token_exp_ = claims.exp;
   welcomed_ = false;  // the welcome is the next frame the client sees
   begin(std::move(recovery));
+}
+
+void ws_session::refresh(const std::string& token) {
+  const auto& cfg = ctx_.svc().cfg;
+  if (cfg.auth != config::auth_mode::jwt)
+    return send_error(protocol::error_code::bad_request, "the node checks no tokens");
+  auth::jwt_claims claims;
+  const auto e =
+      auth::verify_hs256(token, cfg.jwt_secret, id().user, std::chrono::system_clock::now(), cfg.jwt_leeway, &claims);
+  // A bad refresh changes nothing: the session keeps its token until that one expires.
+  if (e != auth::jwt_error::none)
+    return send_error(protocol::error_code::unauthorized, "refresh refused: " + std::string(auth::to_string(e)));
+  token_exp_ = claims.exp;
+  send_text(protocol::encode_refreshed(claims.exp));
 }
 
 void ws_session::join_room(const std::string& room, recovery_request recovery, bool initial) {
@@ -359,6 +376,9 @@ void ws_session::on_text(std::string_view text) {
       ctx_.counters().client_errors.add();
       send_text(c.text);
       return;
+    case kind::refresh:
+      refresh(c.text);
+      return;
     case kind::received:
       if (auto* store = ctx_.svc().receipts) store->confirm(c.id, id().user);
       ctx_.counters().receipts_confirmed.add();
@@ -594,6 +614,15 @@ void ws_session::tick(clock::time_point now) {
           begin_close(protocol::close_code::unauthorized, "no {\"type\":\"auth\"} within handshake_timeout",
                       metrics::close_reason::unauthorized, true);
         return;
+      }
+      if (token_exp_ != 0) {
+        const auto wall =
+            std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+                .count();
+        if (wall > token_exp_ + ctx_.svc().cfg.jwt_leeway.count())
+          return begin_close(protocol::close_code::token_expired,
+                             "token expired: send {\"type\":\"refresh\"} before exp",
+                             metrics::close_reason::token_expired, false);
       }
       if (awaiting_pong_) {
         if (now >= deadline_) terminate(metrics::close_reason::ping_timeout);

@@ -40,8 +40,9 @@ class ws_session final
   // handshake: the HTTP 101 response, sent in the same write as the welcome.
   // auth_frame: the URL's token was "-": the 101 goes out alone and nothing else happens (no room,
   // no welcome) until a {"type":"auth"} frame with a good token, within handshake_timeout.
+  // token_exp: the URL's or header's token expires then (Unix s; 0: no token to watch).
   void start(recovery_request recovery, std::string initial_bytes, const std::string& handshake,
-             bool auth_frame = false);
+             bool auth_frame = false, std::int64_t token_exp = 0);
 
   void deliver(const hub::frame_ref& f) override;
   void kick(std::uint16_t code, std::string_view reason) override;
@@ -69,6 +70,7 @@ class ws_session final
   // The first frame of a session waiting for its token: accepted, it starts as start() would.
   void on_auth_frame(std::string_view text);
   void begin(recovery_request recovery);  // add to the tables, join the URL room, welcome
+  void refresh(const std::string& token);
   void publish(hub::client_command c);
   // Sends the room's messages with receipts this user has not confirmed (after a join), except what
   // the join's recovery just sent: (since, recovered_to] of `epoch`.
@@ -115,6 +117,8 @@ class ws_session final
   hub::frame_ref handshake_;     // the queued 101 until the welcome is queued behind it
   // Waiting for {"type":"auth"} (until deadline_): the recovery the URL asked for.
   std::unique_ptr<recovery_request> awaiting_auth_;
+  // auth = jwt: the token's exp (Unix s); past it plus jwt_leeway without a refresh: 4402.
+  std::int64_t token_exp_ = 0;
 };
 
 }  // namespace roomcast::transport

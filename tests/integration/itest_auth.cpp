@@ -24,8 +24,8 @@ std::string token(const std::string& sub, std::int64_t exp_offset_s, const std::
 class auth_outside_url : public ::testing::Test {
  protected:
   void SetUp() override {
-    node_ =
-        start_node({"--auth", "jwt", "--jwt-secret", "s3cret", "--handshake-timeout", "1s", "--log-level", "debug"});
+    node_ = start_node({"--auth", "jwt", "--jwt-secret", "s3cret", "--handshake-timeout", "1s", "--jwt-leeway", "1s",
+                        "--log-level", "debug"});
   }
   std::unique_ptr<node_process> node_;
 };
@@ -95,6 +95,31 @@ TEST_F(auth_outside_url, first_frame_auth_good_bad_late_and_never) {
 
   EXPECT_GE(metric_value(node_->port(), "roomcast_closes_total{reason=\"unauthorized\"}"), 5);
   EXPECT_EQ(node_->output().find(good), std::string::npos) << "a token reached the log";
+}
+
+// A session's token expires: {"type":"refresh"} with a new one before that keeps it open; without
+// one the session is closed with 4402 once exp + jwt_leeway passed. A bad refresh changes nothing.
+TEST_F(auth_outside_url, refresh_before_exp_or_closed_with_4402) {
+  auto keeps = join(node_->port(), "345", "STU", "u3", "pc", token("u3", 2));
+  auto lapses = join(node_->port(), "345", "STU", "u4", "pc", token("u4", 2));
+  ASSERT_TRUE(keeps->send_text(R"({"type":"refresh","token":")" + token("u3", 3600, "wrong") + R"("})"));
+  auto err = keeps->read_type("error");
+  ASSERT_TRUE(err);
+  EXPECT_EQ(json_string(*err, "code"), "unauthorized");
+  ASSERT_TRUE(keeps->send_text(R"({"type":"refresh","token":")" + token("someone", 3600) + R"("})"));
+  EXPECT_TRUE(keeps->read_type("error")) << "a token of another user was taken";
+  const auto fresh = token("u3", 3600);
+  ASSERT_TRUE(keeps->send_text(R"({"type":"refresh","token":")" + fresh + R"("})"));
+  auto ok = keeps->read_type("refreshed");
+  ASSERT_TRUE(ok);
+  EXPECT_GT(json_int(*ok, "exp"), static_cast<std::int64_t>(std::time(nullptr)) + 3000);
+  EXPECT_TRUE(lapses->wait_closed(8s));
+  EXPECT_EQ(lapses->close_code(), 4402) << lapses->why();
+  EXPECT_TRUE(keeps->is_open());
+  const auto id = api_publish(node_->port(), R"({"room":"345","data":"still here"})");
+  EXPECT_TRUE(read_message_id(keeps, id)) << "the refreshed session lost its room";
+  EXPECT_EQ(metric_value(node_->port(), "roomcast_closes_total{reason=\"token_expired\"}"), 1);
+  EXPECT_EQ(node_->output().find(fresh), std::string::npos) << "a token reached the log";
 }
 
 }  // namespace

@@ -204,3 +204,23 @@ test('getToken: the token is the first frame of every connection, before joins a
   assert.ok((await p).ok);
   c.close();
 });
+
+test('getToken: a fresh token is sent as refresh before the current one expires', async () => {
+  const now = 1_000_000_000_000;   // ms
+  const jwt = (exp) => `h.${Buffer.from(JSON.stringify({ sub: 'u', exp })).toString('base64url')}.s`;
+  let n = 0;
+  const { c, sockets, timers } = setup({ now: () => now, getToken: () => jwt(now / 1000 + 600 + 600 * n++) });
+  sockets[0].open();
+  await settle();
+  assert.equal(sockets[0].frames()[0].type, 'auth');
+  // exp in 600 s: the refresh goes 60 s before.
+  timers.advance(539_000);
+  await settle();
+  assert.equal(sockets[0].frames().filter((f) => f.type === 'refresh').length, 0);
+  timers.advance(2_000);
+  await settle();
+  const refresh = sockets[0].frames().filter((f) => f.type === 'refresh');
+  assert.equal(refresh.length, 1);
+  assert.equal(refresh[0].token, jwt(now / 1000 + 1200));
+  c.close();
+});
