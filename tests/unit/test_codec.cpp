@@ -149,3 +149,19 @@ TEST(codec, a_client_publish_carries_its_filter) {
       decode_client_frame(R"({"type":"publish","room":"7","data":1,"users":["a","b"]})", f, e, {.max_users = 1}));
   EXPECT_NE(e.message.find("at most 1"), std::string::npos) << e.message;
 }
+
+TEST(codec, auth_and_refresh_frames_carry_a_token) {
+  client_frame f;
+  decode_error e;
+  ASSERT_TRUE(decode_client_frame(R"({"type":"auth","token":"a.b.c"})", f, e));
+  EXPECT_EQ(f.type, client_frame::kind::auth);
+  EXPECT_EQ(f.token, "a.b.c");
+  ASSERT_TRUE(decode_client_frame(R"({"type":"refresh","token":"d.e.f"})", f, e));
+  EXPECT_EQ(f.type, client_frame::kind::refresh);
+  EXPECT_EQ(f.token, "d.e.f");
+  EXPECT_FALSE(decode_client_frame(R"({"type":"auth"})", f, e));
+  EXPECT_EQ(e.code, error_code::bad_request);
+  EXPECT_FALSE(decode_client_frame(R"({"type":"refresh","token":""})", f, e));
+  EXPECT_FALSE(decode_client_frame(R"({"type":"auth","token":7})", f, e));
+  EXPECT_EQ(encode_refreshed(1796311296), R"({"type":"refreshed","exp":1796311296})");
+}
