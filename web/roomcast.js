@@ -299,17 +299,23 @@ class Connection {
     // The token goes in the first frame, fresh for every connection (never in the URL); the node
     // says nothing until it has it.
     const ws = this.#ws;
+    this.#sendToken(ws, 'auth', () => this.#onAuthenticated(), () => ws.close(1000, 'no token'));
+  }
+
+  // Asks getToken, sends {type, token} on ws (if it is still the current socket) and schedules the
+  // next refresh; onFail after getToken threw or rejected (reported as an 'error' event).
+  #sendToken(ws, type, onSent, onFail) {
     Promise.resolve()
       .then(() => this.#getToken())
       .then((token) => {
         if (ws !== this.#ws || this.#state === 'closed') return;
-        ws.send(JSON.stringify({ type: 'auth', token: String(token) }));
+        ws.send(JSON.stringify({ type, token: String(token) }));
         this.#scheduleRefresh(ws, token);
-        this.#onAuthenticated();
+        if (onSent) onSent();
       }, (e) => {
         if (ws !== this.#ws) return;
         this.#emit('error', failure('token', `getToken failed: ${e && e.message ? e.message : e}`));
-        ws.close(1000, 'no token');
+        if (onFail) onFail();
       });
   }
 
@@ -323,15 +329,7 @@ class Connection {
     this.#clearTimeout(this.#refreshTimer);
     this.#refreshTimer = this.#setTimeout(() => {
       this.#refreshTimer = null;
-      Promise.resolve()
-        .then(() => this.#getToken())
-        .then((next) => {
-          if (ws !== this.#ws || this.#state === 'closed') return;
-          ws.send(JSON.stringify({ type: 'refresh', token: String(next) }));
-          this.#scheduleRefresh(ws, next);
-        }, (e) => {
-          if (ws === this.#ws) this.#emit('error', failure('token', `getToken failed: ${e && e.message ? e.message : e}`));
-        });
+      this.#sendToken(ws, 'refresh');
     }, Math.max(0, left - ahead));
   }
 
