@@ -1,4 +1,5 @@
-// roomcast.js in Node against real nodes: two roomcast nodes (RabbitMQ bus, Redis registry and
+// roomcast.js in Node against real nodes (and, last, a token-checking node: getToken with auth
+// frames and refresh). Two roomcast nodes (RabbitMQ bus, Redis registry and
 // history) behind nginx. 200 library clients in one room; a backend publishes 20 msgs/s; one node
 // is killed with SIGKILL mid-stream. Every client must end with every seq exactly once, in order;
 // no client may reconnect before the delay its backoff chose, and the reconnects must spread out.
@@ -149,6 +150,41 @@ test('a refused handshake (bad token) stops the client with a refused error, no 
     const refused = errors.find((e) => e.type === 'refused');
     assert.ok(refused, `a refused error (got ${JSON.stringify(errors)})`);
     assert.equal(refused.status, 401);
+    c.close();
+  } finally {
+    await node.stop();
+  }
+});
+
+// A JWT signed here (HS256), as a backend would.
+async function jwt(sub, expInS, secret = 's3cret') {
+  const { createHmac } = await import('node:crypto');
+  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const head = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64({ sub, exp: Math.floor(Date.now() / 1000) + expInS })}`;
+  return `${head}.${createHmac('sha256', secret).update(head).digest('base64url')}`;
+}
+
+test('getToken: the token travels in the first frame (URL token "-"), and a refresh keeps the session past exp', { timeout: 60000 }, async () => {
+  const node = await startSingleNode(bin, ['--auth', 'jwt', '--jwt-secret', 's3cret', '--jwt-leeway', '0s']);
+  try {
+    const given = [];
+    // exp in 3 s: the library refreshes about a second before it; the node would close at exp (4402).
+    const c = connect({ url: `ws://127.0.0.1:${node.port}/demo/websocket/345/STU/u1/-/pc`,
+      getToken: async () => { const t = await jwt('u1', 3); given.push(t); return t; } });
+    const got = [];
+    c.on('message', (m) => got.push(m.data));
+    await waitFor(() => c.state === 'open' && c.welcome, { ms: 10000, what: 'welcome' });
+    await sleep(5000);
+    assert.equal(c.state, 'open', 'closed although the library refreshed');
+    assert.ok(given.length >= 2, `getToken called ${given.length} time(s)`);
+    const r = await fetch(`http://127.0.0.1:${node.port}/api/publish`, {
+      method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ room: '345', data: 'after exp' }),
+    });
+    assert.equal(r.status, 200);
+    await waitFor(() => got.includes('after exp'), { ms: 5000, what: 'a message after the first token expired' });
+    const m = await (await fetch(`http://127.0.0.1:${node.port}/metrics`)).text();
+    assert.match(m, /roomcast_closes_total\{reason="token_expired"\} 0/);
+    assert.ok(!node.log.includes(given[0]), 'a token reached the log');
     c.close();
   } finally {
     await node.stop();
