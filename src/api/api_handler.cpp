@@ -405,53 +405,54 @@ void handler::finish(publish_batch& st) {
 // wide; the receipt is opened before the message goes out, so no confirm can come before it.
 void handler::publish_with_receipts(bus::envelope e, respond_fn done) {
   if (!receipts_) return done(error(503, "unavailable", "no receipt store"));
-  auto st = std::make_shared<std::pair<bus::envelope, respond_fn>>(std::move(e), std::move(done));
-  const std::string room = st->first.target;
-  registry_.describe_room(room, [this, st](std::error_code ec, const registry::room_members& m) {
-    auto& [env, reply] = *st;
-    if (ec) {
-      return reply(registry_unavailable());
-    }
+  // One request's state across its three steps (registry, receipt store, history and bus).
+  struct step_state {
+    bus::envelope e;
+    respond_fn done;
+    std::size_t expected = 0;
+    bool created = false;  // this publish opened the receipt (not a retried id)
+  };
+  auto st = std::make_shared<step_state>(step_state{std::move(e), std::move(done)});
+  auto unavailable = [](std::string why) {
+    auto r = error(503, "unavailable", std::move(why));
+    r.headers.emplace_back("Retry-After", "1");
+    return r;
+  };
+  registry_.describe_room(st->e.target, [this, st, unavailable](std::error_code ec, const registry::room_members& m) {
+    if (ec) return st->done(registry_unavailable());
     std::vector<std::string> users;
     for (const auto& [user, p] : m.users)
-      if (p.reached_by(env.audience, user)) users.push_back(user);
+      if (p.reached_by(st->e.audience, user)) users.push_back(user);
     if (users.size() > cfg_.receipt_max_users)
-      return reply(error(400, "bad_request",
-                         "the message reaches " + std::to_string(users.size()) + " users; receipts track at most " +
-                             std::to_string(cfg_.receipt_max_users) + " (receipt_max_users)"));
-    const auto expected = users.size();
+      return st->done(error(400, "bad_request",
+                            "the message reaches " + std::to_string(users.size()) + " users; receipts track at most " +
+                                std::to_string(cfg_.receipt_max_users) + " (receipt_max_users)"));
+    st->expected = users.size();
     receipts_->create(
-        env.id, env.target, protocol::filter_json(env.audience), users,
-        [this, st, expected](std::error_code cec, receipts::create_result cr) {
-          auto& [env2, reply2] = *st;
-          if (cec || cr == receipts::create_result::full) {
-            auto r =
-                error(503, "unavailable",
-                      cec ? "receipt store: " + cec.message() : "too many receipts tracked (receipt_max_messages)");
-            r.headers.emplace_back("Retry-After", "1");
-            return reply2(std::move(r));
-          }
-          const bool created = cr == receipts::create_result::created;
-          router_.publish(bus::envelope(env2), [this, st, expected, created](const hub::router::publish_outcome& o) {
-            auto& [env3, reply3] = *st;
+        st->e.id, st->e.target, protocol::filter_json(st->e.audience), users,
+        [this, st, unavailable](std::error_code cec, receipts::create_result cr) {
+          if (cec) return st->done(unavailable("receipt store: " + cec.message()));
+          if (cr == receipts::create_result::full)
+            return st->done(unavailable("too many receipts tracked (receipt_max_messages)"));
+          st->created = cr == receipts::create_result::created;
+          router_.publish(bus::envelope(st->e), [this, st, unavailable](const hub::router::publish_outcome& o) {
+            const auto& e2 = st->e;
             if (o.ec) {
-              if (created) receipts_->drop(env3.id);
-              auto r = error(503, "unavailable", refusal(o));
-              r.headers.emplace_back("Retry-After", "1");
-              return reply3(std::move(r));
+              if (st->created) receipts_->drop(e2.id);
+              return st->done(unavailable(refusal(o)));
             }
-            if (created && !o.duplicate) {
+            if (st->created && !o.duplicate) {
               // What a user who has not confirmed gets again: the frame live delivery sent.
               std::string frame;
-              protocol::append_message(
-                  frame, {protocol::target_kind::room, env3.target, env3.id, env3.from, env3.data, o.seq, true});
-              receipts_->published(env3.id, std::move(frame), o.seq, o.epoch);
+              protocol::append_message(frame,
+                                       {protocol::target_kind::room, e2.target, e2.id, e2.from, e2.data, o.seq, true});
+              receipts_->published(e2.id, std::move(frame), o.seq, o.epoch);
             }
             std::string body;
-            append_outcome(body, env3.id, o);
+            append_outcome(body, e2.id, o);
             body.pop_back();
-            body += ",\"receipts\":{\"expected\":" + std::to_string(expected) + "}}";
-            reply3(ok_json(std::move(body)));
+            body += ",\"receipts\":{\"expected\":" + std::to_string(st->expected) + "}}";
+            st->done(ok_json(std::move(body)));
           });
         });
   });
