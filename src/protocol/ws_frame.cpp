@@ -88,6 +88,7 @@ ws_error ws_reader::handle_frame(const header& h, std::span<char> payload, ws_ev
       if (payload.size() >= 2) {
         out.close_code = static_cast<std::uint16_t>((static_cast<std::uint8_t>(payload[0]) << 8) |
                                                     static_cast<std::uint8_t>(payload[1]));
+        if (!valid_close_code(out.close_code)) return ws_error::protocol;  // answered with 1002, not echoed
         if (!valid_utf8(body.substr(2))) return ws_error::bad_utf8;
         out.payload = body.substr(2);
       }

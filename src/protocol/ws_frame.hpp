@@ -88,6 +88,12 @@ class ws_reader {
 
 bool valid_utf8(std::string_view s) noexcept;
 
+// A close code a peer may send (RFC 6455 7.4, IANA registry): 1000-1003, 1007-1014, 3000-4999.
+// Anything else (below 1000, 1004-1006, 1015, 1016-2999, 5000 and up) is a protocol error (1002).
+constexpr bool valid_close_code(std::uint16_t c) noexcept {
+  return (c >= 1000 && c <= 1003) || (c >= 1007 && c <= 1014) || (c >= 3000 && c <= 4999);
+}
+
 // A server frame: header + payload in one buffer, built once and shared by every recipient.
 // The payload is written first after a 10-byte gap; the header is then placed right before it.
 class encoded_frame {

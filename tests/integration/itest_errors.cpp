@@ -301,6 +301,43 @@ TEST_F(frame_test, invalid_utf8_closes_1007) {
   EXPECT_EQ(m->close_code(), std::optional<std::uint16_t>(1007)) << m->read_error();
 }
 
+// The code of the first close frame in what a node sent (unmasked server frames); 0 if none.
+int close_code_in(const std::string& bytes) {
+  std::size_t i = 0;
+  while (i + 1 < bytes.size()) {
+    const auto op = static_cast<unsigned char>(bytes[i]) & 0x0f;
+    std::size_t len = static_cast<unsigned char>(bytes[i + 1]) & 0x7f, head = 2;
+    if (len == 126) {
+      if (i + 4 > bytes.size()) return 0;
+      len = (static_cast<std::size_t>(static_cast<unsigned char>(bytes[i + 2])) << 8) |
+            static_cast<unsigned char>(bytes[i + 3]);
+      head = 4;
+    }
+    if (op == 8 && len >= 2 && i + head + 2 <= bytes.size())
+      return (static_cast<unsigned char>(bytes[i + head]) << 8) | static_cast<unsigned char>(bytes[i + head + 1]);
+    i += head + len;
+  }
+  return 0;
+}
+
+// RFC 6455 7.4: a close code a peer must not send is answered with 1002, not echoed.
+TEST(errors_close, a_forbidden_close_code_is_answered_with_1002) {
+  auto node = start_node();
+  for (int code : {1005, 1006, 1015, 2000, 999}) {
+    raw_ws_client c;
+    ASSERT_EQ(c.connect(node->port(), ws_path("345", "STU", "u1")), 101u);
+    // A masked close frame (mask 0) carrying `code`.
+    std::string frame{
+        '\x88', '\x82', '\0', '\0', '\0', '\0', static_cast<char>(code >> 8), static_cast<char>(code & 0xff)};
+    ASSERT_TRUE(c.send_raw(frame));
+    EXPECT_EQ(close_code_in(c.read_to_end(5s)), 1002) << "the node's answer to close code " << code;
+  }
+  raw_ws_client ok;
+  ASSERT_EQ(ok.connect(node->port(), ws_path("345", "STU", "u2")), 101u);
+  ASSERT_TRUE(ok.send_raw(std::string{'\x88', '\x82', '\0', '\0', '\0', '\0', '\x0f', '\xa0'}));  // 4000: echoed
+  EXPECT_EQ(close_code_in(ok.read_to_end(5s)), 4000);
+}
+
 // --- limits ---------------------------------------------------------------------------
 
 TEST(errors_limits, connection_cap_answers_503_with_retry_after) {

@@ -133,11 +133,28 @@ TEST(ws_reader, protocol_errors) {
       {client_frame(static_cast<ws_opcode>(3), "x"), ws_error::protocol},          // reserved opcode
       {client_frame(ws_opcode::text, "\xc3\x28"), ws_error::bad_utf8},
       {client_frame(ws_opcode::close, "\x03"), ws_error::protocol},  // 1-byte close body
+      {client_frame(ws_opcode::close, std::string("\x03\xe8", 2) + "\xc3\x28"), ws_error::bad_utf8},  // reason
   };
+  // Close codes a peer must not send (RFC 6455 7.4): answered with 1002.
+  for (int code : {0, 999, 1004, 1005, 1006, 1015, 1016, 2000, 2999, 5000, 65535}) {
+    const std::string body{static_cast<char>(code >> 8), static_cast<char>(code & 0xff)};
+    cases.push_back({client_frame(ws_opcode::close, body), ws_error::protocol});
+  }
   for (auto& bc : cases) {
     ws_reader r(1024);
     collected c;
     EXPECT_EQ(feed_all(r, bc.bytes, c).error, bc.want);
+  }
+}
+
+TEST(ws_reader, every_close_code_a_peer_may_send_is_taken) {
+  for (int code : {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 4000, 4999}) {
+    ws_reader r(1024);
+    collected c;
+    const std::string body{static_cast<char>(code >> 8), static_cast<char>(code & 0xff)};
+    auto bytes = client_frame(ws_opcode::close, body);
+    EXPECT_EQ(feed_all(r, bytes, c).error, ws_error::none) << code;
+    EXPECT_EQ(c.close_code, code);
   }
 }
 
