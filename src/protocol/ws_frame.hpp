@@ -5,6 +5,7 @@
 // connection (a 1.5 KiB inline read buffer, timers, per-op state) and frames every message per
 // recipient. Here a server frame (header + payload) is built once and the same bytes are written to
 // every recipient; an idle session holds no read buffer at all (the shard's scratch buffer is used).
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -52,7 +53,9 @@ class ws_reader {
   explicit ws_reader(std::size_t max_message_bytes) noexcept : max_message_(max_message_bytes) {}
 
   struct result {
-    std::size_t consumed = 0;  // bytes of complete frames; the rest must be fed again with more
+    // Bytes of complete frames; the rest must be fed again with more. After too_big: up to the end
+    // of the oversized frame (what follows it may be fed again).
+    std::size_t consumed = 0;
     ws_error error = ws_error::none;
   };
 
@@ -66,6 +69,9 @@ class ws_reader {
   std::size_t pending_frame_size(std::span<const char> data) const noexcept;
 
   std::size_t max_message() const noexcept { return max_message_; }
+  // Bytes of an oversized frame still to come: the next feeds drop them before reading frames
+  // again, so the peer's close reply after our 1009 is still seen.
+  std::uint64_t discarding() const noexcept { return skip_; }
 
  private:
   struct header {
@@ -84,6 +90,7 @@ class ws_reader {
   std::size_t max_message_;
   std::string fragments_;  // payload of an unfinished fragmented message
   ws_opcode fragment_opcode_ = ws_opcode::cont;
+  std::uint64_t skip_ = 0;  // rest of an oversized frame, dropped as it arrives
 };
 
 bool valid_utf8(std::string_view s) noexcept;
@@ -128,6 +135,11 @@ std::string websocket_accept_key(std::string_view client_key);
 template <class OnEvent>
 ws_reader::result ws_reader::feed(std::span<char> data, OnEvent&& on_event) {
   result r;
+  if (skip_ > 0) {
+    const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(skip_, data.size()));
+    skip_ -= n;
+    r.consumed = n;
+  }
   while (r.consumed < data.size()) {
     auto rest = data.subspan(r.consumed);
     header h{};
@@ -136,6 +148,13 @@ ws_reader::result ws_reader::feed(std::span<char> data, OnEvent&& on_event) {
       break;
     }
     if (h.payload_len > max_message_) {
+      // Dropped, not buffered: what of it is here now, and the rest as it comes.
+      const std::uint64_t total = h.header_len + h.payload_len;
+      const auto here = static_cast<std::size_t>(std::min<std::uint64_t>(total, rest.size()));
+      r.consumed += here;
+      skip_ = total - here;
+      fragments_.clear();
+      fragment_opcode_ = ws_opcode::cont;
       r.error = ws_error::too_big;
       return r;
     }

@@ -293,8 +293,22 @@ bool ws_session::process(std::size_t n) {
   } else {
     input = ctx_.read_buffer().subspan(0, n);
   }
-  const auto r = reader_.feed(input, [this](const protocol::ws_event& ev) { return on_event(ev); });
+  auto r = reader_.feed(input, [this](const protocol::ws_event& ev) { return on_event(ev); });
   if (state_ == state::closed) return false;
+  // An oversized message: 1009, but go on reading (and dropping the rest of it) so that the client
+  // reads our close frame and answers it, instead of a reset from unread data (bounded by
+  // pong_timeout like any close).
+  while (r.error == protocol::ws_error::too_big) {
+    begin_close(protocol::close_code::too_big, "message too big", metrics::close_reason::too_big, false);
+    const std::size_t done = r.consumed;
+    if (done == 0 || done >= input.size()) {
+      r = {input.size(), protocol::ws_error::none};
+      break;
+    }
+    r = reader_.feed(input.subspan(done), [this](const protocol::ws_event& ev) { return on_event(ev); });
+    r.consumed += done;
+    if (state_ == state::closed) return false;
+  }
   if (r.error != protocol::ws_error::none) {
     const auto why =
         r.error == protocol::ws_error::too_big ? metrics::close_reason::too_big : metrics::close_reason::protocol;

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "support/cluster.hpp"
 #include "support/itest.hpp"
 #include "support/jwt.hpp"
 
@@ -336,6 +337,25 @@ TEST(errors_close, a_forbidden_close_code_is_answered_with_1002) {
   ASSERT_EQ(ok.connect(node->port(), ws_path("345", "STU", "u2")), 101u);
   ASSERT_TRUE(ok.send_raw(std::string{'\x88', '\x82', '\0', '\0', '\0', '\0', '\x0f', '\xa0'}));  // 4000: echoed
   EXPECT_EQ(close_code_in(ok.read_to_end(5s)), 4000);
+}
+
+// A client still sending megabytes of an oversized message reads the 1009 close frame (the node
+// drops the rest of the message instead of resetting the connection under it), then answers it.
+TEST(errors_close, a_client_sending_megabytes_of_an_oversized_message_reads_1009) {
+  auto node = start_node({"--max-frame-bytes", "4096"});
+  raw_ws_client c;
+  ASSERT_EQ(c.connect(node->port(), ws_path("345", "STU", "u1")), 101u);
+  constexpr std::uint64_t size = 8u << 20;
+  std::string head{'\x81', '\xff'};  // text, masked, 64-bit length
+  for (int i = 7; i >= 0; --i) head.push_back(static_cast<char>((size >> (8 * i)) & 0xff));
+  head.append(4, '\0');  // mask
+  ASSERT_TRUE(c.send_raw(head));
+  const std::string chunk(64 << 10, 'x');
+  for (std::uint64_t sent = 0; sent < size; sent += chunk.size())
+    ASSERT_TRUE(c.send_raw(chunk)) << "the node reset the connection after " << sent << " bytes";
+  ASSERT_TRUE(c.send_raw(std::string{'\x88', '\x82', '\0', '\0', '\0', '\0', '\x03', '\xe8'}));  // our close reply
+  EXPECT_EQ(close_code_in(c.read_to_end(5s)), 1009);
+  EXPECT_EQ(metric_value(node->port(), "roomcast_closes_total{reason=\"too_big\"}"), 1);
 }
 
 // --- limits ---------------------------------------------------------------------------

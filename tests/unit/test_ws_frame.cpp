@@ -147,6 +147,24 @@ TEST(ws_reader, protocol_errors) {
   }
 }
 
+// An oversized frame is dropped as it arrives, and the frames after it are read again.
+TEST(ws_reader, an_oversized_frame_is_skipped_and_the_close_after_it_is_seen) {
+  ws_reader r(10);
+  auto big = client_frame(ws_opcode::text, std::string(100, 'b'));
+  auto close = client_frame(ws_opcode::close, std::string("\x03\xe8", 2));
+  std::string first = big.substr(0, 30), second = big.substr(30) + close;
+  collected c;
+  auto r1 = feed_all(r, first, c);
+  EXPECT_EQ(r1.error, ws_error::too_big);
+  EXPECT_EQ(r1.consumed, 30u);
+  EXPECT_GT(r.discarding(), 0u);
+  auto r2 = feed_all(r, second, c);
+  EXPECT_EQ(r2.error, ws_error::none);
+  EXPECT_EQ(r.discarding(), 0u);
+  EXPECT_EQ(c.close_code, 1000);
+  ASSERT_EQ(c.events.size(), 1u) << "nothing of the big frame may come out";
+}
+
 TEST(ws_reader, every_close_code_a_peer_may_send_is_taken) {
   for (int code : {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 4000, 4999}) {
     ws_reader r(1024);
