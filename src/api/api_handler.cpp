@@ -413,8 +413,8 @@ void handler::publish_with_receipts(bus::envelope e, respond_fn done) {
     bool created = false;  // this publish opened the receipt (not a retried id)
   };
   auto st = std::make_shared<step_state>(step_state{std::move(e), std::move(done)});
-  auto unavailable = [](std::string why) {
-    auto r = error(503, "unavailable", std::move(why));
+  auto unavailable = [](const std::string& why) {
+    auto r = error(503, "unavailable", why);
     r.headers.emplace_back("Retry-After", "1");
     return r;
   };
