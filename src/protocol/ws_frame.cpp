@@ -118,8 +118,18 @@ ws_error ws_reader::handle_frame(const header& h, std::span<char> payload, ws_ev
       fragment_opcode_ = h.opcode;
       return ws_error::none;
     case ws_opcode::cont:
+      if (dropping_) {  // the rest of a message that grew over the limit: dropped up to its end
+        dropping_ = !h.fin;
+        return ws_error::none;
+      }
       if (fragment_opcode_ == ws_opcode::cont) return ws_error::protocol;
-      if (fragments_.size() + payload.size() > max_message_) return ws_error::too_big;
+      if (fragments_.size() + payload.size() > max_message_) {
+        fragments_.clear();
+        fragments_.shrink_to_fit();
+        fragment_opcode_ = ws_opcode::cont;
+        dropping_ = !h.fin;
+        return ws_error::too_big;
+      }
       fragments_.append(body);
       if (!h.fin) return ws_error::none;
       if (fragment_opcode_ == ws_opcode::text && !valid_utf8(fragments_)) return ws_error::bad_utf8;

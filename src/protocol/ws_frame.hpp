@@ -91,6 +91,7 @@ class ws_reader {
   std::string fragments_;  // payload of an unfinished fragmented message
   ws_opcode fragment_opcode_ = ws_opcode::cont;
   std::uint64_t skip_ = 0;  // rest of an oversized frame, dropped as it arrives
+  bool dropping_ = false;   // the continuations of a message that grew over the limit
 };
 
 bool valid_utf8(std::string_view s) noexcept;
@@ -163,6 +164,7 @@ ws_reader::result ws_reader::feed(std::span<char> data, OnEvent&& on_event) {
     ws_event ev{};
     bool have_event = false;
     r.error = handle_frame(h, rest.subspan(h.header_len, static_cast<std::size_t>(h.payload_len)), ev, have_event);
+    if (r.error == ws_error::too_big) r.consumed += total;  // the frame is read: what follows may be fed again
     if (r.error != ws_error::none) return r;
     r.consumed += total;
     if (have_event && !on_event(static_cast<const ws_event&>(ev))) return r;

@@ -301,11 +301,13 @@ bool ws_session::process(std::size_t n) {
   while (r.error == protocol::ws_error::too_big) {
     begin_close(protocol::close_code::too_big, "message too big", metrics::close_reason::too_big, false);
     const std::size_t done = r.consumed;
-    if (done == 0 || done >= input.size()) {
+    if (done >= input.size()) {
       r = {input.size(), protocol::ws_error::none};
       break;
     }
     r = reader_.feed(input.subspan(done), [this](const protocol::ws_event& ev) { return on_event(ev); });
+    if (r.error == protocol::ws_error::too_big && r.consumed == 0)
+      r.error = protocol::ws_error::protocol;  // no progress
     r.consumed += done;
     if (state_ == state::closed) return false;
   }

@@ -165,6 +165,24 @@ TEST(ws_reader, an_oversized_frame_is_skipped_and_the_close_after_it_is_seen) {
   ASSERT_EQ(c.events.size(), 1u) << "nothing of the big frame may come out";
 }
 
+// A fragmented message that grows over the limit: too_big once, its other fragments dropped, the
+// frames after it read (the reader never stops making progress).
+TEST(ws_reader, a_fragmented_message_over_the_limit_is_dropped_to_its_end) {
+  ws_reader r(10);
+  auto bytes = client_frame(ws_opcode::text, std::string(8, 'a'), false) +
+               client_frame(ws_opcode::cont, std::string(8, 'b'), false) +
+               client_frame(ws_opcode::cont, std::string(8, 'c'), true) + client_frame(ws_opcode::text, "ok");
+  collected c;
+  auto r1 = feed_all(r, bytes, c);
+  EXPECT_EQ(r1.error, ws_error::too_big);
+  ASSERT_GT(r1.consumed, 0u);
+  std::string rest = bytes.substr(r1.consumed);
+  auto r2 = feed_all(r, rest, c);
+  EXPECT_EQ(r2.error, ws_error::none);
+  ASSERT_EQ(c.events.size(), 1u);
+  EXPECT_EQ(c.events[0].second, "ok");
+}
+
 TEST(ws_reader, every_close_code_a_peer_may_send_is_taken) {
   for (int code : {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 4000, 4999}) {
     ws_reader r(1024);
