@@ -220,8 +220,8 @@ int node::run() {
   for (auto& s : p.shards) s->start();
 
   // Signals are handled on shard 0's io_context; the drain then runs on every shard.
-  asio::signal_set signals(p.shards[0]->io(), SIGTERM, SIGINT);
-  signals.async_wait([&p](const boost::system::error_code& sec, int sig) {
+  auto signals = std::make_unique<asio::signal_set>(p.shards[0]->io(), SIGTERM, SIGINT);
+  signals->async_wait([&p](const boost::system::error_code& sec, int sig) {
     if (!sec) p.drain(sig);
   });
 
@@ -241,6 +241,11 @@ int node::run() {
     });
   p.shards[0]->io().run();
   for (auto& t : threads) t.join();
+  // Drained: a second SIGTERM (a supervisor repeating itself) must not kill the process while it
+  // tears down; the exit code stays 0. (Asio puts the default action back when the set goes.)
+  signals.reset();
+  std::signal(SIGTERM, SIG_IGN);
+  std::signal(SIGINT, SIG_IGN);
   stop_backends();
   spdlog::info("stopped");
   return 0;
