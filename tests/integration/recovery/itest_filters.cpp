@@ -534,13 +534,10 @@ TEST(filters_redis_bus, holes_are_filled_with_the_filter_applied) {
 
   client_pool pool;
   for (std::size_t i = 0; i < nodes.size(); ++i) add_kinds(pool, nodes[i]->port(), room, "u" + tok + std::to_string(i));
-  auto why = pool.connect_all();
+  std::vector<std::uint16_t> ports;
+  for (auto& n : nodes) ports.push_back(n->port());
+  const auto why = start_and_wait_subscribed(pool, ports);
   ASSERT_TRUE(why.empty()) << why;
-  pool.start();
-  ASSERT_TRUE(pool.wait_all([](const pooled_client& c) { return c.ever_welcomed; }, 10s));
-  for (auto& n : nodes)
-    ASSERT_TRUE(poll_until([&] { return metric_value(n->port(), "roomcast_bus_room_subscribes_total") >= 1; }, 10s))
-        << "node on port " << n->port() << " never subscribed the room";
 
   constexpr std::uint64_t total = 150;  // not a multiple of 7: the last one is not dropped
   retry_stats st;

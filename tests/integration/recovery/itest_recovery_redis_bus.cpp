@@ -36,13 +36,10 @@ TEST_P(recovery_redis_bus, holes_left_by_a_lossy_bus_are_filled_from_history) {
 
   client_pool pool;
   for (int i = 0; i < 6; ++i) pool.add(nodes[i % 2]->port(), room, "m" + tok + "-" + std::to_string(i));
-  auto why = pool.connect_all();
+  std::vector<std::uint16_t> ports;
+  for (auto& n : nodes) ports.push_back(n->port());
+  const auto why = start_and_wait_subscribed(pool, ports);
   ASSERT_TRUE(why.empty()) << why;
-  pool.start();
-  ASSERT_TRUE(pool.wait_all([](const pooled_client& c) { return c.ever_welcomed; }, 10s));
-  for (auto& n : nodes)
-    ASSERT_TRUE(poll_until([&] { return metric_value(n->port(), "roomcast_bus_room_subscribes_total") >= 1; }, 10s))
-        << "node on port " << n->port() << " never subscribed the room";
 
   constexpr int total = 300;
   retry_stats st;

@@ -705,4 +705,15 @@ void stream_publisher::run(const std::vector<std::string>& mine, double rate, st
   }
 }
 
+std::string start_and_wait_subscribed(client_pool& pool, const std::vector<std::uint16_t>& ports) {
+  if (auto why = pool.connect_all(); !why.empty()) return why;
+  pool.start();
+  if (!pool.wait_all([](const pooled_client& c) { return c.ever_welcomed; }, 10s))
+    return "not every client was welcomed";
+  for (auto port : ports)
+    if (!poll_until([&] { return metric_value(port, "roomcast_bus_room_subscribes_total") >= 1; }, 10s))
+      return "node on port " + std::to_string(port) + " never subscribed the room";
+  return {};
+}
+
 }  // namespace roomcast::itest::recovery

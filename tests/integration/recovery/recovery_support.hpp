@@ -181,6 +181,10 @@ class client_pool {
   std::atomic<bool> stop_{false};
 };
 
+// Connects every client of `pool`, starts it, waits until each was welcomed and until every node
+// of `ports` subscribed the room on the Redis bus. Returns what failed ("" when all did).
+std::string start_and_wait_subscribed(client_pool& pool, const std::vector<std::uint16_t>& ports);
+
 // ---------------------------------------------------------------- publishing
 
 struct publish_answer {

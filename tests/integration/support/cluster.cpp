@@ -1,5 +1,7 @@
 #include "support/cluster.hpp"
 
+#include <functional>
+
 #include <boost/json/serialize.hpp>
 
 #include <cctype>
@@ -79,30 +81,33 @@ std::vector<json::value> collect(member& m, std::chrono::milliseconds window) {
   return out;
 }
 
-std::optional<json::value> read_message_id(member& m, const std::string& id, std::vector<json::value>* skipped,
-                                           std::chrono::milliseconds timeout) {
+namespace {
+// Reads frames until `wanted` holds for one (returned); the others go to `skipped` when given.
+std::optional<json::value> read_until(member& m, const std::function<bool(const json::value&)>& wanted,
+                                      std::vector<json::value>* skipped, std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   while (true) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) return std::nullopt;
     auto f = m->read_json(left);
     if (!f) return std::nullopt;
-    if (json_string(*f, "type") == "message" && json_string(*f, "id") == id) return f;
+    if (wanted(*f)) return f;
     if (skipped) skipped->push_back(std::move(*f));
   }
+}
+}  // namespace
+
+std::optional<json::value> read_message_id(member& m, const std::string& id, std::vector<json::value>* skipped,
+                                           std::chrono::milliseconds timeout) {
+  return read_until(
+      m, [&](const json::value& f) { return json_string(f, "type") == "message" && json_string(f, "id") == id; },
+      skipped, timeout);
 }
 
 std::optional<json::value> read_type_keeping(member& m, const std::string& type, std::vector<json::value>* skipped,
                                              std::chrono::milliseconds timeout) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (true) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) return std::nullopt;
-    auto f = m->read_json(left);
-    if (!f) return std::nullopt;
-    if (json_string(*f, "type") == type) return f;
-    if (skipped) skipped->push_back(std::move(*f));
-  }
+  return read_until(
+      m, [&](const json::value& f) { return json_string(f, "type") == type; }, skipped, timeout);
 }
 
 std::string dump(const std::vector<json::value>& frames) {
