@@ -6,6 +6,8 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include <algorithm>
+
 namespace roomcast::auth {
 
 std::string_view to_string(jwt_error e) noexcept {
@@ -50,12 +52,21 @@ std::string hmac_sha256(std::string_view key, std::string_view data) {
   return std::string(reinterpret_cast<char*>(out), len);
 }
 
+// A NumericDate claim, clamped to +-10^15 s (31 million years) so that adding the leeway can't
+// overflow: 1e132 or 2^64-1 in a signed token is "never expires", not undefined behaviour (found
+// by tests/fuzz/fuzz_jwt.cpp).
 std::optional<std::int64_t> int_claim(const boost::json::object& o, std::string_view name) {
+  constexpr std::int64_t bound = 1'000'000'000'000'000;
   const auto* v = o.if_contains(name);
   if (!v) return std::nullopt;
-  if (v->is_int64()) return v->get_int64();
-  if (v->is_uint64()) return static_cast<std::int64_t>(v->get_uint64());
-  if (v->is_double()) return static_cast<std::int64_t>(v->get_double());
+  if (v->is_int64()) return std::clamp(v->get_int64(), -bound, bound);
+  if (v->is_uint64()) return bound;  // only numbers over INT64_MAX are uint64
+  if (v->is_double()) {
+    const double d = v->get_double();
+    if (d >= static_cast<double>(bound)) return bound;
+    if (d <= -static_cast<double>(bound)) return -bound;
+    return static_cast<std::int64_t>(d);
+  }
   return std::nullopt;
 }
 }  // namespace

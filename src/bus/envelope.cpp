@@ -127,7 +127,9 @@ bool decode_envelope(std::string_view wire, envelope& out) {
     return false;
   if (out.type == envelope_type::kick) {
     const auto* c = o.if_contains("code");
-    if (!c || !c->is_int64()) return false;
+    // The node closes sessions with this code: only an application code (4000-4999, what the API
+    // takes) is sent on; 70000 must not wrap to 4464, nor 1005 reach a close frame.
+    if (!c || !c->is_int64() || c->get_int64() < 4000 || c->get_int64() > 4999) return false;
     out.code = static_cast<std::uint16_t>(c->get_int64());
     str("reason", out.reason);
   }

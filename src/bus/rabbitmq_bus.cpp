@@ -57,7 +57,7 @@ struct rabbitmq_bus::impl {
 
   // ---- shared with other threads ----
   struct op {
-    enum kind_t { publish, subscribe, unsubscribe } kind;
+    enum class kind_t : std::uint8_t { publish, subscribe, unsubscribe } kind;
     std::string room;
     std::vector<wire_message> msgs;
     std::shared_ptr<pending_publish> owner;
@@ -156,7 +156,7 @@ void rabbitmq_bus::publish(envelope e, publish_callback done) {
   auto owner = std::make_shared<pending_publish>();
   owner->done = std::move(done);
   std::string body = encode_envelope(e);
-  impl::op o{impl::op::publish, {}, {}, owner};
+  impl::op o{impl::op::kind_t::publish, {}, {}, owner};
   switch (e.kind) {
     case protocol::target_kind::room:
       o.msgs.push_back({impl_->rooms_exchange, e.target, std::move(body), owner});
@@ -178,8 +178,8 @@ void rabbitmq_bus::publish(envelope e, publish_callback done) {
   impl_->post(std::move(o));
 }
 
-void rabbitmq_bus::subscribe_room(const std::string& room) { impl_->post({impl::op::subscribe, room}); }
-void rabbitmq_bus::unsubscribe_room(const std::string& room) { impl_->post({impl::op::unsubscribe, room}); }
+void rabbitmq_bus::subscribe_room(const std::string& room) { impl_->post({impl::op::kind_t::subscribe, room}); }
+void rabbitmq_bus::unsubscribe_room(const std::string& room) { impl_->post({impl::op::kind_t::unsubscribe, room}); }
 
 void rabbitmq_bus::append_metrics(std::string& o) const {
   auto& m = impl_->m;
@@ -418,7 +418,7 @@ void rabbitmq_bus::impl::drain_inbox() {
 
 void rabbitmq_bus::impl::handle_op(op& o) {
   switch (o.kind) {
-    case op::publish: {
+    case op::kind_t::publish: {
       std::size_t bytes = 0;
       for (auto& w : o.msgs) bytes += w.body.size();
       if (!connected || !outage.empty()) {
@@ -435,10 +435,10 @@ void rabbitmq_bus::impl::handle_op(op& o) {
       outage_count = outage.size();
       return;
     }
-    case op::subscribe:
+    case op::kind_t::subscribe:
       if (rooms.want(o.room) && connected) request_bind(o.room, true);
       return;
-    case op::unsubscribe:
+    case op::kind_t::unsubscribe:
       rooms.unwant(o.room, clock::now());
       return;
   }

@@ -190,6 +190,58 @@ void redis_history::append(const bus::envelope& e, const policy& p, std::functio
              });
 }
 
+// The read script's reply {epoch, head, [[id, [k, v, ...]], ...]}: what came back from Redis is
+// checked, not trusted (tests/fuzz/fuzz_history_reply.cpp feeds it arbitrary RESP).
+read_result decode_read_reply(const redisReply* r, std::uint64_t since, std::string_view room) {
+  read_result res;
+  if (r == nullptr || r->type != REDIS_REPLY_ARRAY || r->elements != 3) {
+    res.ec = bad_reply;
+    return res;
+  }
+  res.epoch = str(r->element[0]);
+  res.head = num(r->element[1]);
+  const redisReply* list = r->element[2];
+  if (list->type == REDIS_REPLY_ARRAY) {
+    res.entries.reserve(list->elements);
+    for (std::size_t i = 0; i < list->elements; ++i) {
+      const redisReply* item = list->element[i];  // [id, [k, v, ...]]
+      if (item->type != REDIS_REPLY_ARRAY || item->elements != 2) continue;
+      entry en;
+      const std::string id = str(item->element[0]);
+      std::from_chars(id.data(), id.data() + id.size(), en.seq);
+      // read_result promises ascending seqs in (since, head]: an entry out of that order is dropped
+      // (the completeness check below then reports the hole).
+      if (en.seq <= since || en.seq > res.head || (!res.entries.empty() && en.seq <= res.entries.back().seq)) continue;
+      const redisReply* kv = item->element[1];
+      bool readable = kv->type == REDIS_REPLY_ARRAY;
+      for (std::size_t k = 0; readable && k + 1 < kv->elements; k += 2) {
+        const std::string key = str(kv->element[k]);
+        if (key == "i")
+          en.id = str(kv->element[k + 1]);
+        else if (key == "f")
+          en.from = str(kv->element[k + 1]);
+        else if (key == "d")
+          en.data = str(kv->element[k + 1]);
+        else if (key == "r")
+          en.receipt = true;
+        else if (key == "a")
+          readable = protocol::parse_filter_json(str(kv->element[k + 1]), en.audience);
+      }
+      // Who a message was for must be known: a corrupt entry is reported as lost (a gap), never
+      // sent to members it may not be for.
+      if (!readable) {
+        spdlog::warn("history: room {} seq {}: unreadable entry; treated as lost", room, en.seq);
+        continue;
+      }
+      res.entries.push_back(std::move(en));
+    }
+  }
+  res.complete = since >= res.head || (!res.entries.empty() && res.entries.front().seq == since + 1 &&
+                                       res.entries.back().seq == res.head && res.entries.size() == res.head - since);
+  if (res.epoch.empty()) res.complete = since == 0;
+  return res;
+}
+
 void redis_history::read(const std::string& room, std::uint64_t since, std::size_t limit,
                          std::chrono::milliseconds create_ttl, std::function<void(read_result)> cb) {
   const auto& pre = impl_->opts.prefix;
@@ -203,52 +255,7 @@ void redis_history::read(const std::string& room, std::uint64_t since, std::size
                       new_epoch()};
   impl_->run(impl_->read_id, std::move(args),
              [cb = std::move(cb), since, room](const redisReply* r, std::error_code ec) {
-               read_result res;
-               if (!ec && (r->type != REDIS_REPLY_ARRAY || r->elements != 3)) ec = bad_reply;
-               if (ec) {
-                 res.ec = ec;
-                 return cb(std::move(res));
-               }
-               res.epoch = str(r->element[0]);
-               res.head = num(r->element[1]);
-               const redisReply* list = r->element[2];
-               if (list->type == REDIS_REPLY_ARRAY) {
-                 res.entries.reserve(list->elements);
-                 for (std::size_t i = 0; i < list->elements; ++i) {
-                   const redisReply* item = list->element[i];  // [id, [k, v, ...]]
-                   if (item->type != REDIS_REPLY_ARRAY || item->elements != 2) continue;
-                   entry en;
-                   const std::string id = str(item->element[0]);
-                   std::from_chars(id.data(), id.data() + id.size(), en.seq);
-                   const redisReply* kv = item->element[1];
-                   bool readable = true;
-                   for (std::size_t k = 0; k + 1 < kv->elements; k += 2) {
-                     const std::string key = str(kv->element[k]);
-                     if (key == "i")
-                       en.id = str(kv->element[k + 1]);
-                     else if (key == "f")
-                       en.from = str(kv->element[k + 1]);
-                     else if (key == "d")
-                       en.data = str(kv->element[k + 1]);
-                     else if (key == "r")
-                       en.receipt = true;
-                     else if (key == "a")
-                       readable = protocol::parse_filter_json(str(kv->element[k + 1]), en.audience);
-                   }
-                   // Who a message was for must be known: a corrupt entry is reported as lost (a gap), never
-                   // sent to members it may not be for.
-                   if (!readable) {
-                     spdlog::warn("history: room {} seq {}: unreadable audience; treated as lost", room, en.seq);
-                     continue;
-                   }
-                   res.entries.push_back(std::move(en));
-                 }
-               }
-               res.complete =
-                   since >= res.head || (!res.entries.empty() && res.entries.front().seq == since + 1 &&
-                                         res.entries.back().seq == res.head && res.entries.size() == res.head - since);
-               if (res.epoch.empty()) res.complete = since == 0;
-               cb(std::move(res));
+               cb(ec ? read_result{ec} : decode_read_reply(r, since, room));
              });
 }
 

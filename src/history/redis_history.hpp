@@ -17,6 +17,9 @@
 #include "history/history.hpp"
 
 #include <memory>
+#include <string_view>
+
+struct redisReply;
 
 namespace roomcast::redis {
 class loop;
@@ -35,6 +38,10 @@ struct redis_history_options {
   // redis bus's room channels, e.g. "roomcast:room:"); append_result.published says so.
   std::string publish_prefix;
 };
+
+// The read script's reply as a read_result (sans-io; exposed for the fuzzer and the tests).
+// Entries out of order, outside (since, head] or with an unreadable audience are left out.
+read_result decode_read_reply(const redisReply* r, std::uint64_t since, std::string_view room);
 
 class redis_history final : public history {
  public:

@@ -160,7 +160,7 @@ void connection::state::on_connect(const boost::system::error_code& ec) {
   sock.set_option(tcp::no_delay(true), ig);
   // A Redis that vanished without a FIN (host gone) is noticed even on an idle connection.
   sock.set_option(asio::socket_base::keep_alive(true), ig);
-  reader = redisReaderCreate();
+  reader = make_reader();
   ph = phase::handshake;
   do_read();
   // One round trip before the connection counts as up: a Redis that accepts and then refuses

@@ -1,6 +1,7 @@
 #include "redis/hiredis.hpp"
 
 #include <charconv>
+#include <cstddef>
 
 namespace roomcast::redis {
 
@@ -16,6 +17,37 @@ std::uint64_t num(const redisReply* r) noexcept {
   std::uint64_t v = 0;
   if (r->type == REDIS_REPLY_STRING) std::from_chars(r->str, r->str + r->len, v);
   return v;
+}
+
+namespace {
+
+// hiredis's own reply functions (static in hiredis.c), taken from a reader it made.
+const redisReplyObjectFunctions& default_functions() {
+  static const redisReplyObjectFunctions fns = [] {
+    redisReader* r = redisReaderCreate();
+    const redisReplyObjectFunctions copy = *r->fn;
+    redisReaderFree(r);
+    return copy;
+  }();
+  return fns;
+}
+
+void* create_bounded_array(const redisReadTask* task, int elements) {
+  if (elements < 0 || static_cast<std::size_t>(elements) > max_reply_elements) return nullptr;  // reader: OOM error
+  return default_functions().createArray(task, elements);
+}
+
+redisReplyObjectFunctions bounded_functions() {
+  redisReplyObjectFunctions fns = default_functions();
+  fns.createArray = create_bounded_array;
+  return fns;
+}
+
+}  // namespace
+
+redisReader* make_reader() {
+  static redisReplyObjectFunctions fns = bounded_functions();
+  return redisReaderCreateWithFunctions(&fns);
 }
 
 }  // namespace roomcast::redis

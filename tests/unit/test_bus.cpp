@@ -89,6 +89,12 @@ TEST(envelope, kicks_and_bad_input) {
   EXPECT_EQ(d.reason, "bye");
   EXPECT_FALSE(decode_envelope("not json", d));
   EXPECT_FALSE(decode_envelope(R"({"type":"message"})", d));
+  // A broker message can't make the node send a close code it may not (found by fuzz_envelope's rule).
+  for (const char* code : {"70000", "1005", "0", "-1", "3999", "5000"}) {
+    const std::string wire = std::string(R"({"v":1,"type":"kick","kind":"all","target":"","id":"k","from":"api",)") +
+                             R"("origin":"n","code":)" + code + R"(,"reason":"","data":null})";
+    EXPECT_FALSE(decode_envelope(wire, d)) << code;
+  }
   EXPECT_FALSE(
       decode_envelope(R"({"v":1,"type":"x","kind":"room","target":"","id":"","from":"","origin":"","data":1})", d));
 }

@@ -1,5 +1,7 @@
 #include "history/history.hpp"
 #include "history/local_history.hpp"
+#include "history/redis_history.hpp"
+#include "redis/hiredis.hpp"
 
 #include <gtest/gtest.h>
 
@@ -133,4 +135,38 @@ TEST(local_history, a_room_written_again_outlives_its_first_expiry) {
   EXPECT_EQ(read_sync(h, "r", 0, 10).head, 2u);
   std::this_thread::sleep_for(120ms);  // past the second
   EXPECT_EQ(read_sync(h, "r", 0, 10).head, 0u);
+}
+
+// What the redis history reads back is checked, not trusted (tests/fuzz/fuzz_history_reply.cpp).
+TEST(redis_read_reply, entries_out_of_order_or_out_of_range_are_left_out_and_the_read_is_incomplete) {
+  auto decode = [](const std::string& resp, std::uint64_t since) {
+    redisReader* r = redis::make_reader();
+    redisReaderFeed(r, resp.data(), resp.size());
+    void* reply = nullptr;
+    EXPECT_EQ(redisReaderGetReply(r, &reply), REDIS_OK);
+    auto res = decode_read_reply(static_cast<const redisReply*>(reply), since, "r");
+    freeReplyObject(reply);
+    redisReaderFree(r);
+    return res;
+  };
+  auto entry = [](int seq, const std::string& data) {
+    return "*2\r\n$3\r\n" + std::to_string(seq) + "-0\r\n*2\r\n$1\r\nd\r\n$" + std::to_string(data.size()) + "\r\n" +
+           data + "\r\n";
+  };
+  const std::string head = "*3\r\n$1\r\ne\r\n:3\r\n";
+  auto good = decode(head + "*3\r\n" + entry(1, "a") + entry(2, "b") + entry(3, "c"), 0);
+  ASSERT_EQ(good.entries.size(), 3u);
+  EXPECT_TRUE(good.complete);
+  // 2 before 1, and a seq past the head: only what keeps the promise stays, and the hole shows.
+  auto bad = decode(head + "*3\r\n" + entry(2, "b") + entry(1, "a") + entry(9, "z"), 0);
+  ASSERT_EQ(bad.entries.size(), 1u);
+  EXPECT_EQ(bad.entries[0].seq, 2u);
+  EXPECT_FALSE(bad.complete);
+  // An entry whose fields are not a list is lost, not delivered empty.
+  auto flat = decode(head + "*1\r\n*2\r\n$3\r\n1-0\r\n$1\r\nx\r\n", 0);
+  EXPECT_TRUE(flat.entries.empty());
+  EXPECT_FALSE(flat.complete);
+  // A reply of the wrong shape is an error.
+  auto wrong = decode("*1\r\n:1\r\n", 0);
+  EXPECT_TRUE(wrong.ec);
 }

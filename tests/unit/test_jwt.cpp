@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <string>
+
 using namespace roomcast::auth;
 using namespace std::chrono;
 
@@ -38,6 +40,23 @@ TEST(jwt, rejects_what_it_must) {
   const auto forged =
       good.substr(0, good.find('.') + 1) + base64url_encode(R"({"sub":"u","exp":9999999999})") + good.substr(dot2);
   EXPECT_EQ(verify_hs256(forged, "k", "u", now, seconds(0)), jwt_error::bad_signature);
+}
+
+// Found by fuzz_jwt (UBSan): a huge exp or nbf in a signed token is clamped, not undefined behaviour.
+TEST(jwt, huge_numeric_dates_are_far_future_or_far_past_not_undefined) {
+  for (const char* exp : {"1e132", "18446744073709551615", "9223372036854775807", "1e999"}) {
+    jwt_claims c;
+    const auto t = sign_hs256(std::string(R"({"sub":"u","exp":)") + exp + "}", "k");
+    EXPECT_EQ(verify_hs256(t, "k", "u", now, seconds(30), &c), jwt_error::none) << exp;
+    EXPECT_EQ(c.exp, 1'000'000'000'000'000) << exp;
+  }
+  for (const char* exp : {"-1e132", "-9223372036854775808"})
+    EXPECT_EQ(
+        verify_hs256(sign_hs256(std::string(R"({"sub":"u","exp":)") + exp + "}", "k"), "k", "u", now, seconds(30)),
+        jwt_error::expired)
+        << exp;
+  EXPECT_EQ(verify_hs256(sign_hs256(R"({"sub":"u","exp":1700000600,"nbf":1e300})", "k"), "k", "u", now, seconds(30)),
+            jwt_error::not_yet_valid);
 }
 
 TEST(jwt, base64url_round_trip) {

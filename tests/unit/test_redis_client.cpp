@@ -3,6 +3,7 @@
 // connection, run by sha, load again once on NOSCRIPT). No server: replies are built by hand.
 #include "redis/command_queue.hpp"
 #include "redis/errors.hpp"
+#include "redis/hiredis.hpp"
 #include "redis/scripts.hpp"
 
 #include <gtest/gtest.h>
@@ -195,3 +196,25 @@ TEST(redis_errors, have_one_category_with_a_message_each) {
 }
 
 }  // namespace
+
+// A reply array's header makes hiredis allocate its element pointers at once: a bigger array than
+// max_reply_elements is a protocol error, not a 3.2 GB allocation (found by fuzz_history_reply).
+TEST(reader, arrays_over_the_bound_are_an_error_not_an_allocation) {
+  auto read_one = [](const std::string& bytes, bool& ok) {
+    redisReader* r = make_reader();
+    redisReaderFeed(r, bytes.data(), bytes.size());
+    void* reply = nullptr;
+    ok = redisReaderGetReply(r, &reply) == REDIS_OK && reply != nullptr;
+    const auto n = ok ? static_cast<redisReply*>(reply)->elements : 0;
+    if (reply) freeReplyObject(reply);
+    redisReaderFree(r);
+    return n;
+  };
+  bool ok = false;
+  EXPECT_EQ(read_one("*3\r\n:1\r\n$1\r\nx\r\n*0\r\n", ok), 3u);
+  EXPECT_TRUE(ok);
+  read_one("*400000001\r\n:3\r\n", ok);
+  EXPECT_FALSE(ok);
+  read_one("*" + std::to_string(max_reply_elements + 1) + "\r\n", ok);
+  EXPECT_FALSE(ok);
+}
