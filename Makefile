@@ -3,7 +3,7 @@ SHELL := /bin/bash
 JOBS ?= 2
 ARGS ?=
 
-.PHONY: deps build run test dev-build clean tsan cluster cluster-stop bench bench-deps format check-format tidy
+.PHONY: deps build run test dev-build clean tsan fuzz cluster cluster-stop bench bench-deps format check-format tidy
 
 deps:
 	@./scripts/install-deps.sh
@@ -28,6 +28,16 @@ tsan: deps
 	cmake --preset tsan >/dev/null
 	cmake --build --preset tsan -j$(JOBS)
 	./scripts/run-tests.sh build/tsan
+
+# libFuzzer targets (tests/fuzz, clang, ASan + UBSan), FUZZ_SECONDS each on tests/fuzz/corpus/;
+# fails on a crash, leak or timeout (docs/security.md). FUZZ_MERGE=1 keeps what they found.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?=
+FUZZ_MERGE ?= 0
+fuzz: deps
+	cmake --preset fuzz >/dev/null
+	cmake --build --preset fuzz -j$(JOBS)
+	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_TARGETS="$(FUZZ_TARGETS)" FUZZ_MERGE=$(FUZZ_MERGE) ./scripts/fuzz.sh
 
 # Redis + RabbitMQ + three nodes (:8091-:8093) + nginx on :8090, on this machine.
 cluster: build

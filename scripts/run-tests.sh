@@ -6,7 +6,7 @@
 # the end, whatever happens.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
-build="${1:-build/dev}"
+build="${1:-build/dev}"   # further arguments go to ctest (e.g. -R, -L)
 cd "$here/$build"
 
 work="$(mktemp -d /tmp/roomcast-test.XXXXXX)"
@@ -37,4 +37,4 @@ export ROOMCAST_TEST_TMP="$work"
 
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
-ctest --output-on-failure -j2 --timeout 300
+ctest --output-on-failure -j2 --timeout 300 "${@:2}"
