@@ -24,10 +24,14 @@ dev-build: deps
 test: dev-build
 	./scripts/run-tests.sh build/dev
 
+# ThreadSanitizer build, and every test but the browser and JS ones (their node runs as in make
+# test): unit, multi-shard nodes, the buses, recovery, clusters. A TSan report in a node fails its
+# test (tests/integration/support/node_process.cpp). CI runs this after make test.
+TSAN_CTEST ?= -E "^(e2e|js)\."
 tsan: deps
 	cmake --preset tsan >/dev/null
 	cmake --build --preset tsan -j$(JOBS)
-	./scripts/run-tests.sh build/tsan
+	./scripts/run-tests.sh build/tsan $(TSAN_CTEST)
 
 # libFuzzer targets (tests/fuzz, clang, ASan + UBSan), FUZZ_SECONDS each on tests/fuzz/corpus/;
 # fails on a crash, leak or timeout (docs/security.md). FUZZ_MERGE=1 keeps what they found.

@@ -2,6 +2,7 @@
 # Runs every fuzz target of build/fuzz (the `fuzz` preset) for FUZZ_SECONDS each on the committed
 # corpus tests/fuzz/corpus/<target>/, and fails on the first crash, leak, timeout or out-of-memory.
 #   FUZZ_SECONDS=60 (default)   FUZZ_TARGETS="ws_frame jwt" (default: all)   FUZZ_JOBS=1
+#   FUZZ_RUNS=10000000: stop each target after that many executions instead (FUZZ_SECONDS then caps it)
 #   FUZZ_MERGE=1: merge the new inputs, minimized, into tests/fuzz/corpus/ (commit them)
 # New inputs go to build/fuzz-work/corpus/<target>/ (the committed corpus is only read); a crash
 # leaves its input in build/fuzz-work/artifacts/ - make it a unit test (docs/security.md).
@@ -34,6 +35,7 @@ for t in $targets; do
   # Several jobs: libFuzzer runs them as child processes that log to fuzz-<n>.log in the cwd.
   parallel=()
   [ "$jobs" -gt 1 ] && parallel=(-jobs="$jobs" -workers="$jobs")
+  [ -n "${FUZZ_RUNS:-}" ] && parallel+=(-runs="$FUZZ_RUNS")
   set +e
   # -timeout: one input taking over 10 s is a hang; -rss_limit_mb: a leak or blow-up fails the run.
   (cd "$work" && ASAN_OPTIONS="detect_leaks=1:allocator_may_return_null=1" \
@@ -48,7 +50,8 @@ for t in $targets; do
     rm -f "$work"/fuzz-*.log
   fi
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | awk '{s+=$1} END {print s+0}')
-  echo "$t $runs executions in ${seconds}s, exit $rc" | tee -a "$summary"
+  took=$(sed -n 's/^Done [0-9]* runs in \([0-9]*\) second.*/\1/p' "$log" | tail -1)
+  echo "$t $runs executions in ${took:-$seconds}s, exit $rc" | tee -a "$summary"
   if [ "$rc" -ne 0 ]; then
     failed=1
     echo "fuzz: $t FAILED (exit $rc); the end of $log:" >&2

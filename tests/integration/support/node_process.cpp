@@ -183,6 +183,14 @@ node_process::~node_process() {
     ::kill(pid_, SIGKILL);
     reap(true);
   }
+  // A sanitizer report in the node fails the test even when the node went on (TSan reports and
+  // goes on; a SIGKILLed node's exit code says nothing): make tsan relies on this.
+  const std::string out = output();
+  for (const char* marker : {"WARNING: ThreadSanitizer", "ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                             "runtime error:"}) {
+    if (const auto at = out.find(marker); at != std::string::npos)
+      ADD_FAILURE() << "roomcast on port " << port_ << " reported " << marker << ":\n" << out.substr(at, 8000);
+  }
   if (::testing::Test::HasFailure()) {
     std::cerr << "--- roomcast output (port " << port_ << ", exit "
               << (exit_code_ ? std::to_string(*exit_code_) : std::string("killed")) << ") ---\n"
