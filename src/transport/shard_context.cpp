@@ -18,6 +18,7 @@ shard_context::shard_context(unsigned index, services& svc)
       svc_(svc),
       tables_(index, counters_),
       acceptor_(io_),
+      sources_(svc.cfg.source_rate, svc.cfg.source_burst, svc.cfg.source_table_size),
       sweep_timer_(io_),
       drain_timer_(io_),
       now_(clock::now()),
@@ -76,7 +77,7 @@ void shard_context::start() {
 }
 
 void shard_context::do_accept() {
-  acceptor_.async_accept([this](const error_code& ec, asio::ip::tcp::socket socket) {
+  acceptor_.async_accept(peer_, [this](const error_code& ec, asio::ip::tcp::socket socket) {
     if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
     if (!ec) {
       refresh_now();
@@ -84,7 +85,7 @@ void shard_context::do_accept() {
       // writes with non-blocking write_some; Asio's async ops would set it again otherwise).
       error_code nb;
       socket.non_blocking(true, nb);
-      start_http_session(*this, std::move(socket));
+      if (admit(socket)) start_http_session(*this, std::move(socket));
     } else if (ec == asio::error::no_descriptors) {
       // Out of file descriptors: back off briefly instead of spinning on accept.
       spdlog::warn("shard {}: accept: {}", index_, ec.message());
@@ -94,6 +95,26 @@ void shard_context::do_accept() {
     }
     do_accept();
   });
+}
+
+bool shard_context::admit(asio::ip::tcp::socket& socket) {
+  const auto a = peer_.address();
+  const auto key =
+      a.is_v4() ? hub::source_limiter::v4(a.to_v4().to_uint()) : hub::source_limiter::v6(a.to_v6().to_bytes());
+  const bool allowed = sources_.allow(key, now_);
+  counters_.source_table_entries.set(sources_.size());
+  counters_.source_table_evictions.set(sources_.evictions());
+  if (!allowed) {
+    counters_.refused_source_rate.add();
+    refuse_connection(*this, socket, connection_refusal::source_rate);
+    return false;
+  }
+  if (counters_.pending_handshakes.get() >= svc_.cfg.max_pending_handshakes) {
+    counters_.refused_pending_full.add();
+    refuse_connection(*this, socket, connection_refusal::pending_handshakes);
+    return false;
+  }
+  return true;
 }
 
 void shard_context::stop_accepting() {
@@ -148,6 +169,8 @@ void shard_context::arm_sweep() {
 
 void shard_context::sweep() {
   refresh_now();
+  sources_.expire(now_);
+  counters_.source_table_entries.set(sources_.size());
   for (auto& s : *sessions_) s.tick(now_);
 }
 
