@@ -6,6 +6,7 @@
 
 #include <CLI/CLI.hpp>
 #include <toml++/toml.h>
+#include <arpa/inet.h>
 #include <unistd.h>
 
 #include <charconv>
@@ -257,6 +258,21 @@ const std::vector<key_def>& keys() {
        "source addresses whose rate each shard tracks; an address is forgotten once its bucket is full again, and "
        "when the table is full the least recently seen one is",
        count_key(&config::source_table_size, 16, 10'000'000)},
+      {"source_exempt", "[\"127.0.0.1\", \"::1\"]",
+       "addresses source_rate does not limit (IP literals; IPv6: its /64): a load balancer or proxy in front, whose "
+       "connections carry every client's (limit per client there). Loopback by default: a proxy or benchmark on the "
+       "same host",
+       [](config& c, std::string_view v, std::string& err) {
+         c.source_exempt = split_list(v);
+         for (const auto& a : c.source_exempt) {
+           unsigned char buf[16];
+           if (::inet_pton(AF_INET, a.c_str(), buf) != 1 && ::inet_pton(AF_INET6, a.c_str(), buf) != 1) {
+             err = "expected IPv4 or IPv6 addresses, got '" + a + "'";
+             return false;
+           }
+         }
+         return true;
+       }},
       {"max_pending_handshakes", "4096",
        "connections per shard still in HTTP (reading a request, keep-alive, answering; a WebSocket leaves at its "
        "upgrade); beyond it a new connection gets 503 + Retry-After and is closed before its request is read "

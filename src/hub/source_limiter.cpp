@@ -48,6 +48,8 @@ source_limiter::address source_limiter::v6(const std::array<unsigned char, 16>& 
 
 bool source_limiter::allow(const address& a, clock::time_point now) {
   if (rate_ <= 0) return true;
+  for (const auto& e : exempt_)
+    if (e == a) return true;
   auto it = index_.find(a);
   if (it == index_.end()) {
     if (index_.size() >= max_sources_) {

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <list>
 #include <unordered_map>
+#include <vector>
 
 namespace roomcast::hub {
 
@@ -22,6 +23,9 @@ class source_limiter {
 
   // rate <= 0: unlimited (nothing is tracked).
   source_limiter(double rate_per_s, double burst, std::size_t max_sources) noexcept;
+
+  // a (as v4/v6 key it) is never limited nor tracked: a proxy in front carries every client's connections.
+  void exempt(const address& a) { exempt_.push_back(a); }
 
   // Takes one token of a's bucket; false = refuse this connection.
   bool allow(const address& a, clock::time_point now);
@@ -54,6 +58,7 @@ class source_limiter {
   lru_list lru_;
   std::unordered_map<address, lru_list::iterator, address_hash> index_;
   std::uint64_t evictions_ = 0;
+  std::vector<address> exempt_;  // a few: scanned
 };
 
 }  // namespace roomcast::hub

@@ -13,6 +13,12 @@ namespace roomcast::transport {
 namespace asio = boost::asio;
 using boost::system::error_code;
 
+namespace {
+hub::source_limiter::address key_of(const asio::ip::address& a) {
+  return a.is_v4() ? hub::source_limiter::v4(a.to_v4().to_uint()) : hub::source_limiter::v6(a.to_v6().to_bytes());
+}
+}  // namespace
+
 shard_context::shard_context(unsigned index, services& svc)
     : index_(index),
       svc_(svc),
@@ -25,6 +31,11 @@ shard_context::shard_context(unsigned index, services& svc)
       sessions_(std::make_unique<session_list>()) {
   std::random_device rd;
   nonce_ = rd() & 0xffffff;
+  for (const auto& text : svc.cfg.source_exempt) {
+    error_code bad;
+    const auto a = asio::ip::make_address(text, bad);
+    if (!bad) sources_.exempt(key_of(a));  // config checked the syntax
+  }
   tables_.on_room_change([this](const std::string& room, bool gained) { svc_.router.room_changed(room, gained); });
   // A hole in a room's (or one member's) sequence: read it from history, encode each missing
   // message once, and hand the frames back on this shard's thread.
@@ -98,10 +109,7 @@ void shard_context::do_accept() {
 }
 
 bool shard_context::admit(asio::ip::tcp::socket& socket) {
-  const auto a = peer_.address();
-  const auto key =
-      a.is_v4() ? hub::source_limiter::v4(a.to_v4().to_uint()) : hub::source_limiter::v6(a.to_v6().to_bytes());
-  const bool allowed = sources_.allow(key, now_);
+  const bool allowed = sources_.allow(key_of(peer_.address()), now_);
   counters_.source_table_entries.set(sources_.size());
   counters_.source_table_evictions.set(sources_.evictions());
   if (!allowed) {

@@ -79,3 +79,11 @@ TEST(source_limiter, ipv6_counts_by_its_64_prefix_and_mapped_ipv4_as_ipv4) {
   std::array<unsigned char, 16> mapped{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 9};
   EXPECT_EQ(source_limiter::v6(mapped), ip(9));
 }
+
+TEST(source_limiter, an_exempt_address_is_neither_limited_nor_tracked) {
+  source_limiter l(1, 2, 16);
+  l.exempt(ip(1));  // a load balancer in front
+  EXPECT_EQ(allowed(l, ip(1), 5000, t0), 5000);
+  EXPECT_EQ(l.size(), 0u);
+  EXPECT_EQ(allowed(l, ip(2), 5, t0), 2);
+}
