@@ -280,8 +280,8 @@ const std::vector<key_def>& keys() {
        count_key(&config::max_pending_handshakes, 1, 10'000'000)},
       {"json_max_depth", "32",
        "deepest nesting of JSON in client frames and API bodies (objects and arrays, data included); deeper: error "
-       "frame / 400 bad_json",
-       count_key(&config::json_max_depth, 2, 100)},
+       "frame / 400 bad_json. At most 32: the bus carries messages between nodes at that depth",
+       count_key(&config::json_max_depth, 2, 32)},
       {"json_max_members", "10000",
        "most members of one JSON object or elements of one array in client frames and API bodies; more: error frame / "
        "400 bad_json. At least filter_max_users and api_publish_batch_max",

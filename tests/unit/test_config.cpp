@@ -87,6 +87,8 @@ TEST(config, abuse_limits_have_generous_defaults_and_a_member_limit_that_takes_a
   r = parse_args({"--source-exempt", "lb.example"});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.message.find("'source_exempt'"), std::string::npos) << r.message;
+  r = parse_args({"--json-max-depth", "33"});  // deeper than the bus carries between nodes
+  EXPECT_EQ(r.exit_code, 2);
   r = parse_args({"--source-rate", "0", "--json-max-depth", "1"});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.message.find("'json_max_depth'"), std::string::npos) << r.message;
