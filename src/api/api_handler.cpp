@@ -62,7 +62,26 @@ bool valid_name(const json::value* v, std::size_t max = 256) {
 }  // namespace
 
 handler::handler(const config::config& cfg, hub::router& router, registry::registry& registry, node_state& state)
-    : cfg_(cfg), router_(router), registry_(registry), state_(state) {}
+    : cfg_(cfg),
+      router_(router),
+      registry_(registry),
+      state_(state),
+      json_limits_{.max_depth = cfg.json_max_depth, .max_members = cfg.json_max_members} {}
+
+std::optional<json::value> handler::parse_body(const request& req, std::string_view invalid, response& refusal) const {
+  json::value v;
+  std::string why;
+  const auto r = protocol::parse_json(req.body, json_limits_, v, why);
+  if (r == protocol::json_refusal::none) return v;
+  if (r == protocol::json_refusal::invalid) {
+    refusal = error(400, "bad_json", invalid);
+    return std::nullopt;
+  }
+  if (req.shard < counters_.size())
+    counters_[req.shard]->json_refused_api[r == protocol::json_refusal::depth ? 0 : 1].add();
+  refusal = error(400, "bad_json", why);
+  return std::nullopt;
+}
 
 void handler::set_counters(std::vector<metrics::shard_counters*> counters) {
   counters_ = std::move(counters);
@@ -262,10 +281,12 @@ std::optional<std::string> handler::parse_publish(const json::object& o, std::st
 // order (user messages after the registry said where their users are), and its messages are
 // pipelined through the history store and the bus together: one request, one round trip.
 void handler::publish(const request& req, respond_fn done) {
-  json::error_code ec;
-  const json::value v = json::parse(req.body, ec);
-  if (ec || (!v.is_object() && !v.is_array()))
-    return done(error(400, "bad_json", "body must be a JSON object (one message) or an array of them"));
+  constexpr std::string_view shape = "body must be a JSON object (one message) or an array of them";
+  response refused;
+  const auto parsed = parse_body(req, shape, refused);
+  if (!parsed) return done(std::move(refused));
+  const json::value& v = *parsed;
+  if (!v.is_object() && !v.is_array()) return done(error(400, "bad_json", shape));
   const bool single = v.is_object();
   std::vector<bus::envelope> batch;
   if (single) {
@@ -549,9 +570,11 @@ std::optional<std::string> moderation_body(const json::value& v, std::initialize
 // POST /api/rooms/{room}/kick: the user's sessions leave the room on every node (over the bus, to
 // the nodes that have the room); the connections stay open.
 void handler::kick(const request& req, const std::string& room, respond_fn done) {
-  json::error_code ec;
-  const json::value v = json::parse(req.body, ec);
-  if (ec || !v.is_object()) return done(error(400, "bad_json", "body must be a JSON object"));
+  response refused;
+  const auto parsed = parse_body(req, "body must be a JSON object", refused);
+  if (!parsed) return done(std::move(refused));
+  const json::value& v = *parsed;
+  if (!v.is_object()) return done(error(400, "bad_json", "body must be a JSON object"));
   bus::envelope e;
   if (auto why = moderation_body(v, {"reason"}, e.user)) return done(error(400, "bad_request", *why));
   e.reason = "removed from the room";
@@ -585,9 +608,11 @@ void handler::kick(const request& req, const std::string& room, respond_fn done)
 // POST /api/rooms/{room}/mute: the user's client publishes to the room are refused (`muted`) for
 // `duration` ("0s" lifts it). Kept by the history store, so every node sees it.
 void handler::mute(const request& req, const std::string& room, respond_fn done) {
-  json::error_code ec;
-  const json::value v = json::parse(req.body, ec);
-  if (ec || !v.is_object()) return done(error(400, "bad_json", "body must be a JSON object"));
+  response refused;
+  const auto parsed = parse_body(req, "body must be a JSON object", refused);
+  if (!parsed) return done(std::move(refused));
+  const json::value& v = *parsed;
+  if (!v.is_object()) return done(error(400, "bad_json", "body must be a JSON object"));
   std::string user;
   if (auto why = moderation_body(v, {"duration"}, user)) return done(error(400, "bad_request", *why));
   const auto* d = v.get_object().if_contains("duration");
@@ -614,9 +639,11 @@ void handler::mute(const request& req, const std::string& room, respond_fn done)
 }
 
 void handler::disconnect(const request& req, respond_fn done) {
-  json::error_code ec;
-  const json::value v = json::parse(req.body, ec);
-  if (ec || !v.is_object()) return done(error(400, "bad_json", "body must be a JSON object"));
+  response refused;
+  const auto parsed = parse_body(req, "body must be a JSON object", refused);
+  if (!parsed) return done(std::move(refused));
+  const json::value& v = *parsed;
+  if (!v.is_object()) return done(error(400, "bad_json", "body must be a JSON object"));
   const auto& o = v.get_object();
   for (const auto& kv : o) {
     const std::string_view k = kv.key();
@@ -674,14 +701,20 @@ void handler::disconnect(const request& req, respond_fn done) {
         });
     return;
   }
-  // Sessions are looked up here first; a session of another node is reached by a kick to all nodes.
+  // Sessions are looked up here first; a session of another node is reached by a kick to all nodes,
+  // and counted when the registry says a node holds it (it may close on its own meanwhile, as
+  // a user's sessions may).
   const unsigned shard = hub::shard_of_session(sid);
   kick.kind = protocol::target_kind::all;
   kick.target = std::string(session->get_string());
   const bool cluster = std::string_view(router_.bus().name()) != "local";
   auto forward = [this, kick, cluster, answer](bool found) mutable {
     if (found || !cluster) return answer(found ? 1 : 0);
-    router_.bus().publish(std::move(kick), [answer](std::error_code, bus::publish_result) { answer(0); });
+    auto shared = std::make_shared<bus::envelope>(std::move(kick));
+    registry_.session_node(shared->target, [this, shared, answer](std::optional<std::string> node) {
+      const std::size_t n = node && !node->empty() && *node != router_.node_id() ? 1 : 0;
+      router_.bus().publish(std::move(*shared), [answer, n](std::error_code, bus::publish_result) { answer(n); });
+    });
   };
   if (shard >= router_.shard_count()) return forward(false);
   router_.post(shard,
@@ -861,6 +894,43 @@ std::string handler::metrics_text() const {
          std::to_string(sum(
              c, [i](auto& x) -> auto& { return x.handshake_failures[i]; })) +
          "\n";
+  o += "# HELP roomcast_connections_refused_total TCP connections refused before their request was read, by "
+       "reason.\n# TYPE roomcast_connections_refused_total counter\n";
+  o += "roomcast_connections_refused_total{reason=\"source_rate\"} " +
+       std::to_string(sum(
+           c, [](auto& x) -> auto& { return x.refused_source_rate; })) +
+       "\n";
+  o += "roomcast_connections_refused_total{reason=\"pending_handshakes\"} " +
+       std::to_string(sum(
+           c, [](auto& x) -> auto& { return x.refused_pending_full; })) +
+       "\n";
+  metric("roomcast_pending_handshakes", "gauge", "Connections still in HTTP (not upgraded), summed over the shards.",
+         sum(
+             c, [](auto& x) -> auto& { return x.pending_handshakes; }));
+  metric("roomcast_source_table_entries", "gauge", "Source addresses whose connection rate the shards track.",
+         sum(
+             c, [](auto& x) -> auto& { return x.source_table_entries; }));
+  metric("roomcast_source_table_evictions_total", "counter",
+         "Source addresses forgotten early because source_table_size was reached.",
+         sum(
+             c, [](auto& x) -> auto& { return x.source_table_evictions; }));
+  o += "# HELP roomcast_json_refused_total Client frames and API bodies refused by json_max_depth or "
+       "json_max_members.\n# TYPE roomcast_json_refused_total counter\n";
+  for (int src = 0; src < 2; ++src) {
+    for (int lim = 0; lim < 2; ++lim) {
+      const auto i = static_cast<std::size_t>(lim);
+      o += std::string("roomcast_json_refused_total{source=\"") + (src == 0 ? "client" : "api") + "\",limit=\"" +
+           (lim == 0 ? "depth" : "members") + "\"} " +
+           std::to_string(src == 0 ? sum(
+                                         c, [i](auto& x) -> auto& { return x.json_refused_client[i]; })
+                                   : sum(
+                                         c, [i](auto& x) -> auto& { return x.json_refused_api[i]; })) +
+           "\n";
+    }
+  }
+  metric("roomcast_join_rate_limited_total", "counter", "Client join frames refused by join_rate.",
+         sum(
+             c, [](auto& x) -> auto& { return x.join_rate_limited; }));
   metric("roomcast_messages_in_total", "counter", "Client text frames received.",
          sum(
              c, [](auto& x) -> auto& { return x.messages_in; }));

@@ -5,10 +5,11 @@
 #include "hub/router.hpp"
 #include "hub/token_bucket.hpp"
 #include "metrics/counters.hpp"
+#include "protocol/json_limits.hpp"
 #include "receipts/store.hpp"
 #include "registry/registry.hpp"
 
-#include <boost/json/fwd.hpp>
+#include <boost/json/value.hpp>
 
 #include <atomic>
 #include <functional>
@@ -87,6 +88,9 @@ class handler {
   // Fills e from one publish object (raw: its text, for `data`); returns why it is refused.
   std::optional<std::string> parse_publish(const boost::json::object& o, std::string_view raw, unsigned shard,
                                            bus::envelope& e);
+  // The body as JSON within json_max_depth / json_max_members, or nullopt and the 400 to answer
+  // (`invalid`: the message for JSON that doesn't parse). A limit's refusal is counted.
+  std::optional<boost::json::value> parse_body(const request& req, std::string_view invalid, response& refusal) const;
   void publish(const request& req, respond_fn done);
   void publish_in_order(const std::shared_ptr<publish_batch>& st);
   void publish_with_receipts(bus::envelope e, respond_fn done);
@@ -107,6 +111,7 @@ class handler {
   receipts::store* receipts_ = nullptr;
   std::vector<metrics::shard_counters*> counters_;
   std::vector<hub::token_bucket> publish_buckets_;  // one per shard
+  protocol::json_limits json_limits_;
 };
 
 }  // namespace roomcast::api

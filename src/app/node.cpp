@@ -90,8 +90,15 @@ struct node::parts {
         presence(presence_rules, cfg.presence_names, router, *the_registry),
         feed(*the_registry, presence),
         api(cfg, router, *the_registry, state),
-        rights{cfg.publish_roles, cfg.client_join,   cfg.dev_kill,
-               cfg.publish_rate,  cfg.publish_burst, protocol::filter_limits{.max_users = cfg.filter_max_users}},
+        rights{cfg.publish_roles,
+               cfg.client_join,
+               cfg.dev_kill,
+               cfg.publish_rate,
+               cfg.publish_burst,
+               protocol::filter_limits{.max_users = cfg.filter_max_users},
+               protocol::json_limits{.max_depth = cfg.json_max_depth, .max_members = cfg.json_max_members},
+               cfg.join_rate,
+               cfg.join_burst},
         svc{cfg, route, router, api, state, the_history.get(), rights, the_receipts.get()} {
     router.set_history(the_history.get(), &history_rules, cfg.history_reject_when_down);
     // Shards first (their counters are what the API reads), then the wiring, all before traffic.

@@ -6,6 +6,7 @@
 
 #include <CLI/CLI.hpp>
 #include <toml++/toml.h>
+#include <arpa/inet.h>
 #include <unistd.h>
 
 #include <charconv>
@@ -246,6 +247,50 @@ const std::vector<key_def>& keys() {
        duration_key(&config::drain_window, 0ms, 10min)},
       {"retry_after", "\"5s\"", "base Retry-After of a 503 (a random 0-100% is added so clients spread out)",
        duration_key(&config::retry_after, 1000ms, 1h)},
+      {"source_rate", "1000",
+       "new TCP connections per second from one source address, per shard (a node with N shards lets one address "
+       "open up to N times as many); over it the connection gets 429 + Retry-After and is closed before its request "
+       "is read; 0 = unlimited. Generous on purpose: a school behind one NAT address joins hundreds at once",
+       rate_key(&config::source_rate, 0, 1e9)},
+      {"source_burst", "2000", "bucket size for source_rate: connections one address may open at once",
+       rate_key(&config::source_burst, 1, 1e9)},
+      {"source_table_size", "65536",
+       "source addresses whose rate each shard tracks; an address is forgotten once its bucket is full again, and "
+       "when the table is full the least recently seen one is",
+       count_key(&config::source_table_size, 16, 10'000'000)},
+      {"source_exempt", "[\"127.0.0.1\", \"::1\"]",
+       "addresses source_rate does not limit (IP literals; IPv6: its /64): a load balancer or proxy in front, whose "
+       "connections carry every client's (limit per client there). Loopback by default: a proxy or benchmark on the "
+       "same host",
+       [](config& c, std::string_view v, std::string& err) {
+         c.source_exempt = split_list(v);
+         for (const auto& a : c.source_exempt) {
+           unsigned char buf[16];
+           if (::inet_pton(AF_INET, a.c_str(), buf) != 1 && ::inet_pton(AF_INET6, a.c_str(), buf) != 1) {
+             err = "expected IPv4 or IPv6 addresses, got '" + a + "'";
+             return false;
+           }
+         }
+         return true;
+       }},
+      {"max_pending_handshakes", "4096",
+       "connections per shard still in HTTP (reading a request, keep-alive, answering; a WebSocket leaves at its "
+       "upgrade); beyond it a new connection gets 503 + Retry-After and is closed before its request is read "
+       "(slowloris)",
+       count_key(&config::max_pending_handshakes, 1, 10'000'000)},
+      {"json_max_depth", "32",
+       "deepest nesting of JSON in client frames and API bodies (objects and arrays, data included); deeper: error "
+       "frame / 400 bad_json. At most 32: the bus carries messages between nodes at that depth",
+       count_key(&config::json_max_depth, 2, 32)},
+      {"json_max_members", "10000",
+       "most members of one JSON object or elements of one array in client frames and API bodies; more: error frame / "
+       "400 bad_json. At least filter_max_users and api_publish_batch_max",
+       count_key(&config::json_max_members, 16, 10'000'000)},
+      {"join_rate", "10", "client join frames per second per session (token bucket); over it: error rate_limited",
+       rate_key(&config::join_rate, 0.01, 1e6)},
+      {"join_burst", "32",
+       "bucket size for join_rate (a reconnecting client joins its rooms at once: keep it >= max_rooms_per_session)",
+       rate_key(&config::join_burst, 1, 1e6)},
       {"bus", "\"local\"",
        "cluster bus: \"local\" (one node, in-process), \"rabbitmq\" (durable, acked) or \"redis\" (Pub/Sub on "
        "redis_address; holes are filled from history)",
@@ -509,6 +554,12 @@ parse_result finish(std::map<std::string, source_value>& values) {
   if (c.registry_node_ttl <= c.registry_heartbeat) {
     r.exit_code = 2;
     r.message = "config: key 'registry_node_ttl': must be longer than registry_heartbeat";
+    return r;
+  }
+  if (c.json_max_members < c.filter_max_users || c.json_max_members < c.api_publish_batch_max) {
+    // A users filter and a batch are one array each: the member limit must not refuse them first.
+    r.exit_code = 2;
+    r.message = "config: key 'json_max_members': must be at least filter_max_users and api_publish_batch_max";
     return r;
   }
   if (c.history_store == history_kind::automatic)

@@ -56,6 +56,17 @@ struct config {
   millis drain_window{10'000};                          // spread of 1012 closes on SIGTERM
   millis retry_after{5'000};                            // base Retry-After for 503s (jitter added)
 
+  // Abuse limits
+  double source_rate = 1000;              // new connections per second per source address, per shard; 0 = off
+  double source_burst = 2000;             // bucket size for source_rate (a class behind one NAT address)
+  std::size_t source_table_size = 65536;  // source addresses tracked per shard
+  std::vector<std::string> source_exempt{"127.0.0.1", "::1"};  // not limited by source_rate (a local proxy)
+  std::size_t max_pending_handshakes = 4096;                   // connections of a shard still in HTTP (not upgraded)
+  std::size_t json_max_depth = 32;                             // nesting of client frames and API bodies
+  std::size_t json_max_members = 10000;                        // members of one JSON object or array in them
+  double join_rate = 10;                                       // client join frames per second per session
+  double join_burst = 32;                                      // bucket size for join_rate
+
   // Cluster: bus
   bus_kind bus = bus_kind::local;
   std::vector<std::string> rabbitmq_uris{"amqp://guest:guest@127.0.0.1:5672/"};

@@ -22,8 +22,12 @@ client_command decide_client_command(std::string_view text, const client_rights&
   namespace ec = protocol::error_code;
   protocol::client_frame f;
   protocol::decode_error err;
-  if (!protocol::decode_client_frame(text, f, err, rights.filter_limits))
-    return refuse(err.code, err.message, f.id, f.room);
+  if (!protocol::decode_client_frame(text, f, err, rights.filter_limits, rights.json_limits)) {
+    auto c = refuse(err.code, err.message, f.id, f.room);
+    if (err.limit == protocol::json_refusal::depth) c.refused = client_command::limit::json_depth;
+    if (err.limit == protocol::json_refusal::members) c.refused = client_command::limit::json_members;
+    return c;
+  }
   client_command c;
   switch (f.type) {
     case protocol::client_frame::kind::ping:
@@ -48,6 +52,13 @@ client_command decide_client_command(std::string_view text, const client_rights&
       return c;
     case protocol::client_frame::kind::join:
       if (!rights.client_join) return refuse(ec::forbidden, "joining rooms is disabled", {}, f.room);
+      // Each join costs a registry write and maybe a history read: a client looping on join/leave
+      // must not turn into a storm behind max_rooms_per_session.
+      if (s.join_bucket && !s.join_bucket->try_take(rights.join_rate, rights.join_burst, s.now)) {
+        auto r = refuse(ec::rate_limited, "too many joins; slow down", {}, f.room);
+        r.refused = client_command::limit::join_rate;
+        return r;
+      }
       c.what = client_command::kind::join;
       c.recover = !f.epoch.empty() || f.since > 0;
       c.since = f.since;

@@ -5,6 +5,7 @@
 // transport/ws_session only moves bytes.
 #include "hub/token_bucket.hpp"
 #include "protocol/filter.hpp"
+#include "protocol/json_limits.hpp"
 
 #include <cstdint>
 #include <functional>
@@ -22,6 +23,9 @@ struct client_rights {
   double publish_rate = 10;                       // client publishes per second per session
   double publish_burst = 20;
   protocol::filter_limits filter_limits;  // a publish's roles/platforms/users
+  protocol::json_limits json_limits;      // every JSON frame
+  double join_rate = 10;                  // join frames per second per session
+  double join_burst = 32;
 };
 
 // The session a frame came from, as the decision needs it.
@@ -31,6 +35,7 @@ struct client_session {
   std::function<bool(std::string_view room)> in_room;
   token_bucket* publish_bucket;  // the session's
   token_bucket::clock::time_point now;
+  token_bucket* join_bucket = nullptr;  // the session's; null: joins are not rate limited
 };
 
 struct client_command {
@@ -44,7 +49,10 @@ struct client_command {
     received,  // confirm the message `id` (receipts) for this session's user
     refresh,   // check `text` (a token) and take its exp as the session's (auth = jwt)
   };
+  // Which limit an error is, for its counter (plain refusals are only client_errors).
+  enum class limit : std::uint8_t { none, join_rate, json_depth, json_members };
   kind what = kind::error;
+  limit refused = limit::none;
   std::string text;  // error: the frame; refresh: the token
   std::string room;
   std::string id;

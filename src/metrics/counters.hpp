@@ -81,6 +81,15 @@ struct shard_counters {
   counter recovery_gaps;         // joins with since that got a gap frame
   counter receipts_confirmed;    // {"type":"received"} frames taken
   counter receipts_redelivered;  // unconfirmed must-arrive messages sent again on a join
+  // Abuse limits (README "Limits"): what each one refused.
+  counter refused_source_rate;                 // connections over source_rate (429, closed unread)
+  counter refused_pending_full;                // connections over max_pending_handshakes (503, closed unread)
+  counter pending_handshakes;                  // gauge: connections still in HTTP
+  counter source_table_entries;                // gauge: source addresses tracked
+  counter source_table_evictions;              // addresses forgotten because the table was full
+  std::array<counter, 2> json_refused_client;  // [0] depth, [1] members (json_max_depth, json_max_members)
+  std::array<counter, 2> json_refused_api;
+  counter join_rate_limited;  // join frames over join_rate
 
   void close(close_reason r) noexcept { closes[static_cast<std::size_t>(r)].add(); }
   void handshake_failed(handshake_failure f) noexcept { handshake_failures[static_cast<std::size_t>(f)].add(); }

@@ -138,7 +138,8 @@ std::optional<std::vector<std::string_view>> split_raw_array(std::string_view s)
   return out;
 }
 
-bool decode_client_frame(std::string_view text, client_frame& out, decode_error& err, const filter_limits& limits) {
+bool decode_client_frame(std::string_view text, client_frame& out, decode_error& err, const filter_limits& limits,
+                         const json_limits& json) {
   const std::size_t first = skip_ws(text, 0);
   if (first >= text.size() || text[first] != '{') {
     // The seed's browser client sends plain text: it is a chat message to the URL's room.
@@ -152,10 +153,14 @@ bool decode_client_frame(std::string_view text, client_frame& out, decode_error&
   // A small stack arena keeps typical frames free of heap allocations while parsing.
   std::array<unsigned char, 2048> arena;
   boost::json::monotonic_resource mr(arena.data(), arena.size());
-  boost::json::error_code ec;
-  boost::json::value v = boost::json::parse(text, ec, &mr);
-  if (ec || !v.is_object()) {
-    err = {error_code::bad_json, ec ? "invalid JSON: " + ec.message() : "expected a JSON object"};
+  boost::json::value v;
+  std::string refusal;
+  if (const auto r = parse_json(text, json, v, refusal, &mr); r != json_refusal::none) {
+    err = {error_code::bad_json, std::move(refusal), r == json_refusal::invalid ? json_refusal::none : r};
+    return false;
+  }
+  if (!v.is_object()) {
+    err = {error_code::bad_json, "expected a JSON object"};
     return false;
   }
   const auto& o = v.get_object();

@@ -2,6 +2,7 @@
 // Protocol v1 codec, sans-io: client frames in, server frames out (docs/protocol.md).
 // `data` is the backend's JSON: it is located in the input and copied byte for byte, never re-serialized.
 #include "protocol/filter.hpp"
+#include "protocol/json_limits.hpp"
 
 #include <cstdint>
 #include <optional>
@@ -53,11 +54,13 @@ struct client_frame {
 struct decode_error {
   std::string_view code;  // one of error_code
   std::string message;
+  json_refusal limit = json_refusal::none;  // depth / members: a json_limits refusal (counted)
 };
 
 // Decodes one client text frame. Plain text (first non-space char is not '{') is a chat message.
 // Returns false and fills err on a bad frame.
-bool decode_client_frame(std::string_view text, client_frame& out, decode_error& err, const filter_limits& limits = {});
+bool decode_client_frame(std::string_view text, client_frame& out, decode_error& err, const filter_limits& limits = {},
+                         const json_limits& json = {});
 
 // ---- server -> client payloads (JSON text; the caller frames them) ----
 

@@ -24,7 +24,10 @@ local function reap(node)
   local sessions = redis.call('SMEMBERS', 'rc:node_sessions:' .. node)
   for _, e in ipairs(sessions) do
     local nl = string.find(e, '\n', 1, true)
-    if nl then redis.call('HDEL', 'rc:user:' .. string.sub(e, 1, nl - 1), string.sub(e, nl + 1)) end
+    if nl then
+      redis.call('HDEL', 'rc:user:' .. string.sub(e, 1, nl - 1), string.sub(e, nl + 1))
+      redis.call('HDEL', 'rc:sessions', string.sub(e, nl + 1))
+    end
   end
   local rooms = redis.call('SMEMBERS', 'rc:node_rooms:' .. node)
   for _, r in ipairs(rooms) do
@@ -354,7 +357,8 @@ void redis_registry::room_left(const session_record& s, const std::string& room)
 void redis_registry::session_closed(const session_record& s) {
   const auto& node = impl_->opts.node_id;
   std::vector<command> cmds{{"HDEL", "rc:user:" + s.user, s.session},
-                            {"SREM", "rc:node_sessions:" + node, s.user + "\n" + s.session}};
+                            {"SREM", "rc:node_sessions:" + node, s.user + "\n" + s.session},
+                            {"HDEL", "rc:sessions", s.session}};
   impl_->post([cmds = std::move(cmds)](impl& me) mutable { me.write(cmds); });
 }
 
@@ -373,6 +377,17 @@ void redis_registry::user_sessions(const std::string& user, sessions_callback cb
             {unquote(protocol::find_raw_member(v, "session")), unquote(protocol::find_raw_member(v, "node"))});
       }
       cb(std::move(out));
+    });
+  });
+}
+
+void redis_registry::session_node(const std::string& session, node_callback cb) {
+  impl_->post([session, cb = std::move(cb)](impl& me) mutable {
+    me.query({"HGET", "rc:sessions", session}, [cb = std::move(cb)](const redisReply* r) {
+      if (!r) return cb(std::nullopt);
+      if (r->type == REDIS_REPLY_NIL) return cb(std::string());
+      if (r->type != REDIS_REPLY_STRING) return cb(std::nullopt);
+      cb(str(r));
     });
   });
 }

@@ -10,6 +10,7 @@
 //   rc:node:<node>               the node's summary JSON (connections, counters) with TTL = node_ttl (the heartbeat)
 //   rc:user:<user>               hash session id -> session JSON (node, platform, role, rooms)
 //   rc:node_sessions:<node>      set of "<user>\n<session>" (for reaping)
+//   rc:sessions                  hash session id -> node (POST /api/disconnect of one session)
 //   rc:room:<room>:<node>        hash session id -> "<role>\n<user>"
 //   rc:room_nodes:<room>         set of nodes with members in the room
 //   rc:node_rooms:<node>         set of rooms with members on the node
@@ -56,6 +57,7 @@ class redis_registry final : public registry {
   void room_left(const session_record& s, const std::string& room) override;
   void session_closed(const session_record& s) override;
   void user_sessions(const std::string& user, sessions_callback cb) override;
+  void session_node(const std::string& session, node_callback cb) override;
   void describe_user(const std::string& user, user_callback cb) override;
   void describe_room(const std::string& room, room_callback cb) override;
   void describe_nodes(nodes_callback cb) override;

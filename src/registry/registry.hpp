@@ -75,6 +75,11 @@ class registry {
   using sessions_callback = std::function<void(std::optional<std::vector<session_location>>)>;
   virtual void user_sessions(const std::string& user, sessions_callback cb) = 0;
 
+  // The node holding a session (id from welcome): "" when no node has it, nullopt when the
+  // registry can't answer (or, like the local one, knows only this node's sessions).
+  using node_callback = std::function<void(std::optional<std::string>)>;
+  virtual void session_node(const std::string& /*session*/, node_callback cb) { cb(std::nullopt); }
+
   // Queries for the API (api/ turns the answers into JSON). ec is set when the registry can't
   // answer (Redis unreachable); the callbacks run on any thread.
   using user_callback = std::function<void(std::error_code, std::vector<located_session>)>;  // by session id

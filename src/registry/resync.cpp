@@ -27,6 +27,7 @@ void append_session_writes(const session_record& s, const std::string& node, boo
                            std::vector<command>& out) {
   out.push_back({"HSET", "rc:user:" + s.user, s.session, session_value(s, node)});
   out.push_back({"SADD", "rc:node_sessions:" + node, s.user + "\n" + s.session});
+  out.push_back({"HSET", "rc:sessions", s.session, node});
   if (!with_rooms) return;
   const std::string member = room_member_value(s);
   for (const auto& room : s.rooms) {

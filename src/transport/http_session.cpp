@@ -102,8 +102,7 @@ api::response serve_file(const config::config& cfg, std::string_view method, std
   r.body.resize(static_cast<std::size_t>(size));
   f.read(r.body.data(), size);
   r.headers.emplace_back("Cache-Control", "no-cache");
-  if (method == "HEAD") r.body.clear();
-  return r;
+  return r;  // HEAD: run_http sends the headers with this body's length, without the body
 }
 
 // Runs the API handler and resumes on this coroutine's executor with the response.
@@ -227,7 +226,24 @@ std::string redacted_path(const protocol::route_template&, std::string_view targ
   return "/" + (*segs)[0] + "/...";
 }
 
+// A connection counts in pending_handshakes while it is in HTTP: from accept to its upgrade or close.
+class pending_slot {
+ public:
+  explicit pending_slot(shard_context& ctx) noexcept : ctx_(&ctx) {}
+  ~pending_slot() { release(); }
+  pending_slot(const pending_slot&) = delete;
+  pending_slot& operator=(const pending_slot&) = delete;
+  void release() noexcept {
+    if (ctx_) ctx_->counters().pending_handshakes.sub();
+    ctx_ = nullptr;
+  }
+
+ private:
+  shard_context* ctx_;
+};
+
 asio::awaitable<void> run_http(shard_context& ctx, asio::ip::tcp::socket socket) {
+  pending_slot slot(ctx);  // start_http_session counted it
   auto& svc = ctx.svc();
   const auto& cfg = svc.cfg;
   beast::tcp_stream stream(std::move(socket));
@@ -281,6 +297,7 @@ asio::awaitable<void> run_http(shard_context& ctx, asio::ip::tcp::socket socket)
       // Bytes the client sent right after its request belong to the WebSocket stream.
       std::string initial(static_cast<const char*>(buffer.data().data()), buffer.size());
       stream.expires_never();
+      slot.release();
       ctx.adopt(stream.release_socket(), std::move(d.id), std::move(d.room), std::move(d.recovery), std::move(initial),
                 handshake, d.auth_frame, d.token_exp);
       co_return;
@@ -318,6 +335,12 @@ asio::awaitable<void> run_http(shard_context& ctx, asio::ip::tcp::socket socket)
     }
     const bool keep_alive = req.keep_alive() && !svc.state.draining.load(std::memory_order_relaxed);
     auto res = make_response(r, req.version(), keep_alive);
+    if (req.method() == http::verb::head) {
+      // The headers a GET gets, its Content-Length included, and no body (RFC 9110 9.3.2).
+      const auto length = res.body().size();
+      res.body().clear();
+      res.content_length(length);
+    }
     stream.expires_after(cfg.handshake_timeout);
     auto [wec, wn] = co_await http::async_write(stream, res, use_tuple);
     if (wec || !keep_alive) {
@@ -331,7 +354,34 @@ asio::awaitable<void> run_http(shard_context& ctx, asio::ip::tcp::socket socket)
 }  // namespace
 
 void start_http_session(shard_context& ctx, asio::ip::tcp::socket socket) {
+  ctx.counters().pending_handshakes.add();
   asio::co_spawn(ctx.io(), run_http(ctx, std::move(socket)), asio::detached);
+}
+
+void refuse_connection(shard_context& ctx, asio::ip::tcp::socket& socket, connection_refusal why) {
+  // Nothing is read and nothing allocated: one non-blocking write of a fixed answer, then close.
+  // What the client already sent is read away first, so the close is a FIN and not a reset that
+  // could destroy the answer before the client reads it.
+  std::string_view body;
+  std::string head;
+  if (why == connection_refusal::source_rate) {
+    body = R"x({"error":{"code":"rate_limited","message":"too many connections from this address (source_rate)"}})x";
+    head = "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\n";
+  } else {
+    body =
+        R"x({"error":{"code":"over_capacity","message":"too many unfinished handshakes (max_pending_handshakes)"}})x";
+    head = "HTTP/1.1 503 Service Unavailable\r\nRetry-After: " + retry_after_value(ctx.svc().cfg) + "\r\n";
+  }
+  head += "Server: roomcast\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: ";
+  head += std::to_string(body.size());
+  head += "\r\n\r\n";
+  head += body;
+  error_code ec;
+  socket.write_some(asio::buffer(head), ec);
+  socket.shutdown(asio::socket_base::shutdown_send, ec);
+  const auto scratch = ctx.read_buffer();
+  socket.read_some(asio::buffer(scratch.data(), scratch.size()), ec);
+  socket.close(ec);
 }
 
 }  // namespace roomcast::transport

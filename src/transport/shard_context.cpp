@@ -13,17 +13,29 @@ namespace roomcast::transport {
 namespace asio = boost::asio;
 using boost::system::error_code;
 
+namespace {
+hub::source_limiter::address key_of(const asio::ip::address& a) {
+  return a.is_v4() ? hub::source_limiter::v4(a.to_v4().to_uint()) : hub::source_limiter::v6(a.to_v6().to_bytes());
+}
+}  // namespace
+
 shard_context::shard_context(unsigned index, services& svc)
     : index_(index),
       svc_(svc),
       tables_(index, counters_),
       acceptor_(io_),
+      sources_(svc.cfg.source_rate, svc.cfg.source_burst, svc.cfg.source_table_size),
       sweep_timer_(io_),
       drain_timer_(io_),
       now_(clock::now()),
       sessions_(std::make_unique<session_list>()) {
   std::random_device rd;
   nonce_ = rd() & 0xffffff;
+  for (const auto& text : svc.cfg.source_exempt) {
+    error_code bad;
+    const auto a = asio::ip::make_address(text, bad);
+    if (!bad) sources_.exempt(key_of(a));  // config checked the syntax
+  }
   tables_.on_room_change([this](const std::string& room, bool gained) { svc_.router.room_changed(room, gained); });
   // A hole in a room's (or one member's) sequence: read it from history, encode each missing
   // message once, and hand the frames back on this shard's thread.
@@ -76,7 +88,7 @@ void shard_context::start() {
 }
 
 void shard_context::do_accept() {
-  acceptor_.async_accept([this](const error_code& ec, asio::ip::tcp::socket socket) {
+  acceptor_.async_accept(peer_, [this](const error_code& ec, asio::ip::tcp::socket socket) {
     if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
     if (!ec) {
       refresh_now();
@@ -84,7 +96,7 @@ void shard_context::do_accept() {
       // writes with non-blocking write_some; Asio's async ops would set it again otherwise).
       error_code nb;
       socket.non_blocking(true, nb);
-      start_http_session(*this, std::move(socket));
+      if (admit(socket)) start_http_session(*this, std::move(socket));
     } else if (ec == asio::error::no_descriptors) {
       // Out of file descriptors: back off briefly instead of spinning on accept.
       spdlog::warn("shard {}: accept: {}", index_, ec.message());
@@ -94,6 +106,23 @@ void shard_context::do_accept() {
     }
     do_accept();
   });
+}
+
+bool shard_context::admit(asio::ip::tcp::socket& socket) {
+  const bool allowed = sources_.allow(key_of(peer_.address()), now_);
+  counters_.source_table_entries.set(sources_.size());
+  counters_.source_table_evictions.set(sources_.evictions());
+  if (!allowed) {
+    counters_.refused_source_rate.add();
+    refuse_connection(*this, socket, connection_refusal::source_rate);
+    return false;
+  }
+  if (counters_.pending_handshakes.get() >= svc_.cfg.max_pending_handshakes) {
+    counters_.refused_pending_full.add();
+    refuse_connection(*this, socket, connection_refusal::pending_handshakes);
+    return false;
+  }
+  return true;
 }
 
 void shard_context::stop_accepting() {
@@ -148,6 +177,8 @@ void shard_context::arm_sweep() {
 
 void shard_context::sweep() {
   refresh_now();
+  sources_.expire(now_);
+  counters_.source_table_entries.set(sources_.size());
   for (auto& s : *sessions_) s.tick(now_);
 }
 

@@ -7,6 +7,7 @@
 #include "hub/router.hpp"
 #include "history/history.hpp"
 #include "hub/shard.hpp"
+#include "hub/source_limiter.hpp"
 #include "metrics/counters.hpp"
 #include "protocol/route_template.hpp"
 
@@ -92,12 +93,18 @@ class shard_context {
   void drain_step();
   void check_drained();
 
+  // Admission of an accepted connection: source_rate, then max_pending_handshakes.
+  bool admit(boost::asio::ip::tcp::socket& socket);
+
   unsigned index_;
   services& svc_;
-  boost::asio::io_context io_{1};  // one thread: lets Asio skip internal locking
+  // Before io_: HTTP coroutines destroyed with io_ still give their pending_handshakes back.
   metrics::shard_counters counters_;
+  boost::asio::io_context io_{1};  // one thread: lets Asio skip internal locking
   hub::shard tables_;
   boost::asio::ip::tcp::acceptor acceptor_;
+  boost::asio::ip::tcp::endpoint peer_;  // of the connection being accepted
+  hub::source_limiter sources_;
   boost::asio::steady_timer sweep_timer_;
   boost::asio::steady_timer drain_timer_;
   clock::time_point now_;

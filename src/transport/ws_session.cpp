@@ -100,7 +100,8 @@ void ws_session::on_auth_frame(std::string_view text) {
                        metrics::close_reason::unauthorized, true);
   protocol::client_frame f;
   protocol::decode_error err;
-  if (!protocol::decode_client_frame(text, f, err) || f.type != protocol::client_frame::kind::auth)
+  if (!protocol::decode_client_frame(text, f, err, {}, ctx_.svc().rights.json_limits) ||
+      f.type != protocol::client_frame::kind::auth)
     return begin_close(protocol::close_code::unauthorized, "send {\"type\":\"auth\",\"token\":…} first",
                        metrics::close_reason::unauthorized, true);
   auth::jwt_claims claims;
@@ -379,9 +380,9 @@ bool ws_session::on_event(const protocol::ws_event& ev) {
 void ws_session::on_text(std::string_view text) {
   if (awaiting_auth_) return on_auth_frame(text);
   auto& tables = ctx_.tables();
-  const hub::client_session self{id().role, url_room_,
-                                 [&](std::string_view room) { return tables.in_room(*this, room); }, &publish_bucket_,
-                                 ctx_.now()};
+  const hub::client_session self{
+      id().role,        url_room_,  [&](std::string_view room) { return tables.in_room(*this, room); },
+      &publish_bucket_, ctx_.now(), &join_bucket_};
   auto c = hub::decide_client_command(text, ctx_.svc().rights, self);
   using kind = hub::client_command::kind;
   switch (c.what) {
@@ -390,6 +391,19 @@ void ws_session::on_text(std::string_view text) {
       return;
     case kind::error:
       ctx_.counters().client_errors.add();
+      switch (c.refused) {
+        case hub::client_command::limit::none:
+          break;
+        case hub::client_command::limit::join_rate:
+          ctx_.counters().join_rate_limited.add();
+          break;
+        case hub::client_command::limit::json_depth:
+          ctx_.counters().json_refused_client[0].add();
+          break;
+        case hub::client_command::limit::json_members:
+          ctx_.counters().json_refused_client[1].add();
+          break;
+      }
       send_text(c.text);
       return;
     case kind::refresh:

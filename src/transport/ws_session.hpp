@@ -102,6 +102,7 @@ class ws_session final
   std::string inbuf_;              // bytes of an incomplete frame, kept for the next read
   protocol::ws_reader reader_;
   hub::token_bucket publish_bucket_;
+  hub::token_bucket join_bucket_;  // 12 bytes: join_rate
   clock::time_point last_seen_;
   clock::time_point deadline_;    // pong or close-reply deadline
   std::uint8_t pending_ops_ = 0;  // async waits and scheduled flushes that reference this

@@ -232,3 +232,37 @@ TEST(api, a_muted_user_cannot_publish_to_the_room_until_the_mute_ends) {
                            R"({"user":"s1","duration":"8d"})", R"({"duration":"1m"})"})
     EXPECT_EQ(n.call("POST", "/api/rooms/345/mute", body).status, 400u) << body;
 }
+
+TEST(api, json_bodies_over_the_depth_or_member_limit_get_400_and_are_counted) {
+  node_fixture n;
+  n.cfg.json_max_depth = 4;
+  n.cfg.json_max_members = 3;
+  n.api.emplace(n.cfg, n.router, n.reg, n.state);  // the handler reads its limits at construction
+  n.api->set_counters({&n.counters});
+  auto deep = n.call("POST", "/api/publish", R"({"room":"345","data":[[[[1]]]]})");
+  EXPECT_EQ(deep.status, 400u);
+  EXPECT_EQ(code_of(deep), "bad_json");
+  EXPECT_NE(deep.body.find("json_max_depth"), std::string::npos) << deep.body;
+  auto wide = n.call("POST", "/api/publish",
+                     R"([{"room":"345","data":1},{"room":"345","data":2},)"
+                     R"({"room":"345","data":3},{"room":"345","data":4}])");
+  EXPECT_EQ(wide.status, 400u);
+  EXPECT_NE(wide.body.find("json_max_members"), std::string::npos) << wide.body;
+  for (const char* path : {"/api/disconnect", "/api/rooms/345/kick", "/api/rooms/345/mute"}) {
+    auto r = n.call("POST", path, R"({"user":"u","reason":{"a":{"b":{"c":[1]}}}})");
+    EXPECT_EQ(r.status, 400u) << path;
+    EXPECT_NE(r.body.find("json_max_depth"), std::string::npos) << path << " " << r.body;
+  }
+  EXPECT_EQ(n.counters.json_refused_api[0].get(), 4u);
+  EXPECT_EQ(n.counters.json_refused_api[1].get(), 1u);
+  EXPECT_EQ(n.call("POST", "/api/publish", R"({"room":"345","data":[[1]]})").status, 200u);
+  const auto text = n.api->metrics_text();
+  EXPECT_NE(text.find("roomcast_json_refused_total{source=\"api\",limit=\"depth\"} 4"), std::string::npos);
+}
+
+TEST(api, disconnect_of_an_unknown_session_on_a_single_node_counts_none) {
+  node_fixture n;
+  auto r = n.call("POST", "/api/disconnect", R"({"session":"0000000000000001"})");
+  ASSERT_EQ(r.status, 200u) << r.body;
+  EXPECT_EQ(json::parse(r.body).at("sessions").as_int64(), 0);
+}

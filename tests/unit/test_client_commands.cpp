@@ -104,3 +104,39 @@ TEST(client_commands, ping_kill_and_bad_frames) {
   EXPECT_EQ(error_of(f.run("{oops")).at("code").as_string(), "bad_json");
   EXPECT_EQ(error_of(f.run(R"({"type":"dance"})")).at("code").as_string(), "unknown_type");
 }
+
+TEST(client_commands, joins_are_rate_limited_per_session_like_publishes) {
+  fixture f;
+  f.rights.join_rate = 2;
+  f.rights.join_burst = 3;
+  token_bucket joins;
+  auto run = [&](std::string_view text) {
+    client_session s{f.role,    "345", [&f](std::string_view r) { return f.rooms.count(r) > 0; },
+                     &f.bucket, f.now, &joins};
+    return decide_client_command(text, f.rights, s);
+  };
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(run(R"({"type":"join","room":"r"})").what, kind::join) << i;
+  auto refused = run(R"({"type":"join","room":"r9"})");
+  EXPECT_EQ(refused.refused, client_command::limit::join_rate);
+  auto e = error_of(refused);
+  EXPECT_EQ(e.at("code").as_string(), "rate_limited");
+  EXPECT_EQ(e.at("room").as_string(), "r9");  // names the join it refuses
+  // Other frames are not charged, and the bucket refills at join_rate.
+  EXPECT_EQ(run(R"({"type":"publish","data":1})").what, kind::publish);
+  f.now += std::chrono::milliseconds(500);
+  EXPECT_EQ(run(R"({"type":"join","room":"r"})").what, kind::join);
+  EXPECT_EQ(run(R"({"type":"join","room":"r"})").what, kind::error);
+}
+
+TEST(client_commands, json_limits_refuse_a_frame_and_say_which_for_the_counter) {
+  fixture f;
+  f.rights.json_limits = {.max_depth = 3, .max_members = 2};
+  auto deep = f.run(R"({"type":"publish","data":[[[1]]],"id":"d1"})");
+  EXPECT_EQ(deep.refused, client_command::limit::json_depth);
+  EXPECT_EQ(error_of(deep).at("code").as_string(), "bad_json");
+  auto wide = f.run(R"({"type":"ping","a":1,"b":2})");
+  EXPECT_EQ(wide.refused, client_command::limit::json_members);
+  auto bad = f.run("{nope");
+  EXPECT_EQ(bad.refused, client_command::limit::none);
+  EXPECT_EQ(f.run(R"({"type":"ping"})").what, kind::pong);
+}

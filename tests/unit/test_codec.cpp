@@ -165,3 +165,62 @@ TEST(codec, auth_and_refresh_frames_carry_a_token) {
   EXPECT_FALSE(decode_client_frame(R"({"type":"auth","token":7})", f, e));
   EXPECT_EQ(encode_refreshed(1796311296), R"({"type":"refreshed","exp":1796311296})");
 }
+
+namespace {
+std::string nested(int depth) {
+  std::string s;
+  for (int i = 0; i < depth; ++i) s += "[";
+  for (int i = 0; i < depth; ++i) s += "]";
+  return s;
+}
+std::string array_of(int n) {
+  std::string s = "[";
+  for (int i = 0; i < n; ++i) {
+    if (i) s += ",";
+    s += "\"u" + std::to_string(i) + "\"";
+  }
+  return s + "]";
+}
+}  // namespace
+
+TEST(json_limits, depth_and_members_are_refused_with_the_limit_named) {
+  const json_limits lim{.max_depth = 8, .max_members = 5};
+  boost::json::value v;
+  std::string why;
+  EXPECT_EQ(parse_json(nested(8), lim, v, why), json_refusal::none) << why;
+  EXPECT_EQ(parse_json(nested(9), lim, v, why), json_refusal::depth);
+  EXPECT_NE(why.find("json_max_depth"), std::string::npos) << why;
+  EXPECT_EQ(parse_json(array_of(5), lim, v, why), json_refusal::none) << why;
+  EXPECT_EQ(parse_json(array_of(6), lim, v, why), json_refusal::members);
+  EXPECT_NE(why.find("json_max_members"), std::string::npos) << why;
+  // Per object or array, at any depth; keys count as members.
+  EXPECT_EQ(parse_json(R"({"a":{"b":[1,2,3,4,5,6]}})", lim, v, why), json_refusal::members);
+  EXPECT_EQ(parse_json(R"({"a":1,"b":2,"c":3,"d":4,"e":5,"f":6})", lim, v, why), json_refusal::members);
+  EXPECT_EQ(parse_json(R"([[1,2,3,4,5],[1,2,3,4,5]])", lim, v, why), json_refusal::none) << why;
+  EXPECT_EQ(parse_json("{oops", lim, v, why), json_refusal::invalid);
+}
+
+TEST(json_limits, client_frames_are_refused_as_bad_json_and_say_which_limit) {
+  client_frame f;
+  decode_error e;
+  const json_limits lim{.max_depth = 4, .max_members = 3};
+  EXPECT_FALSE(decode_client_frame(R"({"type":"publish","data":[[[[1]]]]})", f, e, {}, lim));
+  EXPECT_EQ(e.code, error_code::bad_json);
+  EXPECT_EQ(e.limit, json_refusal::depth);
+  EXPECT_FALSE(decode_client_frame(R"({"type":"publish","data":[1,2,3,4]})", f, e, {}, lim));
+  EXPECT_EQ(e.limit, json_refusal::members);
+  EXPECT_FALSE(decode_client_frame("{not json", f, e, {}, lim));
+  EXPECT_EQ(e.limit, json_refusal::none);
+  EXPECT_TRUE(decode_client_frame(R"({"type":"publish","data":[[[1]]]})", f, e, {}, lim)) << e.message;
+}
+
+TEST(json_limits, the_defaults_take_a_full_users_filter_and_deep_backend_data) {
+  client_frame f;
+  decode_error e;
+  // filter_max_users (1000) user ids in one publish, data nested 30 levels inside the frame.
+  const std::string frame = R"({"type":"publish","users":)" + array_of(1000) + R"(,"data":)" + nested(30) + "}";
+  EXPECT_TRUE(decode_client_frame(frame, f, e)) << e.message;
+  EXPECT_EQ(f.audience.users.size(), 1000u);
+  EXPECT_FALSE(decode_client_frame(R"({"type":"publish","data":)" + nested(32) + "}", f, e));
+  EXPECT_EQ(e.limit, json_refusal::depth);
+}

@@ -65,6 +65,35 @@ TEST(config, errors_exit_2_naming_the_key) {
   EXPECT_NE(r.message.find("'max_frame_bytes'"), std::string::npos) << r.message;
 }
 
+TEST(config, abuse_limits_have_generous_defaults_and_a_member_limit_that_takes_a_users_filter) {
+  auto r = parse_args({});
+  ASSERT_TRUE(r.cfg) << r.message;
+  EXPECT_EQ(r.cfg->source_rate, 1000);  // a school behind one NAT address joins hundreds at once
+  EXPECT_EQ(r.cfg->source_burst, 2000);
+  EXPECT_EQ(r.cfg->max_pending_handshakes, 4096u);
+  EXPECT_EQ(r.cfg->source_exempt, (std::vector<std::string>{"127.0.0.1", "::1"}));  // a local proxy, benchmarks
+  EXPECT_EQ(r.cfg->json_max_depth, 32u);
+  EXPECT_GE(r.cfg->json_max_members, r.cfg->filter_max_users);
+  EXPECT_GE(r.cfg->json_max_members, r.cfg->api_publish_batch_max);
+  EXPECT_GE(r.cfg->join_burst, static_cast<double>(r.cfg->max_rooms_per_session));
+  r = parse_args({"--json-max-members", "100"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.message.find("'json_max_members'"), std::string::npos) << r.message;
+  r = parse_args({"--json-max-members", "100", "--filter-max-users", "100", "--api-publish-batch-max", "50"});
+  EXPECT_TRUE(r.cfg) << r.message;
+  r = parse_args({"--source-exempt", "10.0.0.1, fd00::1"});
+  ASSERT_TRUE(r.cfg) << r.message;
+  EXPECT_EQ(r.cfg->source_exempt, (std::vector<std::string>{"10.0.0.1", "fd00::1"}));
+  r = parse_args({"--source-exempt", "lb.example"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.message.find("'source_exempt'"), std::string::npos) << r.message;
+  r = parse_args({"--json-max-depth", "33"});  // deeper than the bus carries between nodes
+  EXPECT_EQ(r.exit_code, 2);
+  r = parse_args({"--source-rate", "0", "--json-max-depth", "1"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.message.find("'json_max_depth'"), std::string::npos) << r.message;
+}
+
 TEST(config, sizes_and_durations) {
   EXPECT_EQ(parse_size("4096"), 4096u);
   EXPECT_EQ(parse_size("64KiB"), 65536u);

@@ -41,6 +41,7 @@ TEST(registry_resync, writes_are_dropped_until_redis_is_up_and_the_node_rewritte
       {"HSET", "rc:user:alice", "s1",
        R"({"session":"s1","node":"n1","platform":"pc","role":"student","rooms":["r1","r2"]})"},
       {"SADD", "rc:node_sessions:n1", "alice\ns1"},
+      {"HSET", "rc:sessions", "s1", "n1"},
       {"HSET", "rc:room:r1:n1", "s1", "student\nalice\npc"},
       {"SADD", "rc:room_nodes:r1", "n1"},
       {"SADD", "rc:node_rooms:n1", "r1"},
@@ -128,11 +129,12 @@ TEST(registry_resync, a_session_without_rooms_writes_only_its_user_entry) {
   std::vector<command> out;
   session_record s{"s2", "bob", "teacher", "mobile", {}};
   roomcast::registry::append_session_writes(s, "n2", true, out);
-  ASSERT_EQ(out.size(), 2u);
+  ASSERT_EQ(out.size(), 3u);
   EXPECT_EQ(out[1], (command{"SADD", "rc:node_sessions:n2", "bob\ns2"}));
+  EXPECT_EQ(out[2], (command{"HSET", "rc:sessions", "s2", "n2"}));  // where the session is, by id
   out.clear();
   roomcast::registry::append_session_writes(alice(), "n2", false, out);  // a session just opened
-  EXPECT_EQ(out.size(), 2u);
+  EXPECT_EQ(out.size(), 3u);
 }
 
 }  // namespace

@@ -356,5 +356,30 @@ TEST_F(cluster_routing, disconnect_user_on_a_node_without_its_sessions_kicks_the
   EXPECT_FALSE(json_bool(u, "online", true)) << json::serialize(u);
 }
 
+// issue 15: a session of another node is reached over the bus, and the registry says it was there.
+TEST_F(cluster_routing, disconnect_of_a_session_on_another_node_counts_it) {
+  const std::string user = "ks" + tok_;
+  auto far = join_on(1, "ks" + tok_, "STU", user, "pc");
+  auto other = join_on(1, "ks" + tok_, "STU", user, "mobile");  // same user: only `far` is kicked
+  wait_user_sessions(user, 2, 0);
+
+  auto res = http_post_json(port(0), "/api/disconnect", R"({"session":")" + far.session() + R"(","code":4100})");
+  ASSERT_EQ(res.status, 200u) << res.body;
+  EXPECT_EQ(json_int(res.json(), "sessions"), 1) << res.body;
+  auto kicked = far->read_type("kicked", 5s);
+  EXPECT_TRUE(kicked.has_value()) << "no kicked frame (stream: " << far->read_error() << ")";
+  EXPECT_TRUE(far->wait_closed(5s));
+  EXPECT_EQ(far->close_code().value_or(0), 4100) << far->close_reason();
+  expect_nothing(other, "the user's other session");
+
+  // Once the registry forgot it, the same id counts 0 (on the node that had it and on another).
+  wait_user_sessions(user, 1, 0);
+  for (std::size_t i : {std::size_t{0}, std::size_t{1}}) {
+    auto again = http_post_json(port(i), "/api/disconnect", R"({"session":")" + far.session() + R"("})");
+    ASSERT_EQ(again.status, 200u) << again.body;
+    EXPECT_EQ(json_int(again.json(), "sessions"), 0) << "node " << i << ": " << again.body;
+  }
+}
+
 }  // namespace
 }  // namespace roomcast::itest::cluster

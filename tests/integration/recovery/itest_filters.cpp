@@ -323,10 +323,11 @@ TEST_F(filters_single, too_many_users_is_refused_and_publishes_nothing) {
     EXPECT_TRUE(contains_ci(message, "users") && contains_ci(message, needle) && contains_ci(message, "1000"))
         << what << ": the message should name \"users\", the count and the limit: " << message;
   };
-  const std::string big = room_body(room, "b-" + tok_ + "-big", "{\"big\":true}", users_member(10'000, "s1"));
-  refused(big, "10,000 users", "10001");
+  // 9,001 ids: over filter_max_users but under json_max_members (10000), so the filter names them.
+  const std::string big = room_body(room, "b-" + tok_ + "-big", "{\"big\":true}", users_member(9'000, "s1"));
+  refused(big, "9,000 users", "9001");
   refused(room_body(room, "b-" + tok_ + "-1001", "{}", users_member(1000, "s1")), "1001 users", "1001");
-  refused("[" + room_body(room, "b-" + tok_ + "-ok", "{}") + "," + big + "]", "a batch with one bad message", "10001");
+  refused("[" + room_body(room, "b-" + tok_ + "-ok", "{}") + "," + big + "]", "a batch with one bad message", "9001");
 
   // Nothing was published: the room's next seq is 2, the refused ids are free, nobody got anything.
   publish(room, "b-" + tok_ + "-big", R"(,"users":["s1"])", 2);  // the refused id, now valid
