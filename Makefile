@@ -3,7 +3,7 @@ SHELL := /bin/bash
 JOBS ?= 2
 ARGS ?=
 
-.PHONY: deps build run test dev-build clean tsan fuzz cluster cluster-stop bench bench-deps format check-format tidy
+.PHONY: deps build run test dev-build clean tsan fuzz soak cluster cluster-stop bench bench-deps format check-format tidy
 
 deps:
 	@./scripts/install-deps.sh
@@ -42,6 +42,15 @@ fuzz: deps
 	cmake --preset fuzz >/dev/null
 	cmake --build --preset fuzz -j$(JOBS)
 	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_TARGETS="$(FUZZ_TARGETS)" FUZZ_MERGE=$(FUZZ_MERGE) ./scripts/fuzz.sh
+
+# Soak (not in CI): SOAK_MINUTES on a three-node cluster behind nginx with churn, fan-out, slow
+# consumers, kicks, a node restart and a broker restart; checked clients must lose nothing.
+# Writes build/soak/result.json, then docs/soak.md and docs/soak/*.svg (tools/soak/).
+SOAK_MINUTES ?= 30
+soak: build
+	status=0; node --experimental-websocket tools/soak/soak.mjs --bin build/release/roomcast \
+	  --minutes $(SOAK_MINUTES) || status=$$?; \
+	node tools/soak/report.mjs --command "make soak SOAK_MINUTES=$(SOAK_MINUTES)" && exit $$status
 
 # Redis + RabbitMQ + three nodes (:8091-:8093) + nginx on :8090, on this machine.
 cluster: build

@@ -864,6 +864,11 @@ std::string handler::metrics_text() const {
   metric("roomcast_connections", "gauge", "Open WebSocket sessions.",
          sum(
              c, [](auto& x) -> auto& { return x.connections; }));
+  metric("roomcast_queued_bytes", "gauge",
+         "Bytes waiting in the sessions' outbound queues (frames are shared: a frame queued to N sessions counts N "
+         "times).",
+         sum(
+             c, [](auto& x) -> auto& { return x.queued_bytes; }));
   metric("roomcast_index_rooms", "gauge", "Rooms in the shards' room indexes.",
          sum(
              c, [](auto& x) -> auto& { return x.index_rooms; }));

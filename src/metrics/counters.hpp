@@ -68,6 +68,7 @@ struct shard_counters {
   std::array<counter, static_cast<std::size_t>(handshake_failure::count_)> handshake_failures;
   counter messages_in;           // client text frames received
   counter messages_out;          // frames queued to sessions (deliveries)
+  counter queued_bytes;          // gauge: bytes waiting in sessions' outbound queues
   counter messages_filtered;     // room message deliveries skipped: the member is not in its audience
   counter bytes_out;             // bytes written to WebSocket sockets
   counter publishes_api;         // POST /api/publish accepted

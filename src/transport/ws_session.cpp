@@ -61,7 +61,7 @@ void ws_session::start(recovery_request recovery, std::string initial_bytes, con
   if (!handshake.empty()) {
     // The 101 waits in the queue like a frame and leaves in one write with the welcome.
     handshake_ = hub::make_local(protocol::make_raw(handshake));
-    queued_bytes_ += handshake_->bytes().size();
+    queue_grew(handshake_->bytes().size());
     queue_.push_back(handshake_);
   }
   if (const auto sb = ctx_.svc().cfg.send_buffer_bytes; sb > 0)
@@ -167,7 +167,7 @@ void ws_session::on_synced(const std::string& room, const recovery_request& reco
     auto w = hub::make_local(protocol::make_frame(
         ws_opcode::text,
         protocol::encode_welcome({ctx_.svc().router.node_id(), sid, id().user, &rooms, ctx_.svc().cfg.dev_kill})));
-    queued_bytes_ += w->bytes().size();
+    queue_grew(w->bytes().size());
     queue_.insert(queue_.begin() + static_cast<std::ptrdiff_t>(head_) + (handshake_first() ? 1 : 0), std::move(w));
     handshake_.reset();
     welcomed_ = true;
@@ -492,9 +492,19 @@ void ws_session::deliver(const hub::frame_ref& f) {
   enqueue(f);
 }
 
+void ws_session::queue_grew(std::size_t n) noexcept {
+  queued_bytes_ += n;
+  ctx_.counters().queued_bytes.add(n);
+}
+
+void ws_session::queue_shrank(std::size_t n) noexcept {
+  queued_bytes_ -= n;
+  ctx_.counters().queued_bytes.sub(n);
+}
+
 void ws_session::enqueue(hub::frame_ref f) {
   if (state_ == state::closed) return;
-  queued_bytes_ += f->bytes().size();
+  queue_grew(f->bytes().size());
   queue_.push_back(std::move(f));
   if (!flush_scheduled_ && !write_waiting_) {
     flush_scheduled_ = true;
@@ -539,7 +549,7 @@ void ws_session::flush() {
 }
 
 void ws_session::consume(std::size_t n) {
-  queued_bytes_ -= n;
+  queue_shrank(n);
   while (n > 0) {
     const std::size_t left = queue_[head_]->bytes().size() - head_offset_;
     if (n < left) {
@@ -608,7 +618,7 @@ void ws_session::begin_close(std::uint16_t code, std::string_view reason, metric
     // Keep a partly written frame: cutting it would corrupt the stream before the close frame.
     // Nor the 101 if it hasn't gone yet.
     const std::size_t keep = head_ < queue_.size() && (head_offset_ > 0 || handshake_first()) ? 1 : 0;
-    for (std::size_t i = head_ + keep; i < queue_.size(); ++i) queued_bytes_ -= queue_[i]->bytes().size();
+    for (std::size_t i = head_ + keep; i < queue_.size(); ++i) queue_shrank(queue_[i]->bytes().size());
     queue_.resize(head_ + keep);
   }
   deadline_ = ctx_.now() + ctx_.svc().cfg.pong_timeout;
@@ -673,7 +683,7 @@ void ws_session::terminate(metrics::close_reason why) {
   socket_.shutdown(asio::socket_base::shutdown_both, ec);
   socket_.close(ec);  // completes pending waits with operation_aborted
   queue_.clear();
-  queued_bytes_ = 0;
+  queue_shrank(queued_bytes_);
   // Every way out passes here, so every session leaves every index exactly once.
   ctx_.tables().remove(*this);
   ++pending_ops_;

@@ -91,6 +91,9 @@ class ws_session final
   void begin_close(std::uint16_t code, std::string_view reason, metrics::close_reason why, bool drop_queue);
   void terminate(metrics::close_reason why);
   void op_done();
+  // queued_bytes_ and the shard's gauge of it (roomcast_queued_bytes) move together.
+  void queue_grew(std::size_t n) noexcept;
+  void queue_shrank(std::size_t n) noexcept;
 
   shard_context& ctx_;
   boost::asio::ip::tcp::socket socket_;

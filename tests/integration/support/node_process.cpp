@@ -186,8 +186,8 @@ node_process::~node_process() {
   // A sanitizer report in the node fails the test even when the node went on (TSan reports and
   // goes on; a SIGKILLed node's exit code says nothing): make tsan relies on this.
   const std::string out = output();
-  for (const char* marker : {"WARNING: ThreadSanitizer", "ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
-                             "runtime error:"}) {
+  for (const char* marker :
+       {"WARNING: ThreadSanitizer", "ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"}) {
     if (const auto at = out.find(marker); at != std::string::npos)
       ADD_FAILURE() << "roomcast on port " << port_ << " reported " << marker << ":\n" << out.substr(at, 8000);
   }

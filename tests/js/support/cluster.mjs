@@ -112,17 +112,33 @@ export class Cluster {
     return a.concat(this.extra);
   }
 
-  async startNode(id) {
-    const port = freePort();
+  // at: the index of a node to replace (a restart on the same port, which nginx knows), else a new one.
+  async startNode(id, at = -1) {
+    const port = at >= 0 ? this.nodes[at].port : freePort();
     const proc = spawn(this.bin, this.args(id, port), { stdio: ['ignore', 'ignore', 'pipe'] });
     const node = new Node(id, port, proc);
-    this.nodes.push(node);
+    if (at >= 0) this.nodes[at] = node; else this.nodes.push(node);
     await waitFor(async () => {
       if (!node.running) throw new Error(`node ${id} exited: ${JSON.stringify(node.exit)}\n${node.log.slice(-2000)}`);
       const r = await fetch(`http://127.0.0.1:${port}/readyz`);
       return r.ok;
     }, { ms: 20000, what: `node ${id} ready` }).catch((e) => { throw new Error(`${e.message}\n${node.log.slice(-2000)}`); });
     return node;
+  }
+
+  // SIGTERM (drain) node i and start it again with the same id and port.
+  async restartNode(i) {
+    const old = this.nodes[i];
+    await old.stop();
+    return this.startNode(old.id, i);
+  }
+
+  // Stops the broker this cluster started and starts it again on the same port and data dir.
+  restartBroker() {
+    if (!this.started.rabbitmq) throw new Error('the broker is not this cluster\'s (ROOMCAST_TEST_AMQP_URI is set)');
+    const dir = path.join(this.dir, 'rabbitmq');
+    script('rabbitmq.sh', 'stop', dir);
+    script('rabbitmq.sh', 'start', dir, String(new URL(this.amqp).port));
   }
 
   get url() { return `http://127.0.0.1:${this.lbPort}`; }
