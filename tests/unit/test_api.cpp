@@ -1,9 +1,6 @@
 // api::handler without sockets: a request in, a response out. One node with the local bus, the
 // local history and the local registry; the one shard runs posted tasks inline.
-#include "api/api_handler.hpp"
-#include "bus/local_bus.hpp"
-#include "history/local_history.hpp"
-#include "registry/local_registry.hpp"
+#include "api_node.hpp"
 
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
@@ -16,29 +13,9 @@ namespace json = boost::json;
 
 namespace {
 
-struct node_fixture {
-  config::config cfg;
-  bus::local_bus the_bus;
-  hub::router router{"n1", the_bus};
-  history::local_history store{std::chrono::minutes(5)};
-  history::rules rules;
-  metrics::shard_counters counters;
-  hub::shard tables{0, counters};
-  registry::local_registry reg{router, [] { return std::string(R"({"connections":0})"); }};
-  api::node_state state;
-  std::optional<api::handler> api;
+struct node_fixture : test::api_node {
   int counter = 0;
-
-  explicit node_fixture(std::string api_key = "") {
-    cfg.api_key = std::move(api_key);
-    std::string err;
-    rules.parse(cfg.history, err);
-    router.set_history(&store, &rules, false);
-    router.add_shard({&tables, [](hub::router::task t) { t(); }});
-    the_bus.start([this](const bus::envelope& e, bus::delivery_done done) { router.dispatch(e, std::move(done)); });
-    api.emplace(cfg, router, reg, state);
-    api->set_counters({&counters});
-  }
+  using api_node::api_node;
 
   api::response call(std::string method, std::string target, std::string body = "", std::string key = "",
                      std::string content_type = "application/json") {

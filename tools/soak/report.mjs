@@ -71,7 +71,7 @@ Machine: ${cpus.length} × ${cpus[0].model.trim()}, ${Math.round(os.totalmem() /
 
 **What ran** (tools/soak/soak.mjs): three roomcast nodes (release build, RabbitMQ bus, Redis
 registry and history) behind nginx, with their own redis-server and rabbitmq-server;
-${r.rooms} classes and a 4 KiB stream room; ${r.msgs_per_s} API publishes per second over the classes and 10 per second
+${r.rooms} classes and a 4 KiB stream room; ${r.msgs_per_s} API publishes per second over the classes and 20 per second
 of 4 KiB to the stream room; ${r.churn_clients} plain WebSocket clients of which ${r.churn_per_s} per second close and are
 replaced; 5 slow consumers (upgrade, then never read) every 15 s in the stream room; every 5 s a kick out of a room
 and a \`/api/disconnect\`; node 1 restarted (SIGTERM, drain, start on the same port) at 1/3 and the broker restarted at 2/3.
@@ -88,7 +88,7 @@ their class, once, in seq order.
 | gap frames (checked clients) | ${r.gaps} |
 | reconnects of checked clients | ${r.reconnects} |
 | churn connections opened | ${c.churnOpened} |
-| slow consumers opened / closed by the node | ${c.slowOpened} / ${c.slowClosedByServer} |
+| slow consumers opened / closed by the node / still open after 5 min (given up) / open at the end | ${c.slowOpened} / ${c.slowClosedByServer} / ${c.slowGivenUp} / ${c.slowOpenAtEnd} |
 | kicks / disconnects | ${c.kicks} / ${c.disconnects} |
 | notes | ${c.errors.length ? c.errors.slice(0, 5).join('; ') : 'none'} |
 
