@@ -7,6 +7,8 @@
 #include <openssl/hmac.h>
 
 #include <algorithm>
+#include <cmath>
+#include <cstdint>
 
 namespace roomcast::auth {
 
@@ -55,6 +57,8 @@ std::string hmac_sha256(std::string_view key, std::string_view data) {
 // A NumericDate claim, clamped to +-10^15 s (31 million years) so that adding the leeway can't
 // overflow: 1e132 or 2^64-1 in a signed token is "never expires", not undefined behaviour (found
 // by tests/fuzz/fuzz_jwt.cpp).
+constexpr std::int64_t nan_claim = INT64_MIN;  // a claim that is no number at all: the token is malformed
+
 std::optional<std::int64_t> int_claim(const boost::json::object& o, std::string_view name) {
   constexpr std::int64_t bound = 1'000'000'000'000'000;
   const auto* v = o.if_contains(name);
@@ -63,6 +67,7 @@ std::optional<std::int64_t> int_claim(const boost::json::object& o, std::string_
   if (v->is_uint64()) return bound;  // only numbers over INT64_MAX are uint64
   if (v->is_double()) {
     const double d = v->get_double();
+    if (std::isnan(d)) return nan_claim;  // Boost.JSON reads 0e9012 as 0 * inf (found by the fuzzer)
     if (d >= static_cast<double>(bound)) return bound;
     if (d <= -static_cast<double>(bound)) return -bound;
     return static_cast<std::int64_t>(d);
@@ -137,10 +142,12 @@ jwt_error verify_hs256(std::string_view token, std::string_view secret, std::str
   if (ec || !p.is_object()) return jwt_error::malformed;
   const auto& o = p.get_object();
   const auto exp = int_claim(o, "exp");
+  const auto nbf = int_claim(o, "nbf");
+  if (exp == nan_claim || nbf == nan_claim) return jwt_error::malformed;
   if (!exp) return jwt_error::missing_exp;
   const auto now_s = std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
   if (now_s > *exp + leeway.count()) return jwt_error::expired;
-  if (const auto nbf = int_claim(o, "nbf"); nbf && now_s + leeway.count() < *nbf) return jwt_error::not_yet_valid;
+  if (nbf && now_s + leeway.count() < *nbf) return jwt_error::not_yet_valid;
   const auto* sub = o.if_contains("sub");
   if (!sub || !sub->is_string() || sub->get_string() != expected_sub) return jwt_error::wrong_subject;
   if (claims) {

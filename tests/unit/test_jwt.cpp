@@ -57,6 +57,11 @@ TEST(jwt, huge_numeric_dates_are_far_future_or_far_past_not_undefined) {
         << exp;
   EXPECT_EQ(verify_hs256(sign_hs256(R"({"sub":"u","exp":1700000600,"nbf":1e300})", "k"), "k", "u", now, seconds(30)),
             jwt_error::not_yet_valid);
+  // Boost.JSON reads 0e9012 as NaN: no usable date, so the token is malformed, not "no nbf".
+  EXPECT_EQ(verify_hs256(sign_hs256(R"({"sub":"u","exp":0e9012})", "k"), "k", "u", now, seconds(30)),
+            jwt_error::malformed);
+  EXPECT_EQ(verify_hs256(sign_hs256(R"({"sub":"u","exp":1700000600,"nbf":0e9012})", "k"), "k", "u", now, seconds(30)),
+            jwt_error::malformed);
 }
 
 TEST(jwt, base64url_round_trip) {
