@@ -750,6 +750,22 @@ void append_handshake_failures(std::string& b, const std::vector<metrics::shard_
   }
   b += "}";
 }
+// "limits":{...}: what the abuse limits refused, summed over the shards (the dashboard shows them
+// with the refused upgrades).
+void append_limits(std::string& b, const std::vector<metrics::shard_counters*>& c) {
+  const auto n = [&](auto pick) { return std::to_string(sum(c, pick)); };
+  b += "\"limits\":{\"source_rate\":" + n([](auto& x) -> auto& { return x.refused_source_rate; });
+  b += ",\"pending_handshakes\":" + n([](auto& x) -> auto& { return x.refused_pending_full; });
+  b += ",\"json_depth\":" + std::to_string(sum(
+                                               c, [](auto& x) -> auto& { return x.json_refused_client[0]; }) +
+                                           sum(
+                                               c, [](auto& x) -> auto& { return x.json_refused_api[0]; }));
+  b += ",\"json_members\":" + std::to_string(sum(
+                                                 c, [](auto& x) -> auto& { return x.json_refused_client[1]; }) +
+                                             sum(
+                                                 c, [](auto& x) -> auto& { return x.json_refused_api[1]; }));
+  b += ",\"join_rate\":" + n([](auto& x) -> auto& { return x.join_rate_limited; }) + "}";
+}
 }  // namespace
 
 response handler::stats() const {
@@ -774,6 +790,8 @@ response handler::stats() const {
   append_closes(b, c);
   b += ",";
   append_handshake_failures(b, c);
+  b += ",";
+  append_limits(b, c);
   b += ",\"messages_in\":" + std::to_string(sum(
                                  c, [](auto& x) -> auto& { return x.messages_in; }));
   b += ",\"messages_out\":" + std::to_string(sum(
@@ -832,6 +850,8 @@ std::string handler::node_summary() const {
   append_closes(b, c);
   b += ",";
   append_handshake_failures(b, c);
+  b += ",";
+  append_limits(b, c);
   b += ",\"at\":" + std::to_string(at) + "}";
   return b;
 }

@@ -133,6 +133,14 @@ try {
     }, { ms: 10000, what: `room ${ROOM} with 3 online` });
     // The key stays out of the URL; it lives in sessionStorage.
     if (admin.url().includes(API_KEY)) throw new Error('API key in the URL');
+    // What the abuse limits refused is listed with the refused upgrades (from the nodes' "limits"):
+    // a body nested deeper than json_max_depth shows up as json_depth 1.
+    const deep = '['.repeat(40) + ']'.repeat(40);
+    const r = await fetch(`http://127.0.0.1:${cluster.nodes[0].port}/api/publish`, { method: 'POST',
+      headers: { 'Content-Type': 'application/json', 'X-API-Key': API_KEY }, body: `{"room":"${ROOM}","data":${deep}}` });
+    if (r.status !== 400) throw new Error(`a 40-deep body answered ${r.status}`);
+    await waitFor(async () => (await admin.textContent('#refusals span.n[data-reason="json_depth"]').catch(() => '')) === '1',
+      { ms: 10000, what: 'json_depth 1 on the dashboard' });
     await sleep(2500);  // a few samples for the charts
     await admin.screenshot({ path: path.join(shots, 'admin.png'), fullPage: true });
     await admin.close();
