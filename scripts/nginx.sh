@@ -14,11 +14,19 @@ start)
   servers=""
   for p in "$@"; do servers+="    server 127.0.0.1:$p max_fails=1 fail_timeout=2s;"$'\n'; done
   mkdir -p "$dir/tmp"
+  # Every WebSocket through nginx holds two connections (client and upstream), each a file
+  # descriptor of the worker that took it: one worker per core, each with every fd this machine
+  # allows a process (its hard limit), and reuseport so the kernel spreads new connections over the
+  # workers instead of one worker taking a whole surge (deploy/nginx.conf explains the numbers).
+  nofile="$(ulimit -Hn)"
+  [ "$nofile" = unlimited ] && nofile=1048576
+  [ "$nofile" -gt 1048576 ] && nofile=1048576
   cat > "$dir/nginx.conf" <<CONF
-worker_processes 1;
+worker_processes auto;
+worker_rlimit_nofile $nofile;
 pid $dir/nginx.pid;
 error_log $dir/error.log warn;
-events { worker_connections 16384; }
+events { worker_connections $((nofile - 64)); }
 http {
   access_log off;
   client_body_temp_path $dir/tmp/body;
@@ -30,7 +38,7 @@ http {
   upstream roomcast {
 $servers  }
   server {
-    listen 127.0.0.1:$listen;
+    listen 127.0.0.1:$listen reuseport backlog=4096;
     location / {
       proxy_pass http://roomcast;
       proxy_http_version 1.1;

@@ -88,7 +88,7 @@ their class, once, in seq order.
 | gap frames (checked clients) | ${r.gaps} |
 | reconnects of checked clients | ${r.reconnects} |
 | churn connections opened | ${c.churnOpened} |
-| slow consumers opened / closed by the node / still open after 5 min (given up) / open at the end | ${c.slowOpened} / ${c.slowClosedByServer} / ${c.slowGivenUp} / ${c.slowOpenAtEnd} |
+| slow consumers opened / the nodes' closes for slow_consumer (4008) and ping_timeout | ${c.slowOpened} / ${c.slowConsumerCloses} / ${c.pingTimeoutCloses} |
 | kicks / disconnects | ${c.kicks} / ${c.disconnects} |
 | notes | ${c.errors.length ? c.errors.slice(0, 5).join('; ') : 'none'} |
 
