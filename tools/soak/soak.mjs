@@ -201,7 +201,7 @@ await sample('node 1 restarted');
 await sleep(durationMs / 3);
 log('restarting the broker');
 events.push({ t: (Date.now() - started) / 1000, what: 'broker restart' });
-cluster.restartBroker();
+await cluster.restartBroker();
 await sample('broker restarted');
 await sleep(durationMs / 3);
 

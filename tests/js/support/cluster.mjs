@@ -2,7 +2,7 @@
 // rabbitmq-server (ROOMCAST_TEST_AMQP_URI from scripts/run-tests.sh, or one started here),
 // roomcast nodes and nginx in front, all on free loopback ports and temp dirs, from the scripts in
 // scripts/. stop() stops exactly what was started, by pid or by the script that started it.
-import { spawn, execFileSync } from 'node:child_process';
+import { spawn, execFile, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -134,11 +134,15 @@ export class Cluster {
   }
 
   // Stops the broker this cluster started and starts it again on the same port and data dir.
-  restartBroker() {
+  // Asynchronous: the caller's clients keep answering pings while the broker takes its seconds.
+  async restartBroker() {
     if (!this.started.rabbitmq) throw new Error('the broker is not this cluster\'s (ROOMCAST_TEST_AMQP_URI is set)');
     const dir = path.join(this.dir, 'rabbitmq');
-    script('rabbitmq.sh', 'stop', dir);
-    script('rabbitmq.sh', 'start', dir, String(new URL(this.amqp).port));
+    const run = (...args) => new Promise((resolve, reject) => {
+      execFile(path.join(scripts, 'rabbitmq.sh'), args, (e) => (e ? reject(e) : resolve()));
+    });
+    await run('stop', dir);
+    await run('start', dir, String(new URL(this.amqp).port));
   }
 
   get url() { return `http://127.0.0.1:${this.lbPort}`; }
