@@ -61,8 +61,9 @@ for t in $targets; do
   if [ "${FUZZ_MERGE:-0}" = 1 ] && [ "$rc" -eq 0 ]; then
     mkdir -p "$work/merged/$t"
     "$exe" -merge=1 -max_len="$(max_len "$t")" "$work/merged/$t" "tests/fuzz/corpus/$t" "$work/corpus/$t" >> "$log" 2>&1
-    # Keep the seeds by name; the rest of the committed corpus becomes the minimized merge.
-    find "tests/fuzz/corpus/$t" -type f ! -name 'seed-*' -delete
+    # Keep the seeds and the inputs that once found a bug (crash-*) by name; the rest of the
+    # committed corpus becomes the minimized merge.
+    find "tests/fuzz/corpus/$t" -type f ! -name 'seed-*' ! -name 'crash-*' -delete
     for f in "$work/merged/$t"/*; do
       [ -e "$f" ] || continue
       cmp -s "$f" "tests/fuzz/corpus/$t/$(basename "$f")" 2>/dev/null || cp "$f" "tests/fuzz/corpus/$t/"
