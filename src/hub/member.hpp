@@ -30,6 +30,8 @@ class local_frame {
   explicit local_frame(protocol::shared_frame f, std::shared_ptr<const protocol::filter> audience = {}) noexcept
       : frame_(std::move(f)), audience_(std::move(audience)) {}
   std::string_view bytes() const noexcept { return frame_->bytes(); }
+  // What a session that negotiated permessage-deflate sends: the compressed frame when there is one.
+  std::string_view bytes(bool deflated) const noexcept { return frame_->bytes(deflated); }
   bool for_member(const identity& id) const noexcept {
     return !audience_ || audience_->matches(id.role, id.platform, id.user);
   }

@@ -52,6 +52,12 @@ ws_session::ws_session(shard_context& ctx, asio::ip::tcp::socket socket, hub::id
 
 ws_session::~ws_session() = default;
 
+void ws_session::use_deflate() noexcept {
+  deflate_ = true;
+  reader_.accept_compressed(true);
+  ctx_.counters().deflate_sessions.add();
+}
+
 void ws_session::start(recovery_request recovery, std::string initial_bytes, const std::string& handshake,
                        bool auth_frame, std::int64_t token_exp) {
   token_exp_ = token_exp;
@@ -342,6 +348,7 @@ bool ws_session::on_event(const protocol::ws_event& ev) {
     case ws_opcode::text:
       if (state_ == state::open) {
         ctx_.counters().messages_in.add();
+        if (ev.compressed) return on_compressed_text(ev.payload);
         on_text(ev.payload);
       }
       break;
@@ -374,6 +381,28 @@ bool ws_session::on_event(const protocol::ws_event& ev) {
     case ws_opcode::cont:
       break;
   }
+  return state_ == state::open;
+}
+
+bool ws_session::on_compressed_text(std::string_view payload) {
+  auto& out = ctx_.inflate_buffer();
+  const auto r = ctx_.inflater().inflate(payload, out, reader_.max_message());
+  ctx_.counters().messages_inflated.add();
+  if (r == protocol::inflater::result::too_big) {
+    // As for an uncompressed message over the limit: 1009, and read on until the peer's close.
+    begin_close(protocol::close_code::too_big, "message too big", metrics::close_reason::too_big, false);
+    return false;
+  }
+  if (r == protocol::inflater::result::corrupt || !protocol::valid_utf8(out)) {
+    close_after_flush_ = true;  // RFC 7692 8: a message that does not inflate fails the connection
+    begin_close(protocol::close_code::invalid_payload,
+                r == protocol::inflater::result::corrupt ? "bad compressed data" : "invalid UTF-8",
+                metrics::close_reason::protocol, false);
+    return false;
+  }
+  on_text(out);
+  // A 64 KiB message once should not pin 64 KiB per shard for ever; small ones reuse the buffer.
+  if (out.capacity() > (std::size_t{16} << 10)) std::string().swap(out);
   return state_ == state::open;
 }
 
@@ -484,7 +513,7 @@ void ws_session::send_text(std::string_view payload) {
 
 void ws_session::deliver(const hub::frame_ref& f) {
   if (state_ != state::open) return;
-  if (queued_bytes_ + f->bytes().size() > ctx_.svc().cfg.max_queue_bytes) {
+  if (queued_bytes_ + f->bytes(deflate_).size() > ctx_.svc().cfg.max_queue_bytes) {
     // Slow consumer: drop what it hasn't read; it reconnects and recovers from history.
     begin_close(protocol::close_code::slow_consumer, "slow consumer", metrics::close_reason::slow_consumer, true);
     return;
@@ -504,7 +533,7 @@ void ws_session::queue_shrank(std::size_t n) noexcept {
 
 void ws_session::enqueue(hub::frame_ref f) {
   if (state_ == state::closed) return;
-  queue_grew(f->bytes().size());
+  queue_grew(f->bytes(deflate_).size());
   queue_.push_back(std::move(f));
   if (!flush_scheduled_ && !write_waiting_) {
     flush_scheduled_ = true;
@@ -521,7 +550,7 @@ void ws_session::flush() {
       std::array<asio::const_buffer, max_gather> bufs;
       std::size_t n = 0;
       for (std::size_t i = head_; i < queue_.size() && n < max_gather; ++i, ++n) {
-        auto b = queue_[i]->bytes();
+        auto b = queue_[i]->bytes(deflate_);
         if (i == head_) b.remove_prefix(head_offset_);
         bufs[n] = asio::const_buffer(b.data(), b.size());
       }
@@ -551,7 +580,7 @@ void ws_session::flush() {
 void ws_session::consume(std::size_t n) {
   queue_shrank(n);
   while (n > 0) {
-    const std::size_t left = queue_[head_]->bytes().size() - head_offset_;
+    const std::size_t left = queue_[head_]->bytes(deflate_).size() - head_offset_;
     if (n < left) {
       head_offset_ += static_cast<std::uint32_t>(n);
       return;
@@ -618,7 +647,7 @@ void ws_session::begin_close(std::uint16_t code, std::string_view reason, metric
     // Keep a partly written frame: cutting it would corrupt the stream before the close frame.
     // Nor the 101 if it hasn't gone yet.
     const std::size_t keep = head_ < queue_.size() && (head_offset_ > 0 || handshake_first()) ? 1 : 0;
-    for (std::size_t i = head_ + keep; i < queue_.size(); ++i) queue_shrank(queue_[i]->bytes().size());
+    for (std::size_t i = head_ + keep; i < queue_.size(); ++i) queue_shrank(queue_[i]->bytes(deflate_).size());
     queue_.resize(head_ + keep);
   }
   deadline_ = ctx_.now() + ctx_.svc().cfg.pong_timeout;

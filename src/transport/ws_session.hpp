@@ -52,6 +52,8 @@ class ws_session final
   void send_text(std::string_view payload);
 
   bool open() const noexcept { return state_ == state::open; }
+  // permessage-deflate was negotiated in the upgrade (before start()).
+  void use_deflate() noexcept;
 
  private:
   enum class state : std::uint8_t { open, closing, closed };
@@ -67,6 +69,9 @@ class ws_session final
   bool process(std::size_t n);
   bool on_event(const protocol::ws_event& ev);
   void on_text(std::string_view text);
+  // A compressed text message: inflated into the shard's buffer (bounded by max_frame_bytes), then
+  // as on_text. False when the session closes.
+  bool on_compressed_text(std::string_view payload);
   // The first frame of a session waiting for its token: accepted, it starts as start() would.
   void on_auth_frame(std::string_view text);
   void begin(recovery_request recovery);  // add to the tables, join the URL room, welcome
@@ -118,6 +123,7 @@ class ws_session final
   bool read_waiting_ = false;
   bool reason_counted_ = false;  // begin_close counted the reason already
   bool welcomed_ = false;        // nothing is written before welcome (it waits for the history read)
+  bool deflate_ = false;         // permessage-deflate: compressed frames are sent where there are some
   hub::frame_ref handshake_;     // the queued 101 until the welcome is queued behind it
   // Waiting for {"type":"auth"} (until deadline_): the recovery the URL asked for.
   std::unique_ptr<recovery_request> awaiting_auth_;
