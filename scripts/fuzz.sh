@@ -21,7 +21,7 @@ summary="$work/summary.txt"
 # Longest input per target: frames and API bodies need room; tokens and URLs don't.
 max_len() {
   case "$1" in
-    ws_frame | api | config | history_reply) echo 16384 ;;
+    ws_frame | api | config | history_reply | deflate) echo 16384 ;;
     *) echo 4096 ;;
   esac
 }

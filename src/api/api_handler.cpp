@@ -965,6 +965,17 @@ std::string handler::metrics_text() const {
   metric("roomcast_messages_out_total", "counter", "Message frames queued to sessions (one per recipient).",
          sum(
              c, [](auto& x) -> auto& { return x.messages_out; }));
+  const auto z = router_.compressed();
+  metric("roomcast_compressions_total", "counter",
+         "Messages compressed for permessage-deflate: once per message on this node, not per recipient.", z.messages);
+  metric("roomcast_compression_bytes_in_total", "counter", "Payload bytes of the compressed messages.", z.bytes_in);
+  metric("roomcast_compression_bytes_out_total", "counter", "Their compressed size.", z.bytes_out);
+  metric("roomcast_deflate_sessions_total", "counter", "Sessions that negotiated permessage-deflate.",
+         sum(
+             c, [](auto& x) -> auto& { return x.deflate_sessions; }));
+  metric("roomcast_messages_inflated_total", "counter", "Compressed client messages inflated.",
+         sum(
+             c, [](auto& x) -> auto& { return x.messages_inflated; }));
   metric("roomcast_receipts_confirms_received_total", "counter", "Confirm frames (received) from clients.",
          sum(
              c, [](auto& x) -> auto& { return x.receipts_confirmed; }));

@@ -101,6 +101,7 @@ struct node::parts {
                cfg.join_burst},
         svc{cfg, route, router, api, state, the_history.get(), rights, the_receipts.get()} {
     router.set_history(the_history.get(), &history_rules, cfg.history_reject_when_down);
+    router.set_compression({cfg.compression, cfg.compression_min_bytes, static_cast<int>(cfg.compression_level)});
     // Shards first (their counters are what the API reads), then the wiring, all before traffic.
     std::vector<metrics::shard_counters*> counters;
     for (unsigned i = 0; i < cfg.threads; ++i) {

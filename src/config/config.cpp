@@ -224,6 +224,15 @@ const std::vector<key_def>& keys() {
          }
          return size_key(&config::send_buffer_bytes, 4096, 64u << 20)(c, v, err);
        }},
+      {"compression", "false",
+       "permessage-deflate (RFC 7692) when the client offers it: each message over compression_min_bytes is "
+       "compressed once per node and the same bytes go to every session that negotiated it; compressed client "
+       "messages are inflated up to max_frame_bytes",
+       bool_key(&config::compression)},
+      {"compression_min_bytes", "512", "messages smaller than this are sent uncompressed (compression on)",
+       size_key(&config::compression_min_bytes, 0, 16u << 20)},
+      {"compression_level", "1", "zlib level 1-9 for compressed messages: 1 is fastest, 9 smallest",
+       count_key(&config::compression_level, 1, 9)},
       {"max_body_bytes", "\"1MiB\"", "largest HTTP request body; bigger gets 413",
        size_key(&config::max_body_bytes, 256, 64u << 20)},
       {"handshake_timeout", "\"10s\"", "time for a client to send its whole HTTP request or upgrade",

@@ -45,16 +45,21 @@ struct config {
   std::size_t max_queue_bytes = std::size_t{1} << 20;   // per-session outbound queue; over it: slow consumer
   std::size_t max_body_bytes = std::size_t{1} << 20;    // HTTP request body
   std::size_t send_buffer_bytes = 0;                    // SO_SNDBUF of WebSocket sockets; 0 = kernel autotuning
-  millis handshake_timeout{10'000};                     // whole HTTP request / upgrade
-  millis ping_interval{25'000};                         // idle time before the server pings
-  millis pong_timeout{10'000};                          // wait for pong (and for the peer's close reply)
-  double publish_rate = 10;                             // client publishes per second per session
-  double publish_burst = 20;                            // bucket size for publish_rate
-  double api_publish_rate = 0;                          // API publishes per second per shard; 0 = unlimited
-  std::size_t api_publish_batch_max = 1000;             // messages in one POST /api/publish array
-  std::size_t filter_max_users = 1000;                  // user ids in one publish's "users" filter
-  millis drain_window{10'000};                          // spread of 1012 closes on SIGTERM
-  millis retry_after{5'000};                            // base Retry-After for 503s (jitter added)
+
+  // permessage-deflate (RFC 7692): negotiated when the client offers it and this is on
+  bool compression = false;
+  std::size_t compression_min_bytes = 512;   // messages under this go out uncompressed
+  std::size_t compression_level = 1;         // zlib level 1-9 (1: fastest)
+  millis handshake_timeout{10'000};          // whole HTTP request / upgrade
+  millis ping_interval{25'000};              // idle time before the server pings
+  millis pong_timeout{10'000};               // wait for pong (and for the peer's close reply)
+  double publish_rate = 10;                  // client publishes per second per session
+  double publish_burst = 20;                 // bucket size for publish_rate
+  double api_publish_rate = 0;               // API publishes per second per shard; 0 = unlimited
+  std::size_t api_publish_batch_max = 1000;  // messages in one POST /api/publish array
+  std::size_t filter_max_users = 1000;       // user ids in one publish's "users" filter
+  millis drain_window{10'000};               // spread of 1012 closes on SIGTERM
+  millis retry_after{5'000};                 // base Retry-After for 503s (jitter added)
 
   // Abuse limits
   double source_rate = 1000;              // new connections per second per source address, per shard; 0 = off

@@ -48,6 +48,8 @@ class local_frame {
     if (!sse_) sse_ = std::make_unique<const std::string>(protocol::sse_event(payload(), seq, epoch));
     return *sse_;
   }
+  // What a session that negotiated permessage-deflate sends: the compressed frame when there is one.
+  std::string_view bytes(bool deflated) const noexcept { return frame_->bytes(deflated); }
   bool for_member(const identity& id) const noexcept {
     return !audience_ || audience_->matches(id.role, id.platform, id.user);
   }

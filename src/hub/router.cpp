@@ -107,6 +107,7 @@ void router::dispatch(const bus::envelope& e, bus::delivery_done done) {
   auto f = std::make_shared<protocol::encoded_frame>();
   protocol::append_message(f->payload_buffer(), {e.kind, e.target, e.id, e.from, e.data, e.seq, e.receipt});
   f->finish(protocol::ws_opcode::text);
+  compress(*f);
   auto r = std::make_shared<const routed>(
       routed{e.kind, e.target, std::move(f), share_audience(e.audience), e.seq, e.epoch});
   // Every shard gets it: with one shard per core there are only a few, and a shard without
@@ -129,6 +130,23 @@ void router::dispatch(const bus::envelope& e, bus::delivery_done done) {
       if (c) c->shard_finished();
     });
   }
+}
+
+void router::compress(protocol::encoded_frame& f) {
+  if (!compression_.enabled) return;
+  const auto payload = f.payload();
+  if (payload.size() < compression_.min_bytes) return;
+  // One deflater per dispatching thread (a bus thread, or a shard with the local bus).
+  thread_local protocol::deflater deflater(compression_.level);
+  thread_local std::string out;
+  out.clear();
+  if (!deflater.compress(payload, out)) return;
+  compressions_.fetch_add(1, std::memory_order_relaxed);
+  compress_in_.fetch_add(payload.size(), std::memory_order_relaxed);
+  compress_out_.fetch_add(out.size(), std::memory_order_relaxed);
+  // Incompressible (already compressed or random data): the plain frame is the smaller one.
+  if (out.size() < payload.size()) f.set_deflated(out, protocol::ws_opcode::text);
+  if (out.capacity() > (std::size_t{1} << 20)) std::string().swap(out);  // don't keep a huge buffer
 }
 
 void router::publish(bus::envelope e, std::function<void(publish_outcome)> done) {

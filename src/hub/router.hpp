@@ -9,6 +9,7 @@
 #include "bus/bus.hpp"
 #include "history/history.hpp"
 #include "hub/shard.hpp"
+#include "protocol/deflate.hpp"
 
 #include <atomic>
 #include <functional>
@@ -39,6 +40,18 @@ class router {
     history_ = h;
     rules_ = r;
     reject_when_down_ = reject_when_down;
+  }
+  // permessage-deflate: message frames of at least min_bytes also get their compressed form,
+  // built here once per node for every session that negotiated the extension.
+  void set_compression(const protocol::deflate_options& o) noexcept { compression_ = o; }
+  struct compression_counts {
+    std::uint64_t messages = 0;   // messages compressed (once each, whatever the recipients)
+    std::uint64_t bytes_in = 0;   // their payload bytes
+    std::uint64_t bytes_out = 0;  // compressed
+  };
+  compression_counts compressed() const noexcept {
+    return {compressions_.load(std::memory_order_relaxed), compress_in_.load(std::memory_order_relaxed),
+            compress_out_.load(std::memory_order_relaxed)};
   }
   history::history* history_store() const noexcept { return history_; }
   history::policy policy_for(std::string_view room) const {
@@ -108,6 +121,10 @@ class router {
   bool reject_when_down_ = false;
   std::function<void(const bus::envelope&)> on_presence_;
   std::atomic<std::uint64_t> bypassed_{0};
+  protocol::deflate_options compression_;
+  // Written once per compressed message by the dispatching thread, not per delivery.
+  std::atomic<std::uint64_t> compressions_{0}, compress_in_{0}, compress_out_{0};
+  void compress(protocol::encoded_frame& f);
 
  public:
   std::uint64_t history_bypassed() const noexcept { return bypassed_.load(std::memory_order_relaxed); }

@@ -68,6 +68,8 @@ struct shard_counters {
   std::array<counter, static_cast<std::size_t>(close_reason::count_)> closes;
   std::array<counter, static_cast<std::size_t>(handshake_failure::count_)> handshake_failures;
   counter messages_in;           // client text frames received
+  counter messages_inflated;     // of them, compressed (permessage-deflate)
+  counter deflate_sessions;      // sessions that negotiated permessage-deflate
   counter messages_out;          // frames queued to sessions (deliveries)
   counter queued_bytes;          // gauge: bytes waiting in sessions' outbound queues
   counter messages_filtered;     // room message deliveries skipped: the member is not in its audience

@@ -76,8 +76,12 @@ void unmask(std::span<char> p, const std::uint8_t (&mask)[4]) noexcept {
 }  // namespace
 
 ws_error ws_reader::handle_frame(const header& h, std::span<char> payload, ws_event& out, bool& have_event) {
-  // RFC 6455 5.1: a client must mask; 5.2: no extension negotiated, so RSV bits must be zero.
-  if (!h.masked || h.rsv != 0) return ws_error::protocol;
+  // RFC 6455 5.1: a client must mask; 5.2: RSV bits are zero unless an extension says otherwise.
+  // RFC 7692 6.1: with permessage-deflate, RSV1 marks the first frame of a compressed message.
+  if (!h.masked) return ws_error::protocol;
+  const bool data_start = h.opcode == ws_opcode::text || h.opcode == ws_opcode::binary;
+  if (h.rsv != 0 && !(inflate_ && data_start && h.rsv == rsv1)) return ws_error::protocol;
+  const bool compressed = h.rsv == rsv1;
   unmask(payload, h.mask);
   const std::string_view body{payload.data(), payload.size()};
   switch (h.opcode) {
@@ -106,16 +110,19 @@ ws_error ws_reader::handle_frame(const header& h, std::span<char> payload, ws_ev
     case ws_opcode::binary:
       if (fragment_opcode_ != ws_opcode::cont) return ws_error::protocol;  // new message mid-message
       if (h.fin) {
-        if (h.opcode == ws_opcode::text && !valid_utf8(body)) return ws_error::bad_utf8;
+        // A compressed message is checked after inflating, by the caller.
+        if (h.opcode == ws_opcode::text && !compressed && !valid_utf8(body)) return ws_error::bad_utf8;
         fragments_.clear();
         fragments_.shrink_to_fit();
         out.opcode = h.opcode;
         out.payload = body;
+        out.compressed = compressed;
         have_event = true;
         return ws_error::none;
       }
       fragments_.assign(body);
       fragment_opcode_ = h.opcode;
+      fragment_compressed_ = compressed;
       return ws_error::none;
     case ws_opcode::cont:
       if (dropping_) {  // the rest of a message that grew over the limit: dropped up to its end
@@ -132,9 +139,11 @@ ws_error ws_reader::handle_frame(const header& h, std::span<char> payload, ws_ev
       }
       fragments_.append(body);
       if (!h.fin) return ws_error::none;
-      if (fragment_opcode_ == ws_opcode::text && !valid_utf8(fragments_)) return ws_error::bad_utf8;
+      if (fragment_opcode_ == ws_opcode::text && !fragment_compressed_ && !valid_utf8(fragments_))
+        return ws_error::bad_utf8;
       out.opcode = fragment_opcode_;
       out.payload = fragments_;  // cleared when the next message starts
+      out.compressed = fragment_compressed_;
       fragment_opcode_ = ws_opcode::cont;
       have_event = true;
       return ws_error::none;
@@ -179,26 +188,40 @@ bool valid_utf8(std::string_view s) noexcept {
   return true;
 }
 
-void encoded_frame::finish(ws_opcode op) noexcept {
-  const std::size_t len = buf_.size() - max_header;
-  unsigned char h[max_header];
-  std::size_t hl;
-  h[0] = static_cast<unsigned char>(0x80 | static_cast<std::uint8_t>(op));
+namespace {
+// A server frame header (FIN set, unmasked) for `len` payload bytes; returns its length.
+std::size_t write_header(unsigned char (&h)[encoded_frame::max_header], ws_opcode op, std::size_t len,
+                         bool rsv1) noexcept {
+  h[0] = static_cast<unsigned char>(0x80 | (rsv1 ? 0x40 : 0) | static_cast<std::uint8_t>(op));
   if (len < 126) {
     h[1] = static_cast<unsigned char>(len);
-    hl = 2;
-  } else if (len <= 0xffff) {
+    return 2;
+  }
+  if (len <= 0xffff) {
     h[1] = 126;
     h[2] = static_cast<unsigned char>(len >> 8);
     h[3] = static_cast<unsigned char>(len);
-    hl = 4;
-  } else {
-    h[1] = 127;
-    for (int i = 0; i < 8; ++i) h[2 + i] = static_cast<unsigned char>(std::uint64_t{len} >> (56 - 8 * i));
-    hl = 10;
+    return 4;
   }
+  h[1] = 127;
+  for (int i = 0; i < 8; ++i) h[2 + i] = static_cast<unsigned char>(std::uint64_t{len} >> (56 - 8 * i));
+  return 10;
+}
+}  // namespace
+
+void encoded_frame::finish(ws_opcode op) noexcept {
+  unsigned char h[max_header];
+  const std::size_t hl = write_header(h, op, buf_.size() - max_header, false);
   offset_ = static_cast<std::uint32_t>(max_header - hl);
   std::memcpy(buf_.data() + offset_, h, hl);
+}
+
+void encoded_frame::set_deflated(std::string_view compressed_payload, ws_opcode op) {
+  unsigned char h[max_header];
+  const std::size_t hl = write_header(h, op, compressed_payload.size(), true);
+  deflated_.reserve(hl + compressed_payload.size());
+  deflated_.assign(reinterpret_cast<const char*>(h), hl);
+  deflated_.append(compressed_payload);
 }
 
 shared_frame make_frame(ws_opcode op, std::string_view payload) {

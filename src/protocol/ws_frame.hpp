@@ -40,6 +40,9 @@ struct ws_event {
   ws_opcode opcode;  // text, binary, close, ping or pong (never cont)
   std::string_view payload;
   std::uint16_t close_code = 0;  // for close: the peer's code, or no_status
+  // text/binary: the payload is compressed (permessage-deflate) and not checked yet: the caller
+  // inflates it (bounded) and checks UTF-8.
+  bool compressed = false;
 };
 
 // What went wrong in the peer's byte stream; maps to the close code we answer with.
@@ -69,6 +72,8 @@ class ws_reader {
   std::size_t pending_frame_size(std::span<const char> data) const noexcept;
 
   std::size_t max_message() const noexcept { return max_message_; }
+  // permessage-deflate was negotiated: RSV1 on a message's first frame marks it compressed.
+  void accept_compressed(bool on) noexcept { inflate_ = on; }
   // Bytes of an oversized frame still to come: the next feeds drop them before reading frames
   // again, so the peer's close reply after our 1009 is still seen.
   std::uint64_t discarding() const noexcept { return skip_; }
@@ -92,6 +97,9 @@ class ws_reader {
   ws_opcode fragment_opcode_ = ws_opcode::cont;
   std::uint64_t skip_ = 0;  // rest of an oversized frame, dropped as it arrives
   bool dropping_ = false;   // the continuations of a message that grew over the limit
+  bool inflate_ = false;    // permessage-deflate negotiated
+  bool fragment_compressed_ = false;
+  static constexpr std::uint8_t rsv1 = 0x4;  // header::rsv holds RSV1..RSV3 as bits 2..0
 };
 
 bool valid_utf8(std::string_view s) noexcept;
@@ -115,8 +123,17 @@ class encoded_frame {
   std::string_view bytes() const noexcept { return {buf_.data() + offset_, buf_.size() - offset_}; }
   std::string_view payload() const noexcept { return {buf_.data() + max_header, buf_.size() - max_header}; }
 
+  // permessage-deflate: the same message compressed, as a frame with RSV1 set. Built once (before
+  // the frame is shared); sessions that negotiated the extension send it instead of bytes().
+  void set_deflated(std::string_view compressed_payload, ws_opcode op);
+  bool has_deflated() const noexcept { return !deflated_.empty(); }
+  std::string_view bytes(bool deflated) const noexcept {
+    return deflated && !deflated_.empty() ? std::string_view(deflated_) : bytes();
+  }
+
  private:
   std::string buf_;
+  std::string deflated_;
   std::uint32_t offset_ = 0;
 };
 

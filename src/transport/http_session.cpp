@@ -1,6 +1,7 @@
 #include "transport/http_session.hpp"
 
 #include "auth/jwt.hpp"
+#include "protocol/deflate.hpp"
 #include "protocol/sse.hpp"
 #include "protocol/ws_frame.hpp"
 #include "transport/shard_context.hpp"
@@ -17,6 +18,7 @@
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
+#include <boost/range/iterator_range.hpp>
 #include <spdlog/spdlog.h>
 
 #include <charconv>
@@ -419,13 +421,26 @@ asio::awaitable<void> run_http(shard_context& ctx, asio::ip::tcp::socket socket)
           "HTTP/1.1 101 Switching Protocols\r\nServer: roomcast\r\nUpgrade: websocket\r\n"
           "Connection: Upgrade\r\nSec-WebSocket-Accept: ";
       handshake += protocol::websocket_accept_key(req[http::field::sec_websocket_key]);
-      handshake += "\r\n\r\n";
+      handshake += "\r\n";
+      bool deflate = false;
+      if (cfg.compression) {
+        std::string offers;  // a client may send the header more than once (RFC 6455 11.3.2)
+        for (const auto& f : boost::make_iterator_range(req.equal_range(http::field::sec_websocket_extensions))) {
+          if (!offers.empty()) offers += ", ";
+          offers += f.value();
+        }
+        if (auto answer = protocol::negotiate_deflate(offers); !answer.empty()) {
+          handshake += "Sec-WebSocket-Extensions: " + answer + "\r\n";
+          deflate = true;
+        }
+      }
+      handshake += "\r\n";
       // Bytes the client sent right after its request belong to the WebSocket stream.
       std::string initial(static_cast<const char*>(buffer.data().data()), buffer.size());
       stream.expires_never();
       slot.release();
       ctx.adopt(stream.release_socket(), std::move(d.id), std::move(d.room), std::move(d.recovery), std::move(initial),
-                handshake, d.auth_frame, d.token_exp);
+                handshake, d.auth_frame, d.token_exp, deflate);
       co_return;
     }
 

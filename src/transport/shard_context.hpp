@@ -9,6 +9,7 @@
 #include "hub/shard.hpp"
 #include "hub/source_limiter.hpp"
 #include "metrics/counters.hpp"
+#include "protocol/deflate.hpp"
 #include "protocol/route_template.hpp"
 #include "transport/session.hpp"
 
@@ -54,6 +55,10 @@ class shard_context {
   metrics::shard_counters& counters() noexcept { return counters_; }
   services& svc() noexcept { return svc_; }
   std::span<char> read_buffer() noexcept { return read_buf_; }
+  // permessage-deflate input: one inflater and one output buffer per shard, used one message at a
+  // time (client_no_context_takeover: no session keeps a window between messages).
+  protocol::inflater& inflater() noexcept { return inflater_; }
+  std::string& inflate_buffer() noexcept { return inflated_; }
   clock::time_point now() const noexcept { return now_; }
   void refresh_now() noexcept { now_ = clock::now(); }
 
@@ -66,7 +71,7 @@ class shard_context {
   // auth_frame: the session waits for {"type":"auth"} before it joins anything (token "-").
   void adopt(boost::asio::ip::tcp::socket socket, hub::identity id, std::string url_room, recovery_request recovery,
              std::string initial_bytes, const std::string& handshake, bool auth_frame = false,
-             std::int64_t token_exp = 0);
+             std::int64_t token_exp = 0, bool deflate = false);
   // Takes the socket of an SSE request (GET of the route, Accept: text/event-stream): the stream
   // lives on this shard like a WebSocket session (same tables, limits, sweep and drain).
   void adopt_sse(boost::asio::ip::tcp::socket socket, hub::identity id, std::string url_room, recovery_request recovery,
@@ -112,6 +117,8 @@ class shard_context {
   boost::asio::steady_timer drain_timer_;
   clock::time_point now_;
   std::array<char, std::size_t{16} << 10> read_buf_;
+  protocol::inflater inflater_;
+  std::string inflated_;
 
   using session_list = boost::intrusive::list<session, boost::intrusive::constant_time_size<true>>;
   std::unique_ptr<session_list> sessions_;

@@ -79,7 +79,7 @@ void sse_session::queue_welcome(std::string_view payload, const protocol::room_p
   // Its id is the room's position: a client that reconnects before any message still recovers
   // what was published in between.
   // Nothing was written yet: the response head is at the front, the welcome goes right behind it.
-  queue_.insert(queue_.front() ? 1 : 0, sse_frame(protocol::sse_event(payload, pos.seq, pos.epoch)),
+  queue_.insert(queue_.front() ? 1 : 0, sse_frame(protocol::sse_event(payload, pos.seq, pos.epoch)), {},
                 ctx_.counters().queued_bytes);
   welcomed_ = true;
   schedule_flush();
@@ -96,7 +96,7 @@ void sse_session::enqueue(hub::frame_ref f) {
   if (state_ == state::closed) return;
   if (queue_.done()) last_write_ = ctx_.now();  // the no-progress clock starts with a non-empty queue
   last_event_ = ctx_.now();
-  queue_.push(std::move(f), ctx_.counters().queued_bytes);
+  queue_.push(std::move(f), {}, ctx_.counters().queued_bytes);
   schedule_flush();
 }
 
@@ -112,7 +112,7 @@ void sse_session::flush() {
   flush_scheduled_ = false;
   if (state_ != state::closed && !write_waiting_ && welcomed_) {
     error_code ec;
-    const auto written = queue_.write(socket_, ec, ctx_.counters().queued_bytes);
+    const auto written = queue_.write(socket_, ec, {}, ctx_.counters().queued_bytes);
     ctx_.counters().bytes_out.add(written);
     if (written > 0) last_write_ = ctx_.now();
     if (ec == asio::error::would_block || ec == asio::error::try_again)
@@ -190,12 +190,12 @@ void sse_session::end_stream(std::uint16_t code, std::string_view reason, metric
   if (drop_queue) {
     // Keep a partly written event, and the response head if it has not gone yet.
     const std::size_t keep = queue_.front() && (queue_.front_started() || !welcomed_) ? 1 : 0;
-    queue_.drop_unsent(keep, ctx_.counters().queued_bytes);
+    queue_.drop_unsent(keep, {}, ctx_.counters().queued_bytes);
   }
   welcomed_ = true;  // closing before the welcome: the head and the close event still go out
   close_after_flush_ = true;
   deadline_ = ctx_.now() + ctx_.svc().cfg.pong_timeout;
-  queue_.push(sse_frame(protocol::sse_event(protocol::encode_close(code, reason))), ctx_.counters().queued_bytes);
+  queue_.push(sse_frame(protocol::sse_event(protocol::encode_close(code, reason))), {}, ctx_.counters().queued_bytes);
   schedule_flush();
   if (drop_queue) make_room_for_last_frame(socket_.native_handle());  // the client reads 4008, not only EOF
 }

@@ -40,6 +40,12 @@ ws_session::ws_session(shard_context& ctx, asio::ip::tcp::socket socket, hub::id
 
 ws_session::~ws_session() = default;
 
+void ws_session::use_deflate() noexcept {
+  deflate_ = true;
+  reader_.accept_compressed(true);
+  ctx_.counters().deflate_sessions.add();
+}
+
 void ws_session::start(recovery_request recovery, std::string initial_bytes, const std::string& handshake,
                        bool auth_frame, std::int64_t token_exp) {
   token_exp_ = token_exp;
@@ -49,7 +55,7 @@ void ws_session::start(recovery_request recovery, std::string initial_bytes, con
   if (!handshake.empty()) {
     // The 101 waits in the queue like a frame and leaves in one write with the welcome.
     handshake_ = hub::make_local(protocol::make_raw(handshake));
-    queue_.push(handshake_, ctx_.counters().queued_bytes);
+    queue_.push(handshake_, out(), ctx_.counters().queued_bytes);
   }
   if (const auto sb = ctx_.svc().cfg.send_buffer_bytes; sb > 0)
     socket_.set_option(asio::socket_base::send_buffer_size(static_cast<int>(sb)), ec);
@@ -119,7 +125,7 @@ void ws_session::refresh(const std::string& token) {
 }
 
 void ws_session::queue_welcome(std::string_view payload, const protocol::room_position&) {
-  queue_.insert(handshake_first() ? 1 : 0, hub::make_local(protocol::make_frame(ws_opcode::text, payload)),
+  queue_.insert(handshake_first() ? 1 : 0, hub::make_local(protocol::make_frame(ws_opcode::text, payload)), out(),
                 ctx_.counters().queued_bytes);
   handshake_.reset();
   welcomed_ = true;
@@ -235,6 +241,7 @@ bool ws_session::on_event(const protocol::ws_event& ev) {
     case ws_opcode::text:
       if (state_ == state::open) {
         ctx_.counters().messages_in.add();
+        if (ev.compressed) return on_compressed_text(ev.payload);
         on_text(ev.payload);
       }
       break;
@@ -267,6 +274,28 @@ bool ws_session::on_event(const protocol::ws_event& ev) {
     case ws_opcode::cont:
       break;
   }
+  return state_ == state::open;
+}
+
+bool ws_session::on_compressed_text(std::string_view payload) {
+  auto& out = ctx_.inflate_buffer();
+  const auto r = ctx_.inflater().inflate(payload, out, reader_.max_message());
+  ctx_.counters().messages_inflated.add();
+  if (r == protocol::inflater::result::too_big) {
+    // As for an uncompressed message over the limit: 1009, and read on until the peer's close.
+    begin_close(protocol::close_code::too_big, "message too big", metrics::close_reason::too_big, false);
+    return false;
+  }
+  if (r == protocol::inflater::result::corrupt || !protocol::valid_utf8(out)) {
+    close_after_flush_ = true;  // RFC 7692 8: a message that does not inflate fails the connection
+    begin_close(protocol::close_code::invalid_payload,
+                r == protocol::inflater::result::corrupt ? "bad compressed data" : "invalid UTF-8",
+                metrics::close_reason::protocol, false);
+    return false;
+  }
+  on_text(out);
+  // A 64 KiB message once should not pin 64 KiB per shard for ever; small ones reuse the buffer.
+  if (out.capacity() > (std::size_t{16} << 10)) std::string().swap(out);
   return state_ == state::open;
 }
 
@@ -355,7 +384,7 @@ void ws_session::send_text(std::string_view payload) {
 
 void ws_session::deliver(const hub::frame_ref& f) {
   if (state_ != state::open) return;
-  if (queue_.bytes() + f->bytes().size() > ctx_.svc().cfg.max_queue_bytes) {
+  if (queue_.bytes() + f->bytes(deflate_).size() > ctx_.svc().cfg.max_queue_bytes) {
     // Slow consumer: drop what it hasn't read; it reconnects and recovers from history.
     begin_close(protocol::close_code::slow_consumer, "slow consumer", metrics::close_reason::slow_consumer, true);
     return;
@@ -365,7 +394,7 @@ void ws_session::deliver(const hub::frame_ref& f) {
 
 void ws_session::enqueue(hub::frame_ref f) {
   if (state_ == state::closed) return;
-  queue_.push(std::move(f), ctx_.counters().queued_bytes);
+  queue_.push(std::move(f), out(), ctx_.counters().queued_bytes);
   if (!flush_scheduled_ && !write_waiting_) {
     flush_scheduled_ = true;
     ++pending_ops_;
@@ -378,7 +407,7 @@ void ws_session::flush() {
   flush_scheduled_ = false;
   if (state_ != state::closed && !write_waiting_ && (welcomed_ || state_ == state::closing)) {
     error_code ec;
-    ctx_.counters().bytes_out.add(queue_.write(socket_, ec, ctx_.counters().queued_bytes));
+    ctx_.counters().bytes_out.add(queue_.write(socket_, ec, out(), ctx_.counters().queued_bytes));
     if (ec == asio::error::would_block || ec == asio::error::try_again)
       wait_writable();
     else if (ec)
@@ -429,7 +458,7 @@ void ws_session::begin_close(std::uint16_t code, std::string_view reason, metric
     // Keep a partly written frame: cutting it would corrupt the stream before the close frame.
     // Nor the 101 if it hasn't gone yet.
     const std::size_t keep = queue_.front() && (queue_.front_started() || handshake_first()) ? 1 : 0;
-    queue_.drop_unsent(keep, ctx_.counters().queued_bytes);
+    queue_.drop_unsent(keep, out(), ctx_.counters().queued_bytes);
   }
   deadline_ = ctx_.now() + ctx_.svc().cfg.pong_timeout;
   enqueue(hub::make_local(protocol::make_close_frame(code, reason)));

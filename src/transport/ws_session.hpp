@@ -48,6 +48,8 @@ class ws_session final : public session {
   void send_text(std::string_view payload) override;
 
   bool open() const noexcept override { return state_ == state::open; }
+  // permessage-deflate was negotiated in the upgrade (before start()).
+  void use_deflate() noexcept;
 
  private:
   enum class state : std::uint8_t { open, closing, closed };
@@ -55,6 +57,7 @@ class ws_session final : public session {
   // Open, or closing by our side and waiting for the peer's close reply.
   // The 101 is still at the head of the queue (not written, or only in part).
   bool handshake_first() const noexcept { return handshake_ && queue_.front() == handshake_.get(); }
+  websocket_bytes out() const noexcept { return {deflate_}; }  // what this session sends of a frame
   bool wants_read() const noexcept {
     return state_ == state::open || (state_ == state::closing && !close_after_flush_);
   }
@@ -63,6 +66,9 @@ class ws_session final : public session {
   bool process(std::size_t n);
   bool on_event(const protocol::ws_event& ev);
   void on_text(std::string_view text);
+  // A compressed text message: inflated into the shard's buffer (bounded by max_frame_bytes), then
+  // as on_text. False when the session closes.
+  bool on_compressed_text(std::string_view payload);
   // The first frame of a session waiting for its token: accepted, it starts as start() would.
   void on_auth_frame(std::string_view text);
   void begin(recovery_request recovery);  // add to the tables, join the URL room, welcome
@@ -99,6 +105,7 @@ class ws_session final : public session {
   bool close_after_flush_ = false;
   bool read_waiting_ = false;
   bool reason_counted_ = false;  // begin_close counted the reason already
+  bool deflate_ = false;         // permessage-deflate: compressed frames are sent where there are some
   bool welcomed_ = false;        // nothing is written before welcome (it waits for the history read)
   hub::frame_ref handshake_;     // the queued 101 until the welcome is queued behind it
   // Waiting for {"type":"auth"} (until deadline_): the recovery the URL asked for.

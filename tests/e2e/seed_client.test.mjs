@@ -52,7 +52,9 @@ async function check(name, fn) {
 }
 
 const port = await freePort();
-const node = spawn(bin, ['--listen-address', '127.0.0.1', '--port', String(port), '--threads', '2', '--web-root', webRoot],
+// Compression on: the seed's page must not notice that chromium negotiated permessage-deflate.
+const node = spawn(bin, ['--listen-address', '127.0.0.1', '--port', String(port), '--threads', '2', '--web-root', webRoot,
+                         '--compression', 'true'],
                    { stdio: ['ignore', 'ignore', 'pipe'] });
 let nodeLog = '';
 node.stderr.on('data', (d) => { nodeLog += d; });
@@ -94,6 +96,25 @@ try {
     await page.fill('#text', 'hello class');
     await page.click('text=发送消息');
     await waitLine((l) => l.includes('"from":"452784"') && l.includes('"data":{"text":"hello class"}'), 'the chat echo');
+  });
+
+  await check('chromium negotiates permessage-deflate: big messages arrive compressed, its own are inflated', async () => {
+    const metric = async (name) => {
+      const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      const line = text.split('\n').find((l) => l.startsWith(name + ' '));
+      return line ? Number(line.split(' ')[1]) : -1;
+    };
+    if (await metric('roomcast_deflate_sessions_total') < 1) throw new Error('chromium did not negotiate permessage-deflate');
+    const before = await metric('roomcast_compressions_total');
+    const long = 'quiz '.repeat(400);  // 2 KB: over compression_min_bytes
+    await publish(port, { room: '345', data: { text: long, tag: 'big-one' } });
+    await waitLine((l) => l.includes('big-one') && l.includes(long), 'the compressed room message, inflated by chromium');
+    if (await metric('roomcast_compressions_total') !== before + 1) throw new Error('the message was not compressed once');
+    const inflatedBefore = await metric('roomcast_messages_inflated_total');
+    await page.fill('#text', 'long answer ' + 'x'.repeat(1500));
+    await page.click('text=发送消息');
+    await waitLine((l) => l.includes('"from":"452784"') && l.includes('long answer xxxx'), 'the long chat echo');
+    if (await metric('roomcast_messages_inflated_total') <= inflatedBefore) throw new Error('chromium sent its frame uncompressed');
   });
 
   await check('close() closes, onclose fires, and the node cleans the session up', async () => {

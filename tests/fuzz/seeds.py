@@ -5,7 +5,7 @@ The seeds are the frames, URLs, bodies, tokens, envelopes, Redis replies and con
 unit tests and docs/protocol.md. `make fuzz` grows the corpus from them; `make fuzz FUZZ_MERGE=1`
 merges what it found back (minimized) into tests/fuzz/corpus/. Re-running this rewrites only the
 seed-* files."""
-import base64, hashlib, hmac, json, os, pathlib, struct
+import base64, hashlib, hmac, json, os, pathlib, struct, zlib
 
 root = pathlib.Path(__file__).resolve().parent / "corpus"
 
@@ -146,5 +146,23 @@ put("api", [
     b"\x01" + b'{"user":"u1","code":4001,"reason":"bye"}', b"\x01" + b'{"session":"00ab00cd00000001"}',
     b"\x02" + b'{"user":"s1","reason":"be nice"}', b"\x03" + b'{"user":"s1","duration":"10m"}',
     b"\x04" + b"limit=2&cursor=abc", b"\x05" + b"limit=1000", b"\x06", b"\x07", b"\x00{oops",
+])
+
+
+def raw_deflate(b, final=False):
+    c = zlib.compressobj(6, zlib.DEFLATED, -15)
+    out = c.compress(b) + c.flush(zlib.Z_FINISH if final else zlib.Z_SYNC_FLUSH)
+    return out if final else out[:-4]
+
+
+put("deflate", [
+    "permessage-deflate; client_max_window_bits",
+    "permessage-deflate; server_no_context_takeover; client_no_context_takeover",
+    "permessage-deflate; server_max_window_bits=10, permessage-deflate",
+    'permessage-deflate; client_max_window_bits="12"',
+    raw_deflate(b'{"type":"publish","room":"345","data":{"text":"hello class"}}'),
+    raw_deflate(b'{"type":"ping"}', final=True),
+    raw_deflate(b" " * 100000),
+    raw_deflate(b"\xc3\x28 not utf-8"),
 ])
 print(f"seeds written under {root}")

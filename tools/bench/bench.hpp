@@ -59,7 +59,9 @@ struct config {
   long cycles = 1000;
   double slow_share = 0.1;
   int slow_rcvbuf = 4096;
-  int payload = 0;  // extra bytes of padding in each published data
+  int payload = 0;            // extra bytes of padding in each published data
+  bool payload_text = false;  // --payload-text: the padding is words (compresses like prose), not 'x'
+  bool deflate = false;       // --deflate: offer permessage-deflate and inflate what comes compressed
   double connect_timeout = 10;
   double grace = 3;  // after the last publish, time for deliveries to arrive
   int api_conns = 4;

@@ -8,6 +8,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include <cerrno>
 #include <cstdio>
@@ -124,6 +125,38 @@ constexpr const char* ws_key = "dGhlIHNhbXBsZSBub25jZQ==";
 
 struct worker {
   const config& cfg;
+  z_stream zs_{};  // raw inflate for --deflate, reset per message
+  bool zs_ready_ = false;
+  std::string inflated_;
+
+  // A permessage-deflate message: payload + 00 00 ff ff through raw inflate (up to 64 MiB).
+  bool inflate_message(std::string_view in, std::string& out) {
+    if (!zs_ready_) {
+      if (inflateInit2(&zs_, -15) != Z_OK) return false;
+      zs_ready_ = true;
+    } else if (inflateReset(&zs_) != Z_OK) {
+      return false;
+    }
+    std::string src(in);
+    src.append("\0\0\xff\xff", 4);
+    out.resize(std::max<std::size_t>(4096, in.size() * 8));
+    zs_.next_in = reinterpret_cast<Bytef*>(src.data());
+    zs_.avail_in = uInt(src.size());
+    std::size_t produced = 0;
+    for (;;) {
+      zs_.next_out = reinterpret_cast<Bytef*>(out.data() + produced);
+      zs_.avail_out = uInt(out.size() - produced);
+      const int rc = inflate(&zs_, Z_SYNC_FLUSH);
+      produced = out.size() - zs_.avail_out;
+      if (rc == Z_STREAM_END || (zs_.avail_in == 0 && zs_.avail_out > 0)) break;
+      if (rc != Z_OK && rc != Z_BUF_ERROR) return false;
+      if (out.size() >= (64u << 20)) return false;
+      out.resize(out.size() * 2);
+    }
+    out.resize(produced);
+    return true;
+  }
+
   int id;
   long first, last;
   int ctl_fd, out_fd;
@@ -271,7 +304,9 @@ struct worker {
     const auto& tgt = endpoint_of(c->idx);
     std::string req = "GET " + path_for(c->idx) + " HTTP/1.1\r\nHost: " + tgt.text() +
                       "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + ws_key +
-                      "\r\nSec-WebSocket-Version: 13\r\n\r\n";
+                      "\r\nSec-WebSocket-Version: 13\r\n" +
+                      (cfg.deflate ? "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n" : "") +
+                      "\r\n";
     c->state = st::handshake;
     c->want_out = false;
     set_events(c, EPOLLIN | EPOLLRDHUP);
@@ -318,6 +353,8 @@ struct worker {
       fail(c, "bad_accept");
       return false;
     }
+    if (cfg.deflate && header(head, "Sec-WebSocket-Extensions").rfind("permessage-deflate", 0) == 0)
+      r.add("deflate_negotiated");
     const std::int64_t now = now_ns();
     pending.erase(c->fd);
     c->in.erase(0, he + 4);
@@ -446,8 +483,17 @@ struct worker {
         return false;
       }
       if (buf.size() < f.header + f.len) break;
-      const std::string_view p = buf.substr(f.header, f.len);
+      std::string_view p = buf.substr(f.header, f.len);
       pos += f.header + f.len;
+      if (f.rsv1) {  // permessage-deflate: one message at a time (server_no_context_takeover)
+        if (!inflate_message(p, inflated_)) {
+          r.add("protocol_errors");
+          drop(c);
+          return false;
+        }
+        r.add("frames_inflated");
+        p = inflated_;
+      }
       if (f.opcode == 1 || f.opcode == 0) {
         if (!f.fin || f.opcode == 0) r.add("fragments");
         if (cfg.fl == flavor::socketio && !count_only) {
@@ -546,6 +592,7 @@ struct worker {
           return on_gone(c, true);
         }
         c->in.append(buf, std::size_t(n));
+        if (c->state != st::handshake) r.add("wire_bytes", std::uint64_t(n));
         if (c->state == st::handshake) {
           if (!on_handshake(c)) return;
         } else if (!on_frames(c)) {

@@ -77,6 +77,8 @@ const char* usage =
     "  --cycles N            churn                                  --slow-share F (0.1)  --slow-rcvbuf B (4096)\n"
     "  --payload B           padding bytes in each message's data   --grace S   wait for deliveries after publishing "
     "(3)\n"
+    "  --payload-text 1      the padding is English-like words (compresses ~2-3x, like real text), not 'x'\n"
+    "  --deflate 1           clients offer permessage-deflate; compressed frames are inflated to be checked\n"
     "  --flavor F            roomcast (default; also limit-server) | socketio (Engine.IO v4 over WebSocket,\n"
     "                        tools/bench/socketio) | nchan (nginx + Nchan, tools/bench/nchan): URL, handshake and "
     "publish request\n"
@@ -187,6 +189,10 @@ config parse_args(int argc, char** argv) {
       c.slow_rcvbuf = std::atoi(v.c_str());
     else if (a == "--payload")
       c.payload = std::max(0, std::atoi(v.c_str()));
+    else if (a == "--payload-text")
+      c.payload_text = v == "1" || v == "true" || v == "on";
+    else if (a == "--deflate")
+      c.deflate = v == "1" || v == "true" || v == "on";
     else if (a == "--connect-timeout")
       c.connect_timeout = std::atof(v.c_str());
     else if (a == "--grace")
@@ -388,8 +394,22 @@ struct parent {
     }
   }
 
-  std::string padding() const {
-    return cfg.payload > 0 ? R"(,"p":")" + std::string(std::size_t(cfg.payload), 'x') + '"' : "";
+  std::string padding() {
+    if (cfg.payload <= 0) return "";
+    if (!cfg.payload_text) return R"(,"p":")" + std::string(std::size_t(cfg.payload), 'x') + '"';
+    // Words drawn from a small vocabulary, different in every message: compresses about as much as
+    // the text of real classroom messages (repeated keys and words, little else).
+    static constexpr const char* words[] = {
+        "the",     "students", "answer", "question", "teacher", "lesson", "page",  "chapter",  "read",
+        "write",   "example",  "number", "prime",    "divide",  "sum",    "table", "homework", "next",
+        "minutes", "please",   "open",   "your",     "book",    "class",  "today", "exercise", "check"};
+    std::string p = R"(,"p":")";
+    while (p.size() < std::size_t(cfg.payload) + 6) {
+      p += words[rng() % (sizeof words / sizeof *words)];
+      p += rng() % 7 == 0 ? ". " : " ";
+    }
+    p.resize(std::size_t(cfg.payload) + 6);
+    return p + '"';
   }
 
   // Target of the next publish; each target is pinned to one API connection (target % conns) so
@@ -817,6 +837,14 @@ struct parent {
       const std::uint64_t opened = g("opened") - g("slow_opened") * 0;
       if (cfg.m != mode::churn && opened)
         put("server_bytes_per_connection", double(s_open.rss_kib - s_start.rss_kib) * 1024.0 / double(opened));
+    }
+    if (g("wire_bytes")) {
+      put("wire_bytes_received", double(g("wire_bytes")));
+      if (g("received")) put("wire_bytes_per_delivery", double(g("wire_bytes")) / double(g("received")), 1);
+    }
+    if (cfg.deflate) {
+      put("deflate_negotiated", double(g("deflate_negotiated")));
+      put("frames_inflated", double(g("frames_inflated")));
     }
     // table
     std::printf("roomcast-bench %s\n", cfg.mode_name.c_str());

@@ -82,6 +82,7 @@ inline std::string client_frame(unsigned opcode, std::string_view payload) {
 struct frame_view {
   unsigned opcode = 0;
   bool fin = false;
+  bool rsv1 = false;  // permessage-deflate: compressed message
   bool masked = false;
   std::size_t header = 0;  // bytes before the payload (mask included)
   std::uint64_t len = 0;
@@ -93,6 +94,7 @@ inline bool parse_frame_header(std::string_view buf, frame_view& f) {
   if (buf.size() < 2) return false;
   const auto b0 = static_cast<unsigned char>(buf[0]), b1 = static_cast<unsigned char>(buf[1]);
   f.fin = b0 & 0x80;
+  f.rsv1 = b0 & 0x40;
   f.opcode = b0 & 0x0f;
   f.masked = b1 & 0x80;
   std::uint64_t len = b1 & 0x7f;

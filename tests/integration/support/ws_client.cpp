@@ -80,6 +80,12 @@ struct ws_client::impl : std::enable_shared_from_this<ws_client::impl> {
       ws.set_option(websocket::stream_base::decorator([h = options.headers](websocket::request_type& req) {
         for (const auto& [k, v] : h) req.set(k, v);
       }));
+    if (options.deflate) {
+      websocket::permessage_deflate pmd;
+      pmd.client_enable = true;
+      pmd.msg_size_threshold = 0;  // compress every message it sends
+      ws.set_option(pmd);
+    }
   }
 
   ws_options options;
@@ -428,14 +434,16 @@ bool raw_ws_client::send_raw(std::string_view bytes) {
   return true;
 }
 
-unsigned raw_ws_client::connect(std::uint16_t port, const std::string& path, std::chrono::milliseconds timeout) {
+unsigned raw_ws_client::connect(std::uint16_t port, const std::string& path, std::chrono::milliseconds timeout,
+                                const std::string& extra_headers) {
   if (!connect_tcp(port)) return 0;
   std::string req = "GET " + path + " HTTP/1.1\r\n" + "Host: 127.0.0.1:" + std::to_string(port) +
                     "\r\n"
                     "Upgrade: websocket\r\n"
                     "Connection: Upgrade\r\n"
                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                    "Sec-WebSocket-Version: 13\r\n\r\n";
+                    "Sec-WebSocket-Version: 13\r\n" +
+                    extra_headers + "\r\n";
   if (!send_raw(req)) return 0;
 
   // One byte at a time so that no WebSocket frame after the head is consumed.
@@ -452,10 +460,49 @@ unsigned raw_ws_client::connect(std::uint16_t port, const std::string& path, std
     if (n <= 0) return 0;
     head.push_back(c);
   }
+  head_ = head;
   // "HTTP/1.1 101 Switching Protocols"
   auto sp = head.find(' ');
   if (sp == std::string::npos) return 0;
   return static_cast<unsigned>(std::strtoul(head.c_str() + sp + 1, nullptr, 10));
+}
+
+bool raw_ws_client::read_frame(std::uint8_t& first_byte, std::string& payload, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    if (pending_.size() >= 2) {
+      const auto b1 = static_cast<std::uint8_t>(pending_[1]);
+      std::size_t pos = 2;
+      std::uint64_t len = b1 & 0x7f;
+      bool whole_header = true;
+      if (len == 126 || len == 127) {
+        const std::size_t n = len == 126 ? 2 : 8;
+        if (pending_.size() < 2 + n) {
+          whole_header = false;
+        } else {
+          len = 0;
+          for (std::size_t i = 0; i < n; ++i) len = (len << 8) | static_cast<std::uint8_t>(pending_[2 + i]);
+          pos += n;
+        }
+      }
+      if (whole_header && pending_.size() >= pos + len) {
+        first_byte = static_cast<std::uint8_t>(pending_[0]);
+        payload = pending_.substr(pos, static_cast<std::size_t>(len));
+        pending_.erase(0, pos + static_cast<std::size_t>(len));
+        return true;
+      }
+    }
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0 || fd_ < 0) return false;
+    pollfd pfd{fd_, POLLIN, 0};
+    if (::poll(&pfd, 1, static_cast<int>(left.count())) <= 0) continue;
+    char buf[65536];
+    const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    pending_.append(buf, static_cast<std::size_t>(n));
+  }
 }
 
 bool raw_ws_client::peer_closed() {

@@ -33,6 +33,7 @@ struct ws_options {
   int rcvbuf = 0;  // SO_RCVBUF set before connecting; 0 keeps the kernel default
   std::chrono::milliseconds handshake_timeout = 5s;
   std::vector<std::pair<std::string, std::string>> headers;  // extra upgrade request headers
+  bool deflate = false;  // offer permessage-deflate (Beast's own RFC 7692 client) and use it if agreed
 };
 
 // One io_context for many ws_clients, run by one thread.
@@ -132,7 +133,13 @@ class raw_ws_client {
   bool send_raw(std::string_view bytes);
   // Sends the upgrade request and reads exactly the response head (not a byte more).
   // Returns the HTTP status (101 on success) or 0 on failure/timeout.
-  unsigned connect(std::uint16_t port, const std::string& path, std::chrono::milliseconds timeout = 5s);
+  // extra_headers: more request header lines, each ending in "\r\n".
+  unsigned connect(std::uint16_t port, const std::string& path, std::chrono::milliseconds timeout = 5s,
+                   const std::string& extra_headers = {});
+  const std::string& response_head() const { return head_; }  // of the last connect()
+  // Reads one whole server frame (server frames are not masked): its first byte (FIN, RSV, opcode)
+  // and payload. False on timeout or when the peer closed first.
+  bool read_frame(std::uint8_t& first_byte, std::string& payload, std::chrono::milliseconds timeout = 5s);
   // Drains whatever is readable without blocking; true once the peer closed or reset.
   // (Reading defeats "never reads", so call it only when checking the end state.)
   bool peer_closed();
@@ -144,6 +151,8 @@ class raw_ws_client {
  private:
   int rcvbuf_ = 0;
   int fd_ = -1;
+  std::string head_;
+  std::string pending_;  // bytes read past the last whole frame
 };
 
 }  // namespace roomcast::itest
