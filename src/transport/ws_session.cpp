@@ -1,5 +1,7 @@
 #include "transport/ws_session.hpp"
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -11,6 +13,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cstring>
 #include <csignal>
 #include <cstdio>
 #include <array>
@@ -42,10 +45,12 @@ constexpr int max_reads_per_wakeup = 16;  // then yield so one busy client can't
 constexpr std::size_t max_gather = 64;
 }  // namespace
 
-ws_session::ws_session(shard_context& ctx, asio::ip::tcp::socket socket, hub::identity id, std::string url_room)
+ws_session::ws_session(shard_context& ctx, asio::ip::tcp::socket socket, hub::identity id, std::string url_room,
+                       ssl_ptr tls)
     : hub::member(std::move(id)),
       ctx_(ctx),
       socket_(std::move(socket)),
+      tls_(std::move(tls)),
       url_room_(std::move(url_room)),
       reader_(ctx.svc().cfg.max_frame_bytes),
       last_seen_(ctx.now()) {}
@@ -88,6 +93,15 @@ void ws_session::start(recovery_request recovery, std::string initial_bytes, con
     // Frames the client sent right behind its upgrade request: parse them as if just read.
     inbuf_ = std::move(initial_bytes);
     if (!process(0) || !wants_read()) return;
+  }
+  if (tls_ && SSL_has_pending(tls_.get())) {
+    // Decrypted or buffered bytes the HTTP reader left in OpenSSL: the socket won't signal them.
+    ++pending_ops_;
+    asio::post(ctx_.io(), [this] {
+      on_readable({});
+      op_done();
+    });
+    return;
   }
   arm_read();
 }
@@ -269,7 +283,7 @@ void ws_session::on_readable(const error_code& ec) {
   auto buf = ctx_.read_buffer();
   for (int i = 0; i < max_reads_per_wakeup; ++i) {
     error_code rec;
-    const std::size_t n = socket_.read_some(asio::buffer(buf.data(), buf.size()), rec);
+    const std::size_t n = read_some(buf, rec);
     if (rec == asio::error::would_block || rec == asio::error::try_again) {
       arm_read();
       return;
@@ -555,7 +569,7 @@ void ws_session::flush() {
         bufs[n] = asio::const_buffer(b.data(), b.size());
       }
       error_code ec;
-      const std::size_t written = socket_.write_some(std::span<const asio::const_buffer>(bufs.data(), n), ec);
+      const std::size_t written = write_some(std::span<const asio::const_buffer>(bufs.data(), n), ec);
       if (ec == asio::error::would_block || ec == asio::error::try_again) {
         wait_writable();
         break;
@@ -592,6 +606,44 @@ void ws_session::consume(std::size_t n) {
   }
 }
 
+std::size_t ws_session::read_some(std::span<char> into, error_code& ec) {
+  if (!tls_) return socket_.read_some(asio::buffer(into.data(), into.size()), ec);
+  ERR_clear_error();
+  const int rc = SSL_read(tls_.get(), into.data(), static_cast<int>(into.size()));
+  if (rc > 0) return static_cast<std::size_t>(rc);
+  switch (tls_result(tls_.get(), rc)) {
+    case tls_status::want_read:
+    case tls_status::want_write:  // it has a record to send first (rare in TLS 1.2/1.3 without renegotiation)
+      ec = asio::error::would_block;
+      break;
+    case tls_status::closed:
+      ec = asio::error::eof;  // close_notify: the peer went away
+      break;
+    default:
+      ec = asio::error::connection_reset;
+  }
+  return 0;
+}
+
+std::size_t ws_session::write_some(std::span<const asio::const_buffer> bufs, error_code& ec) {
+  if (!tls_) return socket_.write_some(bufs, ec);
+  // One record from the queue's head: after WANT_WRITE the next try starts at the same byte with
+  // at least as many bytes (the queue only grows at its tail), as OpenSSL asks of a retry.
+  auto staging = ctx_.tls_write_buffer();
+  std::size_t len = 0;
+  for (const auto& b : bufs) {
+    const std::size_t take = std::min(b.size(), staging.size() - len);
+    std::memcpy(staging.data() + len, b.data(), take);
+    len += take;
+    if (len == staging.size()) break;
+  }
+  ERR_clear_error();
+  const int rc = SSL_write(tls_.get(), staging.data(), static_cast<int>(len));
+  if (rc > 0) return static_cast<std::size_t>(rc);
+  ec = tls_result(tls_.get(), rc) == tls_status::want_write ? asio::error::would_block : asio::error::broken_pipe;
+  return 0;
+}
+
 void ws_session::wait_writable() {
   write_waiting_ = true;
   ++pending_ops_;
@@ -604,6 +656,8 @@ void ws_session::wait_writable() {
     }
     ++pending_ops_;  // flush() ends with op_done() for its own count
     flush();
+    // TLS may hold plaintext it read while it had to write first: no socket readiness will tell.
+    if (tls_ && state_ != state::closed && SSL_has_pending(tls_.get()) && wants_read()) on_readable({});
     op_done();
   });
 }
@@ -709,6 +763,7 @@ void ws_session::terminate(metrics::close_reason why) {
   state_ = state::closed;
   if (!reason_counted_) ctx_.counters().close(why);
   error_code ec;
+  if (tls_ && SSL_is_init_finished(tls_.get())) SSL_shutdown(tls_.get());  // close_notify, best effort
   socket_.shutdown(asio::socket_base::shutdown_both, ec);
   socket_.close(ec);  // completes pending waits with operation_aborted
   queue_.clear();

@@ -12,6 +12,7 @@
 #include "metrics/counters.hpp"
 #include "protocol/codec.hpp"
 #include "protocol/ws_frame.hpp"
+#include "transport/tls_context.hpp"
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/intrusive/list_hook.hpp>
@@ -32,7 +33,9 @@ class ws_session final
  public:
   using clock = std::chrono::steady_clock;
 
-  ws_session(shard_context& ctx, boost::asio::ip::tcp::socket socket, hub::identity id, std::string url_room);
+  // tls: the connection's TLS state when the port speaks TLS (null: plain TCP).
+  ws_session(shard_context& ctx, boost::asio::ip::tcp::socket socket, hub::identity id, std::string url_room,
+             ssl_ptr tls = nullptr);
   ~ws_session() override;
 
   // Joins the URL room, sends welcome (after the room's history position is known, and what the
@@ -89,6 +92,11 @@ class ws_session final
   void send_error(std::string_view code, std::string_view message, std::string_view id = {},
                   std::string_view room = {});
 
+  // The socket's bytes, through TLS when there is TLS: a non-blocking read or a gathering write
+  // (TLS: the buffers copied into one record of at most 16 KiB), would_block when it can't go on.
+  std::size_t read_some(std::span<char> into, boost::system::error_code& ec);
+  std::size_t write_some(std::span<const boost::asio::const_buffer> bufs, boost::system::error_code& ec);
+
   void enqueue(hub::frame_ref f);
   void consume(std::size_t n);
   void wait_writable();
@@ -102,6 +110,7 @@ class ws_session final
 
   shard_context& ctx_;
   boost::asio::ip::tcp::socket socket_;
+  ssl_ptr tls_;  // 8 bytes; OpenSSL releases its record buffers while the connection is idle
   std::string url_room_;
   std::vector<hub::frame_ref> queue_;
   std::size_t queued_bytes_ = 0;
