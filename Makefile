@@ -36,6 +36,8 @@ tsan: deps
 # libFuzzer targets (tests/fuzz, clang, ASan + UBSan), FUZZ_SECONDS each on tests/fuzz/corpus/;
 # fails on a crash, leak or timeout (docs/security.md). FUZZ_MERGE=1 keeps what they found.
 FUZZ_SECONDS ?= 60
+# make cluster TLS=1 (nginx terminates TLS) or TLS=passthrough (the nodes do)
+TLS ?=
 FUZZ_TARGETS ?=
 FUZZ_MERGE ?= 0
 fuzz: deps
@@ -54,7 +56,7 @@ soak: build
 
 # Redis + RabbitMQ + three nodes (:8091-:8093) + nginx on :8090, on this machine.
 cluster: build
-	./scripts/cluster.sh start
+	ROOMCAST_CLUSTER_TLS=$(TLS) ./scripts/cluster.sh start
 
 cluster-stop:
 	./scripts/cluster.sh stop

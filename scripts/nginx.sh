@@ -3,6 +3,10 @@
 #   scripts/nginx.sh start DIR LISTEN_PORT NODE_PORT [NODE_PORT...]   -> waits until it answers
 #   scripts/nginx.sh stop DIR
 # The config is deploy/nginx.conf's upstream + server, with the ports filled in.
+# TLS (NGINX_TLS_CERT and NGINX_TLS_KEY: PEM files):
+#   NGINX_TLS=terminate    nginx speaks TLS to clients and plain HTTP to the nodes
+#   NGINX_TLS=passthrough  nginx forwards the TCP stream (stream module), the nodes speak TLS
+#                          themselves (tls_cert/tls_key): nginx never sees the plaintext
 set -euo pipefail
 cmd="${1:?start|stop}"; dir="${2:?dir}"
 mkdir -p "$dir"
@@ -21,6 +25,35 @@ start)
   nofile="$(ulimit -Hn)"
   [ "$nofile" = unlimited ] && nofile=1048576
   [ "$nofile" -gt 1048576 ] && nofile=1048576
+  tls="${NGINX_TLS:-}"
+  listen_opts="reuseport backlog=4096"
+  tls_lines=""
+  if [ "$tls" = terminate ]; then
+    listen_opts="ssl $listen_opts"
+    tls_lines="ssl_certificate ${NGINX_TLS_CERT:?NGINX_TLS_CERT}; ssl_certificate_key ${NGINX_TLS_KEY:?NGINX_TLS_KEY};
+    ssl_protocols TLSv1.2 TLSv1.3; ssl_session_cache off;"
+  fi
+  if [ "$tls" = passthrough ]; then
+    # TCP only: no HTTP in nginx, so no Upgrade headers to pass and no buffering to turn off.
+    cat > "$dir/nginx.conf" <<CONF
+load_module /usr/lib/nginx/modules/ngx_stream_module.so;
+worker_processes auto;
+worker_rlimit_nofile $nofile;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections $((nofile - 64)); }
+stream {
+  upstream roomcast {
+$servers  }
+  server {
+    listen 127.0.0.1:$listen reuseport backlog=4096;
+    proxy_pass roomcast;
+    proxy_connect_timeout 2s;
+    proxy_timeout 1h;
+  }
+}
+CONF
+  else
   cat > "$dir/nginx.conf" <<CONF
 worker_processes auto;
 worker_rlimit_nofile $nofile;
@@ -38,7 +71,8 @@ http {
   upstream roomcast {
 $servers  }
   server {
-    listen 127.0.0.1:$listen reuseport backlog=4096;
+    listen 127.0.0.1:$listen $listen_opts;
+    $tls_lines
     location / {
       proxy_pass http://roomcast;
       proxy_http_version 1.1;
@@ -54,6 +88,7 @@ $servers  }
   }
 }
 CONF
+  fi
   nginx -c "$dir/nginx.conf" -p "$dir" -e "$dir/error.log"
   for _ in $(seq 1 100); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$listen") 2>/dev/null; then echo "127.0.0.1:$listen"; exit 0; fi

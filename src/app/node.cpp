@@ -16,6 +16,7 @@
 
 #include <atomic>
 #include <csignal>
+#include <functional>
 #include <iostream>
 #include <thread>
 #include <vector>
@@ -101,6 +102,8 @@ struct node::parts {
                cfg.join_burst},
         svc{cfg, route, router, api, state, the_history.get(), rights, the_receipts.get()} {
     router.set_history(the_history.get(), &history_rules, cfg.history_reject_when_down);
+    // A certificate that doesn't load stops the node in run(), before it listens.
+    if (!cfg.tls_cert.empty() && tls.load(cfg.tls_cert, cfg.tls_key, tls_error)) svc.tls = &tls;
     router.set_compression({cfg.compression, cfg.compression_min_bytes, static_cast<int>(cfg.compression_level)});
     // Shards first (their counters are what the API reads), then the wiring, all before traffic.
     std::vector<metrics::shard_counters*> counters;
@@ -185,6 +188,8 @@ struct node::parts {
   membership_feed feed;
   api::handler api;
   const hub::client_rights rights;
+  transport::tls_context tls;  // loaded when tls_cert is set; SIGHUP reloads it
+  std::string tls_error;       // why it did not load
   transport::services svc;
   std::vector<std::unique_ptr<transport::shard_context>> shards;
   std::atomic<std::size_t> shards_empty{0};
@@ -201,6 +206,10 @@ int node::run() {
   const auto address = asio::ip::make_address(cfg.listen_address, ec);
   if (ec) {
     std::cerr << "config: key 'listen_address': not an IP address: '" << cfg.listen_address << "'\n";
+    return 2;
+  }
+  if (!p.tls_error.empty()) {
+    std::cerr << "config: TLS: " << p.tls_error << "\n";
     return 2;
   }
   p.the_bus->on_room_bound([&p](const std::string& room) { p.router.room_bound(room); });
@@ -232,11 +241,28 @@ int node::run() {
   signals->async_wait([&p](const boost::system::error_code& sec, int sig) {
     if (!sec) p.drain(sig);
   });
+  // SIGHUP: the TLS certificate and key again (renewed certificates); connections stay.
+  std::unique_ptr<asio::signal_set> hup;
+  std::function<void()> wait_hup;
+  if (p.svc.tls) {
+    hup = std::make_unique<asio::signal_set>(p.shards[0]->io(), SIGHUP);
+    wait_hup = [&p, &hup, &wait_hup] {
+      hup->async_wait([&p, &wait_hup](const boost::system::error_code& sec, int) {
+        if (sec) return;
+        if (std::string err; p.tls.reload(err))
+          spdlog::info("SIGHUP: TLS certificate reloaded from {}", p.cfg.tls_cert);
+        else
+          spdlog::error("SIGHUP: TLS certificate not reloaded, the old one stays: {}", err);
+        wait_hup();
+      });
+    };
+    wait_hup();
+  }
 
   spdlog::info(
-      "roomcast node {} listening on {}:{} with {} shard(s), bus {}, registry {}, history {}, auth {}, route {}",
-      cfg.node_id, cfg.listen_address, cfg.port, p.shards.size(), p.the_bus->name(), p.the_registry->name(),
-      p.the_history->name(), cfg.auth == config::auth_mode::jwt ? "jwt" : "none", cfg.route);
+      "roomcast node {} listening on {}:{} ({}) with {} shard(s), bus {}, registry {}, history {}, auth {}, route {}",
+      cfg.node_id, cfg.listen_address, cfg.port, p.svc.tls ? "TLS" : "plain", p.shards.size(), p.the_bus->name(),
+      p.the_registry->name(), p.the_history->name(), cfg.auth == config::auth_mode::jwt ? "jwt" : "none", cfg.route);
 
   std::vector<std::thread> threads;
   // Shard threads are named rc-shard-N (top -H, perf). The main thread runs shard 0 and keeps the
@@ -252,6 +278,7 @@ int node::run() {
   // Drained: a second SIGTERM (a supervisor repeating itself) must not kill the process while it
   // tears down; the exit code stays 0. (Asio puts the default action back when the set goes.)
   signals.reset();
+  hup.reset();
   std::signal(SIGTERM, SIG_IGN);
   std::signal(SIGINT, SIG_IGN);
   stop_backends();

@@ -224,6 +224,12 @@ const std::vector<key_def>& keys() {
          }
          return size_key(&config::send_buffer_bytes, 4096, 64u << 20)(c, v, err);
        }},
+      {"tls_cert", "\"\"",
+       "PEM certificate chain: with tls_key, the port speaks TLS only (wss://, https://; TLS 1.2+, ALPN http/1.1); "
+       "SIGHUP reloads both files without dropping a connection",
+       string_key(&config::tls_cert)},
+      {"tls_key", "\"\"", "PEM private key of tls_cert (prefer a file only the node's user can read)",
+       string_key(&config::tls_key)},
       {"compression", "false",
        "permessage-deflate (RFC 7692) when the client offers it: each message over compression_min_bytes is "
        "compressed once per node and the same bytes go to every session that negotiated it; compressed client "
@@ -550,6 +556,12 @@ parse_result finish(std::map<std::string, source_value>& values) {
     }
   }
   // Cross-key rules.
+  if (c.tls_cert.empty() != c.tls_key.empty()) {
+    r.exit_code = 2;
+    r.message = std::string("config: key '") + (c.tls_cert.empty() ? "tls_cert" : "tls_key") +
+                "': tls_cert and tls_key go together";
+    return r;
+  }
   if (c.auth == auth_mode::jwt && c.jwt_secret.empty()) {
     r.exit_code = 2;
     r.message = "config: key 'jwt_secret': required when auth = \"jwt\"";

@@ -46,6 +46,10 @@ struct config {
   std::size_t max_body_bytes = std::size_t{1} << 20;    // HTTP request body
   std::size_t send_buffer_bytes = 0;                    // SO_SNDBUF of WebSocket sockets; 0 = kernel autotuning
 
+  // TLS on the port (WebSocket, API, pages): both set, or neither
+  std::string tls_cert;  // PEM certificate chain
+  std::string tls_key;   // PEM private key
+
   // permessage-deflate (RFC 7692): negotiated when the client offers it and this is on
   bool compression = false;
   std::size_t compression_min_bytes = 512;   // messages under this go out uncompressed

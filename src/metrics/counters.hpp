@@ -52,11 +52,12 @@ enum class handshake_failure : std::uint8_t {
   over_capacity,  // 503: max_connections
   draining,       // 503: node is shutting down
   timeout,        // request not complete within handshake_timeout
+  tls,            // TLS port: the TLS handshake failed, or the client spoke plain HTTP (400)
   count_
 };
 inline constexpr std::array<std::string_view, static_cast<std::size_t>(handshake_failure::count_)>
     handshake_failure_names{"not_found",     "bad_request", "unauthorized", "forbidden",
-                            "over_capacity", "draining",    "timeout"};
+                            "over_capacity", "draining",    "timeout",      "tls"};
 
 struct shard_counters {
   counter connections;      // gauge: open sessions (WebSocket and SSE)

@@ -1,16 +1,20 @@
 #include "transport/http_session.hpp"
 
+#include <sys/socket.h>
+
 #include "auth/jwt.hpp"
 #include "protocol/deflate.hpp"
 #include "protocol/sse.hpp"
 #include "protocol/ws_frame.hpp"
 #include "transport/shard_context.hpp"
+#include "transport/tls_stream.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/empty_body.hpp>
@@ -375,11 +379,21 @@ class pending_slot {
   shard_context* ctx_;
 };
 
-asio::awaitable<void> run_http(shard_context& ctx, asio::ip::tcp::socket socket) {
-  pending_slot slot(ctx);  // start_http_session counted it
+// What differs between plain and TLS connections in serve_http.
+ssl_ptr take_tls(beast::tcp_stream&) noexcept { return nullptr; }
+ssl_ptr take_tls(tls_stream& s) noexcept { return s.release_ssl(); }
+void close_send(beast::tcp_stream& s) noexcept {
+  error_code ignored;
+  s.socket().shutdown(asio::socket_base::shutdown_send, ignored);
+}
+void close_send(tls_stream& s) noexcept { s.shutdown(); }
+
+// Requests on one connection (keep-alive) until it closes or upgrades. Stream: beast::tcp_stream
+// or tls_stream.
+template <class Stream>
+asio::awaitable<void> serve_http(shard_context& ctx, Stream& stream, pending_slot& slot) {
   auto& svc = ctx.svc();
   const auto& cfg = svc.cfg;
-  beast::tcp_stream stream(std::move(socket));
   beast::flat_buffer buffer;
   for (;;) {
     http::request_parser<http::string_body> parser;
@@ -439,8 +453,9 @@ asio::awaitable<void> run_http(shard_context& ctx, asio::ip::tcp::socket socket)
       std::string initial(static_cast<const char*>(buffer.data().data()), buffer.size());
       stream.expires_never();
       slot.release();
+      auto tls = take_tls(stream);
       ctx.adopt(stream.release_socket(), std::move(d.id), std::move(d.room), std::move(d.recovery), std::move(initial),
-                handshake, d.auth_frame, d.token_exp, deflate);
+                handshake, d.auth_frame, d.token_exp, deflate, std::move(tls));
       co_return;
     }
 
@@ -453,7 +468,9 @@ asio::awaitable<void> run_http(shard_context& ctx, asio::ip::tcp::socket socket)
         // The response head is not written here: the stream sends it in one write with its welcome.
         stream.expires_never();
         slot.release();
-        ctx.adopt_sse(stream.release_socket(), std::move(d.id), std::move(d.room), std::move(d.recovery), d.token_exp);
+        auto tls = take_tls(stream);
+        ctx.adopt_sse(stream.release_socket(), std::move(d.id), std::move(d.room), std::move(d.recovery), d.token_exp,
+                      std::move(tls));
         co_return;
       }
       if (d.failure != handshake_failure::not_found) {
@@ -508,18 +525,65 @@ asio::awaitable<void> run_http(shard_context& ctx, asio::ip::tcp::socket socket)
     stream.expires_after(cfg.handshake_timeout);
     auto [wec, wn] = co_await http::async_write(stream, res, use_tuple);
     if (wec || !keep_alive) {
+      close_send(stream);
+      co_return;
+    }
+  }
+}
+
+asio::awaitable<void> run_http(shard_context& ctx, asio::ip::tcp::socket socket) {
+  pending_slot slot(ctx);  // start_http_session counted it
+  beast::tcp_stream stream(std::move(socket));
+  co_await serve_http(ctx, stream, slot);
+}
+
+// TLS port: the handshake, then the same HTTP. A client speaking plain HTTP to it gets a plain 400
+// that says so (its first byte is not a TLS handshake record, 0x16) instead of a failed handshake.
+asio::awaitable<void> run_https(shard_context& ctx, asio::ip::tcp::socket socket) {
+  pending_slot slot(ctx);
+  const auto& cfg = ctx.svc().cfg;
+  auto ssl = ctx.svc().tls->accept(socket.native_handle());
+  if (!ssl) co_return;
+  tls_stream stream(std::move(socket), std::move(ssl));
+  stream.expires_after(cfg.handshake_timeout);
+  {
+    auto [ec] = co_await stream.socket().async_wait(asio::socket_base::wait_read, use_tuple);
+    char first = 0;
+    const auto n = ec ? -1 : ::recv(stream.socket().native_handle(), &first, 1, MSG_PEEK);
+    if (n <= 0) {
+      if (ec == asio::error::operation_aborted) ctx.counters().handshake_failed(handshake_failure::timeout);
+      co_return;
+    }
+    if (first != 0x16) {
+      ctx.counters().handshake_failed(handshake_failure::tls);
+      static constexpr std::string_view body =
+          R"({"error":{"code":"tls_required","message":"this port speaks TLS: use https:// or wss://"}})";
+      const std::string res =
+          "HTTP/1.1 400 Bad Request\r\nServer: roomcast\r\nContent-Type: application/json\r\n"
+          "Connection: close\r\nContent-Length: " +
+          std::to_string(body.size()) + "\r\n\r\n" + std::string(body);
+      co_await asio::async_write(stream.socket(), asio::buffer(res), use_tuple);
       error_code ignored;
       stream.socket().shutdown(asio::socket_base::shutdown_send, ignored);
       co_return;
     }
   }
+  auto [hec] = co_await stream.async_handshake(use_tuple);
+  if (hec) {
+    ctx.counters().handshake_failed(hec == beast::error::timeout ? handshake_failure::timeout : handshake_failure::tls);
+    co_return;
+  }
+  co_await serve_http(ctx, stream, slot);
 }
 
 }  // namespace
 
 void start_http_session(shard_context& ctx, asio::ip::tcp::socket socket) {
   ctx.counters().pending_handshakes.add();
-  asio::co_spawn(ctx.io(), run_http(ctx, std::move(socket)), asio::detached);
+  if (ctx.svc().tls)
+    asio::co_spawn(ctx.io(), run_https(ctx, std::move(socket)), asio::detached);
+  else
+    asio::co_spawn(ctx.io(), run_http(ctx, std::move(socket)), asio::detached);
 }
 
 void refuse_connection(shard_context& ctx, asio::ip::tcp::socket& socket, connection_refusal why) {

@@ -48,8 +48,9 @@ class send_queue {
 
   // Writes as much as the socket takes now. Returns the bytes written; ec is would_block when the
   // socket is full (wait for writability), another error when the connection failed.
-  std::size_t write(boost::asio::ip::tcp::socket& socket, boost::system::error_code& ec, Bytes bytes_of,
-                    metrics::counter& gauge) {
+  // write_some(buffers, ec): the session's gathering non-blocking write (plain or TLS).
+  template <class WriteSome>
+  std::size_t write(WriteSome&& write_some, boost::system::error_code& ec, Bytes bytes_of, metrics::counter& gauge) {
     std::size_t total = 0;
     while (!done()) {
       std::array<boost::asio::const_buffer, max_gather> bufs;
@@ -59,7 +60,7 @@ class send_queue {
         if (i == head_) b.remove_prefix(head_offset_);
         bufs[n] = boost::asio::const_buffer(b.data(), b.size());
       }
-      const std::size_t written = socket.write_some(std::span<const boost::asio::const_buffer>(bufs.data(), n), ec);
+      const std::size_t written = write_some(std::span<const boost::asio::const_buffer>(bufs.data(), n), ec);
       if (ec) break;
       total += written;
       consume(written, bytes_of, gauge);

@@ -1,5 +1,7 @@
 #include "transport/session.hpp"
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <sys/socket.h>
 
 #include "transport/shard_context.hpp"
@@ -8,6 +10,7 @@
 #include <boost/asio/post.hpp>
 
 #include <cstdio>
+#include <cstring>
 
 namespace roomcast::transport {
 
@@ -112,6 +115,53 @@ void session::redeliver_unconfirmed(const std::string& room, std::uint64_t since
           }
         });
       });
+}
+
+std::size_t session::read_some(std::span<char> into, boost::system::error_code& ec) {
+  if (!tls_) return socket_.read_some(asio::buffer(into.data(), into.size()), ec);
+  ERR_clear_error();
+  const int rc = SSL_read(tls_.get(), into.data(), static_cast<int>(into.size()));
+  if (rc > 0) return static_cast<std::size_t>(rc);
+  switch (tls_result(tls_.get(), rc)) {
+    case tls_status::want_read:
+    case tls_status::want_write:  // it has a record to send first (rare in TLS 1.2/1.3 without renegotiation)
+      ec = asio::error::would_block;
+      break;
+    case tls_status::closed:
+      ec = asio::error::eof;  // close_notify: the peer went away
+      break;
+    default:
+      ec = asio::error::connection_reset;
+  }
+  return 0;
+}
+
+std::size_t session::write_some(std::span<const asio::const_buffer> bufs, boost::system::error_code& ec) {
+  if (!tls_) return socket_.write_some(bufs, ec);
+  // One record from the queue's head: after WANT_WRITE the next try starts at the same byte with
+  // at least as many bytes (the queue only grows at its tail), as OpenSSL asks of a retry.
+  auto staging = ctx_.tls_write_buffer();
+  std::size_t len = 0;
+  for (const auto& b : bufs) {
+    const std::size_t take = std::min(b.size(), staging.size() - len);
+    std::memcpy(staging.data() + len, b.data(), take);
+    len += take;
+    if (len == staging.size()) break;
+  }
+  ERR_clear_error();
+  const int rc = SSL_write(tls_.get(), staging.data(), static_cast<int>(len));
+  if (rc > 0) return static_cast<std::size_t>(rc);
+  ec = tls_result(tls_.get(), rc) == tls_status::want_write ? asio::error::would_block : asio::error::broken_pipe;
+  return 0;
+}
+
+bool session::tls_pending() const noexcept { return tls_ && SSL_has_pending(tls_.get()); }
+
+void session::close_socket() noexcept {
+  boost::system::error_code ec;
+  if (tls_ && SSL_is_init_finished(tls_.get())) SSL_shutdown(tls_.get());  // close_notify, best effort
+  socket_.shutdown(asio::socket_base::shutdown_both, ec);
+  socket_.close(ec);
 }
 
 bus::envelope client_publish_envelope(hub::router& router, unsigned shard, std::string_view user,

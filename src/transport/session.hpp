@@ -11,12 +11,15 @@
 #include "hub/router.hpp"
 #include "metrics/counters.hpp"
 #include "protocol/codec.hpp"
+#include "transport/tls_context.hpp"
 
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/intrusive/list_hook.hpp>
 #include <boost/system/error_code.hpp>
 
 #include <chrono>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -49,7 +52,26 @@ class session : public hub::member,
   void join_room(const std::string& room, recovery_request recovery, bool initial);
 
  protected:
-  session(shard_context& ctx, hub::identity id) : hub::member(std::move(id)), ctx_(ctx) {}
+  // tls: the connection's TLS state when the port speaks TLS (null: plain TCP).
+  session(shard_context& ctx, hub::identity id, boost::asio::ip::tcp::socket socket, ssl_ptr tls)
+      : hub::member(std::move(id)), ctx_(ctx), socket_(std::move(socket)), tls_(std::move(tls)) {}
+
+  // The socket's bytes, through TLS when there is TLS: a non-blocking read or a gathering write
+  // (TLS: the buffers copied into one record of at most 16 KiB), would_block when it can't go on.
+  std::size_t read_some(std::span<char> into, boost::system::error_code& ec);
+  std::size_t write_some(std::span<const boost::asio::const_buffer> bufs, boost::system::error_code& ec);
+  // TLS holds plaintext it read (while it had to write first, or behind the HTTP request): no
+  // socket readiness will tell.
+  bool tls_pending() const noexcept;
+  // write_some as a callable, for send_queue::write.
+  auto writer() noexcept {
+    return [this](std::span<const boost::asio::const_buffer> bufs, boost::system::error_code& ec) {
+      return write_some(bufs, ec);
+    };
+  }
+  // Ends the connection: TLS close_notify (best effort), then shutdown and close of the socket
+  // (pending waits complete with operation_aborted).
+  void close_socket() noexcept;
 
   // The welcome, ahead of every frame queued while the history was read. pos: the URL room's.
   virtual void queue_welcome(std::string_view payload, const protocol::room_position& pos) = 0;
@@ -61,6 +83,8 @@ class session : public hub::member,
   }
 
   shard_context& ctx_;
+  boost::asio::ip::tcp::socket socket_;
+  ssl_ptr tls_;  // 8 bytes; OpenSSL releases its record buffers while the connection is idle
 
  private:
   void on_synced(const std::string& room, const recovery_request& recovery, bool initial,

@@ -133,16 +133,16 @@ void shard_context::stop_accepting() {
 
 void shard_context::adopt(asio::ip::tcp::socket socket, hub::identity id, std::string url_room,
                           recovery_request recovery, std::string initial_bytes, const std::string& handshake,
-                          bool auth_frame, std::int64_t token_exp, bool deflate) {
-  auto* s = new ws_session(*this, std::move(socket), std::move(id), std::move(url_room));
+                          bool auth_frame, std::int64_t token_exp, bool deflate, ssl_ptr tls) {
+  auto* s = new ws_session(*this, std::move(socket), std::move(id), std::move(url_room), std::move(tls));
   sessions_->push_back(*s);
   if (deflate) s->use_deflate();
   s->start(std::move(recovery), std::move(initial_bytes), handshake, auth_frame, token_exp);
 }
 
 void shard_context::adopt_sse(asio::ip::tcp::socket socket, hub::identity id, std::string url_room,
-                              recovery_request recovery, std::int64_t token_exp) {
-  auto* s = new sse_session(*this, std::move(socket), std::move(id), std::move(url_room));
+                              recovery_request recovery, std::int64_t token_exp, ssl_ptr tls) {
+  auto* s = new sse_session(*this, std::move(socket), std::move(id), std::move(url_room), std::move(tls));
   sessions_->push_back(*s);
   s->start(std::move(recovery), token_exp);
 }

@@ -12,6 +12,7 @@
 #include "protocol/deflate.hpp"
 #include "protocol/route_template.hpp"
 #include "transport/session.hpp"
+#include "transport/tls_context.hpp"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -38,6 +39,7 @@ struct services {
   history::history* history;         // null: no history at all
   const hub::client_rights& rights;  // what client frames may do (from cfg)
   receipts::store* receipts;         // must-arrive messages (null: none)
+  const tls_context* tls = nullptr;  // the port speaks TLS (config tls_cert/tls_key); null: plain
 };
 
 class shard_context {
@@ -59,6 +61,8 @@ class shard_context {
   // time (client_no_context_takeover: no session keeps a window between messages).
   protocol::inflater& inflater() noexcept { return inflater_; }
   std::string& inflate_buffer() noexcept { return inflated_; }
+  // TLS writes: a session's queued frames are copied here into one record (16 KiB, the TLS maximum).
+  std::span<char> tls_write_buffer() noexcept { return tls_write_buf_; }
   clock::time_point now() const noexcept { return now_; }
   void refresh_now() noexcept { now_ = clock::now(); }
 
@@ -71,11 +75,11 @@ class shard_context {
   // auth_frame: the session waits for {"type":"auth"} before it joins anything (token "-").
   void adopt(boost::asio::ip::tcp::socket socket, hub::identity id, std::string url_room, recovery_request recovery,
              std::string initial_bytes, const std::string& handshake, bool auth_frame = false,
-             std::int64_t token_exp = 0, bool deflate = false);
+             std::int64_t token_exp = 0, bool deflate = false, ssl_ptr tls = nullptr);
   // Takes the socket of an SSE request (GET of the route, Accept: text/event-stream): the stream
   // lives on this shard like a WebSocket session (same tables, limits, sweep and drain).
   void adopt_sse(boost::asio::ip::tcp::socket socket, hub::identity id, std::string url_room, recovery_request recovery,
-                 std::int64_t token_exp);
+                 std::int64_t token_exp, ssl_ptr tls = nullptr);
   void destroy(session* s);  // only from a posted handler, when the session has no pending op
 
   // Sessions ask for a flush; one posted handler writes all of them (coalesces a burst).
@@ -118,6 +122,7 @@ class shard_context {
   clock::time_point now_;
   std::array<char, std::size_t{16} << 10> read_buf_;
   protocol::inflater inflater_;
+  std::array<char, std::size_t{16} << 10> tls_write_buf_;
   std::string inflated_;
 
   using session_list = boost::intrusive::list<session, boost::intrusive::constant_time_size<true>>;

@@ -21,9 +21,9 @@ const hub::frame_ref& heartbeat() {
 constexpr int max_reads_per_wakeup = 4;  // a client has nothing to send on a stream: what it sends is dropped
 }  // namespace
 
-sse_session::sse_session(shard_context& ctx, asio::ip::tcp::socket socket, hub::identity id, std::string url_room)
-    : session(ctx, std::move(id)),
-      socket_(std::move(socket)),
+sse_session::sse_session(shard_context& ctx, asio::ip::tcp::socket socket, hub::identity id, std::string url_room,
+                         ssl_ptr tls)
+    : session(ctx, std::move(id), std::move(socket), std::move(tls)),
       url_room_(std::move(url_room)),
       last_event_(ctx.now()),
       last_write_(ctx.now()) {
@@ -112,7 +112,7 @@ void sse_session::flush() {
   flush_scheduled_ = false;
   if (state_ != state::closed && !write_waiting_ && welcomed_) {
     error_code ec;
-    const auto written = queue_.write(socket_, ec, {}, ctx_.counters().queued_bytes);
+    const auto written = queue_.write(writer(), ec, {}, ctx_.counters().queued_bytes);
     ctx_.counters().bytes_out.add(written);
     if (written > 0) last_write_ = ctx_.now();
     if (ec == asio::error::would_block || ec == asio::error::try_again)
@@ -161,7 +161,7 @@ void sse_session::on_readable(const error_code& ec) {
   auto buf = ctx_.read_buffer();
   for (int i = 0; i < max_reads_per_wakeup; ++i) {
     error_code rec;
-    socket_.read_some(asio::buffer(buf.data(), buf.size()), rec);
+    read_some(buf, rec);
     if (rec == asio::error::would_block || rec == asio::error::try_again) break;
     // EOF: the client closed the stream (EventSource.close(), a closed tab).
     if (rec) return terminate(state_ == state::closing ? close_reason_ : close_reason_for(rec));
@@ -232,9 +232,7 @@ void sse_session::terminate(metrics::close_reason why) {
   const bool counted = state_ == state::closing;
   state_ = state::closed;
   if (!counted) ctx_.counters().close(why);
-  error_code ec;
-  socket_.shutdown(asio::socket_base::shutdown_both, ec);
-  socket_.close(ec);  // completes pending waits with operation_aborted
+  close_socket();  // completes pending waits with operation_aborted
   queue_.clear(ctx_.counters().queued_bytes);
   // Every way out passes here, so every session leaves every index exactly once.
   ctx_.tables().remove(*this);

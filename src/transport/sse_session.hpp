@@ -23,7 +23,9 @@ namespace roomcast::transport {
 
 class sse_session final : public session {
  public:
-  sse_session(shard_context& ctx, boost::asio::ip::tcp::socket socket, hub::identity id, std::string url_room);
+  // tls: the connection's TLS state when the port speaks TLS (null: plain TCP).
+  sse_session(shard_context& ctx, boost::asio::ip::tcp::socket socket, hub::identity id, std::string url_room,
+              ssl_ptr tls = nullptr);
   ~sse_session() override;
 
   // Joins the URL room and sends the response head with the welcome once the room's history
@@ -62,7 +64,6 @@ class sse_session final : public session {
   void terminate(metrics::close_reason why);
   void op_done();
 
-  boost::asio::ip::tcp::socket socket_;
   std::string url_room_;
   send_queue<sse_bytes> queue_;
   clock::time_point last_event_;  // last time something was queued (the heartbeat's clock)

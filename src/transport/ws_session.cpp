@@ -10,6 +10,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cstring>
 #include <csignal>
 
 namespace roomcast::transport {
@@ -31,9 +32,9 @@ const protocol::shared_frame& pong_json_frame() {
 constexpr int max_reads_per_wakeup = 16;  // then yield so one busy client can't starve the shard
 }  // namespace
 
-ws_session::ws_session(shard_context& ctx, asio::ip::tcp::socket socket, hub::identity id, std::string url_room)
-    : session(ctx, std::move(id)),
-      socket_(std::move(socket)),
+ws_session::ws_session(shard_context& ctx, asio::ip::tcp::socket socket, hub::identity id, std::string url_room,
+                       ssl_ptr tls)
+    : session(ctx, std::move(id), std::move(socket), std::move(tls)),
       url_room_(std::move(url_room)),
       reader_(ctx.svc().cfg.max_frame_bytes),
       last_seen_(ctx.now()) {}
@@ -75,6 +76,15 @@ void ws_session::start(recovery_request recovery, std::string initial_bytes, con
     // Frames the client sent right behind its upgrade request: parse them as if just read.
     inbuf_ = std::move(initial_bytes);
     if (!process(0) || !wants_read()) return;
+  }
+  if (tls_pending()) {
+    // Decrypted or buffered bytes the HTTP reader left in OpenSSL: the socket won't signal them.
+    ++pending_ops_;
+    asio::post(ctx_.io(), [this] {
+      on_readable({});
+      op_done();
+    });
+    return;
   }
   arm_read();
 }
@@ -162,7 +172,7 @@ void ws_session::on_readable(const error_code& ec) {
   auto buf = ctx_.read_buffer();
   for (int i = 0; i < max_reads_per_wakeup; ++i) {
     error_code rec;
-    const std::size_t n = socket_.read_some(asio::buffer(buf.data(), buf.size()), rec);
+    const std::size_t n = read_some(buf, rec);
     if (rec == asio::error::would_block || rec == asio::error::try_again) {
       arm_read();
       return;
@@ -407,7 +417,7 @@ void ws_session::flush() {
   flush_scheduled_ = false;
   if (state_ != state::closed && !write_waiting_ && (welcomed_ || state_ == state::closing)) {
     error_code ec;
-    ctx_.counters().bytes_out.add(queue_.write(socket_, ec, out(), ctx_.counters().queued_bytes));
+    ctx_.counters().bytes_out.add(queue_.write(writer(), ec, out(), ctx_.counters().queued_bytes));
     if (ec == asio::error::would_block || ec == asio::error::try_again)
       wait_writable();
     else if (ec)
@@ -430,6 +440,8 @@ void ws_session::wait_writable() {
     }
     ++pending_ops_;  // flush() ends with op_done() for its own count
     flush();
+    // TLS may hold plaintext it read while it had to write first: no socket readiness will tell.
+    if (state_ != state::closed && tls_pending() && wants_read()) on_readable({});
     op_done();
   });
 }
@@ -504,9 +516,7 @@ void ws_session::terminate(metrics::close_reason why) {
   if (state_ == state::closed) return;
   state_ = state::closed;
   if (!reason_counted_) ctx_.counters().close(why);
-  error_code ec;
-  socket_.shutdown(asio::socket_base::shutdown_both, ec);
-  socket_.close(ec);  // completes pending waits with operation_aborted
+  close_socket();  // completes pending waits with operation_aborted
   queue_.clear(ctx_.counters().queued_bytes);
   // Every way out passes here, so every session leaves every index exactly once.
   ctx_.tables().remove(*this);

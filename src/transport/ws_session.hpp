@@ -28,7 +28,9 @@ class shard_context;
 
 class ws_session final : public session {
  public:
-  ws_session(shard_context& ctx, boost::asio::ip::tcp::socket socket, hub::identity id, std::string url_room);
+  // tls: the connection's TLS state when the port speaks TLS (null: plain TCP).
+  ws_session(shard_context& ctx, boost::asio::ip::tcp::socket socket, hub::identity id, std::string url_room,
+             ssl_ptr tls = nullptr);
   ~ws_session() override;
 
   // Joins the URL room, sends welcome (after the room's history position is known, and what the
@@ -87,7 +89,6 @@ class ws_session final : public session {
   void terminate(metrics::close_reason why);
   void op_done();
 
-  boost::asio::ip::tcp::socket socket_;
   std::string url_room_;
   send_queue<websocket_bytes> queue_;
   std::string inbuf_;  // bytes of an incomplete frame, kept for the next read

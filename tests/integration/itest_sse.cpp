@@ -14,6 +14,7 @@
 #include "support/itest.hpp"
 #include "support/jwt.hpp"
 #include "support/sse_client.hpp"
+#include "support/tls_client.hpp"
 
 namespace roomcast::itest {
 namespace {
@@ -320,6 +321,34 @@ TEST(sse, same_auth_as_websocket_url_or_bearer_token_and_expiry_ends_the_stream_
   // Tokens never reach the log (debug level), in any of these paths.
   const auto log = node->output();
   for (const auto& t : {t1, t2}) EXPECT_EQ(log.find(t.substr(t.rfind('.'))), std::string::npos) << "a token in the log";
+}
+
+TEST(sse, over_tls_the_stream_and_post_speak_https) {
+  const auto dir = make_temp_dir("sse-tls");
+  make_test_certificate(dir, "sse-test");
+  auto node = start_node({"--tls-cert", dir + "/cert.pem", "--tls-key", dir + "/key.pem"});
+  tls_client_options o;
+  o.ca_file = dir + "/cert.pem";
+  tls_client stream(o);
+  ASSERT_TRUE(stream.connect(node->port())) << stream.error();
+  ASSERT_TRUE(stream.write("GET " + ws_path("345", "STU", "s1") +
+                           " HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n"));
+  ASSERT_TRUE(stream.read_text_until(R"("type":"welcome")")) << stream.received();
+  EXPECT_NE(stream.received().find("Content-Type: text/event-stream\r\n"), std::string::npos) << stream.received();
+  // Publishing by POST over its own TLS connection; the event comes on the stream with its id.
+  tls_client poster(o);
+  ASSERT_TRUE(poster.connect(node->port())) << poster.error();
+  std::string body;
+  EXPECT_EQ(
+      poster.request("POST", ws_path("345", "THE", "t1"), R"({"type":"publish","data":{"tls":1},"id":"t-1"})", &body),
+      200u)
+      << body;
+  ASSERT_TRUE(stream.read_text_until(R"("id":"t-1")")) << stream.received();
+  const auto& got = stream.received();
+  const auto at = got.find(R"("id":"t-1")");
+  const auto id_line = got.rfind("\nid: ", at);
+  ASSERT_NE(id_line, std::string::npos) << got;
+  EXPECT_EQ(got.substr(got.find(':', id_line + 5) + 1, 2), "1\n") << got.substr(id_line, 80);
 }
 
 }  // namespace
