@@ -1,4 +1,6 @@
-// roomcast client: one WebSocket to a roomcast node, reconnected and recovered (docs/client.md).
+// roomcast client: one WebSocket to a roomcast node, reconnected and recovered (docs/client.md);
+// where WebSocket can't get through (a school proxy), the same over Server-Sent Events (a stream
+// from GET, publishes with POST: option `transports`).
 // An ES module with no dependencies; runs as is in browsers and in Node >= 20 (global WebSocket).
 
 const DEFAULT_BACKOFF = { minMs: 250, maxMs: 10000, spreadMs: 3000 };
@@ -8,6 +10,7 @@ const PROBE_TIMEOUT_MS = 5000;     // a probe that hangs counts as a network err
 const ERROR_CLOSE_MS = 1000;       // an open socket's error with no close after it counts as a drop
 const REFUSED = new Set([400, 401, 403, 404]);          // retrying would get the same answer
 const PROTOCOL_CLOSES = new Set([1002, 1003, 1007, 1009]);
+const SSE_AFTER_FAILURES = 3;      // WebSocket attempts that fail in a row before trying SSE
 
 /**
  * The ws(s): URL for `url`: ws/wss as given, http(s) turned into ws(s), a relative URL resolved
@@ -39,6 +42,81 @@ function withRecovery(url, since, epoch) {
   const params = q < 0 ? [] : url.slice(q + 1).split('&').filter((p) => p && !/^(since|epoch)(=|$)/.test(p));
   params.push(`since=${since}`, `epoch=${encodeURIComponent(epoch)}`);
   return `${base}?${params.join('&')}`;
+}
+
+// The route's URL for HTTP: ws(s) becomes http(s).
+function httpUrl(url) {
+  return url.replace(/^ws/, 'http');
+}
+
+// The SSE transport behind the WebSocket interface the connection uses: an EventSource for what
+// the node sends, a POST of each frame for what the client sends (its answer — ack, error, pong —
+// comes back as if received). The node ends a stream with {"type":"close","code","reason"}: that
+// is this socket's close event. Any other end (network, a killed node) is a 1006 close: the
+// EventSource is closed so that the connection reconnects itself, with since/epoch, as for a
+// WebSocket (EventSource's own retry would keep the first URL).
+class SseSocket {
+  #es;
+  #fetch;
+  #url;
+  #opened = false;
+  #closed = false;
+
+  constructor(url, EventSourceClass, fetchFn) {
+    this.#url = httpUrl(url);
+    this.#fetch = fetchFn;
+    this.onopen = this.onmessage = this.onclose = this.onerror = null;
+    const es = new EventSourceClass(this.#url);
+    this.#es = es;
+    es.onopen = () => {
+      if (this.#closed) return;
+      this.#opened = true;
+      if (this.onopen) this.onopen({ type: 'open' });
+    };
+    es.onmessage = (ev) => {
+      if (this.#closed) return;
+      let f = null;
+      try { f = JSON.parse(ev.data); } catch { /* not ours */ }
+      if (f && f.type === 'close') return this.#end(f.code, f.reason || '');
+      if (this.onmessage) this.onmessage({ type: 'message', data: ev.data });
+    };
+    es.onerror = () => {
+      if (this.#closed) return;
+      if (!this.#opened) {
+        // Refused or unreachable: no retry by EventSource; the connection probes and backs off.
+        this.#closed = true;
+        es.close();
+        if (this.onerror) this.onerror({ type: 'error' });
+        return;
+      }
+      this.#end(1006, '');
+    };
+  }
+
+  send(text) {
+    if (this.#closed) throw new Error('InvalidStateError: closed');
+    if (!this.#fetch) throw new Error('roomcast: SSE needs fetch to send');
+    Promise.resolve()
+      .then(() => this.#fetch(this.#url, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: text }))
+      .then(async (res) => {
+        if (res.status === 204) return;
+        const body = await res.text();
+        if (!this.#closed && body && this.onmessage) this.onmessage({ type: 'message', data: body });
+      })
+      .catch(() => { /* lost: a publish is sent again after the next open, or times out */ });
+  }
+
+  close() {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#es.close();
+  }
+
+  #end(code, reason) {
+    this.#closed = true;
+    this.#es.close();
+    if (this.onclose) this.onclose({ type: 'close', code, reason, wasClean: code !== 1006 });
+  }
 }
 
 function randomBase36(random) {
@@ -73,6 +151,10 @@ class Connection {
   #baseUrl;
   #url;
   #WebSocket;
+  #EventSource;
+  #transports;             // ['websocket'] or ['websocket', 'sse'] (or ['sse'])
+  #transport;              // the one in use: 'websocket' until WebSocket failed SSE_AFTER_FAILURES times
+  #sseAfter;
   #fetch;
   #setTimeout;
   #clearTimeout;
@@ -113,9 +195,21 @@ class Connection {
   constructor(opts) {
     this.#baseUrl = resolveUrl(opts.url);
     this.#url = this.#baseUrl;
+    this.#transports = opts.transports ?? ['websocket'];
+    if (!Array.isArray(this.#transports) || this.#transports.length === 0 ||
+        this.#transports.some((t) => t !== 'websocket' && t !== 'sse')) {
+      throw new TypeError("roomcast: transports is a list of 'websocket' and 'sse'");
+    }
+    this.#transport = this.#transports[0];
+    this.#sseAfter = opts.sseAfterFailures ?? SSE_AFTER_FAILURES;
     this.#WebSocket = opts.WebSocket || globalThis.WebSocket;
-    if (typeof this.#WebSocket !== 'function') {
+    this.#EventSource = opts.EventSource || globalThis.EventSource;
+    if (this.#transports.includes('websocket') && typeof this.#WebSocket !== 'function') {
       throw new TypeError('roomcast: no WebSocket (Node 20 needs --experimental-websocket, or pass options.WebSocket)');
+    }
+    if (this.#transports.includes('sse') && typeof this.#EventSource !== 'function') {
+      if (this.#transports.length === 1) throw new TypeError('roomcast: no EventSource (pass options.EventSource)');
+      this.#transports = ['websocket'];   // this runtime has no EventSource: WebSocket only
     }
     const f = opts.fetch !== undefined ? opts.fetch : globalThis.fetch;
     // Called as plain functions: a browser's fetch/setTimeout throw when called on another object.
@@ -149,6 +243,7 @@ class Connection {
   get session() { return this.#welcome ? this.#welcome.session : undefined; }
   get welcome() { return this.#welcome; }
   get url() { return this.#url; }
+  get transport() { return this.#transport; }
 
   positions() {
     const out = {};
@@ -259,7 +354,9 @@ class Connection {
     this.#kicked = null;
     let ws;
     try {
-      ws = new this.#WebSocket(this.#url);
+      ws = this.#transport === 'sse'
+        ? new SseSocket(this.#url, this.#EventSource, this.#fetch)
+        : new this.#WebSocket(this.#url);
     } catch (e) {
       // A failed attempt, reported later: a failure inside connect() reaches listeners attached after it.
       const dead = {};
@@ -390,7 +487,7 @@ class Connection {
 
   // The socket can't tell why the upgrade failed; a plain GET of the same URL gets the status.
   #probeThen(code, reason) {
-    const url = this.#url.replace(/^ws/, 'http');
+    const url = httpUrl(this.#url);
     const ctl = typeof AbortController === 'function' ? new AbortController() : null;
     const probe = { done: false, timer: null, abort: () => { probe.done = true; if (ctl) ctl.abort(); } };
     this.#probe = probe;
@@ -404,7 +501,7 @@ class Connection {
         const e = (body && typeof body === 'object' && body.error) || {};
         this.#stop('refused', { type: 'refused', status, code: e.code, message: e.message });
       } else {
-        this.#schedule(true, code, reason);
+        this.#schedule(true, code, reason, status);
       }
     };
     probe.timer = this.#setTimeout(() => { if (ctl) ctl.abort(); finish(0); }, PROBE_TIMEOUT_MS);
@@ -423,7 +520,8 @@ class Connection {
   }
 
   // failed: the attempt never opened (backoff); else an open connection was lost (spread).
-  #schedule(failed, code, reason) {
+  // probed: the status the probe got (426: the node would take the upgrade), undefined without one.
+  #schedule(failed, code, reason, probed) {
     if (this.#retries >= this.#maxRetries) {
       return this.#stop('gave_up', { type: 'gave_up', attempts: this.#retries, code, reason });
     }
@@ -431,6 +529,14 @@ class Connection {
     let delayMs;
     if (failed) {
       this.#failures += 1;
+      // WebSocket doesn't get through while the node would take it (its probe says 426; without
+      // fetch there is no probe to ask): go on over SSE. A node that is down or full (probe 0, 503)
+      // is not a reason.
+      if (this.#transport === 'websocket' && this.#transports.includes('sse') &&
+          (probed === 426 || !this.#fetch) && this.#failures >= this.#sseAfter) {
+        this.#transport = 'sse';
+        this.#emit('transport', 'sse');
+      }
       const { minMs, maxMs } = this.#backoff;
       delayMs = this.#random() * Math.min(maxMs, minMs * 2 ** (this.#failures - 1));
     } else {
@@ -668,7 +774,11 @@ class Connection {
  * @param {number} [options.publishTimeoutMs=10000] how long publish() waits for the ack
  * @param {() => string|Promise<string>} [options.getToken] called on every connect; its token is sent
  *   as the first frame ({"type":"auth"}), for a URL whose token segment is "-" (auth = jwt)
+ * @param {string[]} [options.transports=['websocket']] `['websocket', 'sse']`: after `sseAfterFailures`
+ *   WebSocket attempts failed in a row, go on over Server-Sent Events (EventSource + POST) for good
+ * @param {number} [options.sseAfterFailures=3]
  * @param {Function} [options.WebSocket] WebSocket class (default globalThis.WebSocket)
+ * @param {Function} [options.EventSource] EventSource class for SSE (default globalThis.EventSource)
  * @param {Function|null} [options.fetch] fetch for the refused-handshake probe (default globalThis.fetch; null: no probe)
  * @param {() => number} [options.random] [0,1) source for jitter (default Math.random)
  * @param {Function} [options.setTimeout] timer functions (default the global ones)

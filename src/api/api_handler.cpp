@@ -881,9 +881,12 @@ std::string handler::metrics_text() const {
   auto metric = [&](const char* name, const char* type, const char* help, std::uint64_t v) {
     metrics::append_metric(o, name, type, help, v);
   };
-  metric("roomcast_connections", "gauge", "Open WebSocket sessions.",
+  metric("roomcast_connections", "gauge", "Open sessions (WebSocket and SSE).",
          sum(
              c, [](auto& x) -> auto& { return x.connections; }));
+  metric("roomcast_sse_connections", "gauge", "Open SSE streams (counted in roomcast_connections too).",
+         sum(
+             c, [](auto& x) -> auto& { return x.sse_connections; }));
   metric("roomcast_queued_bytes", "gauge",
          "Bytes waiting in the sessions' outbound queues (frames are shared: a frame queued to N sessions counts N "
          "times).",

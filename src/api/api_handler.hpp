@@ -42,7 +42,7 @@ using respond_fn = std::function<void(response)>;
 // Node-wide state the API reads; owned by app/.
 struct node_state {
   std::atomic<bool> draining{false};
-  std::atomic<std::size_t> ws_sessions{0};  // admitted WebSocket sessions (max_connections)
+  std::atomic<std::size_t> ws_sessions{0};  // admitted sessions, WebSocket and SSE (max_connections)
 };
 
 class handler {

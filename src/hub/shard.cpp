@@ -155,7 +155,10 @@ void shard::deliver_next(room_entry& r, room_slot& slot, const held_frame& h) {
     counters_.messages_filtered.add();
     return;
   }
-  slot.m->deliver(h.frame);
+  if (h.seq != 0)
+    slot.m->deliver_at(h.frame, h.seq, r.epoch);
+  else
+    slot.m->deliver(h.frame);
   counters_.messages_out.add();
 }
 
@@ -246,7 +249,10 @@ std::size_t shard::fan_out(room_entry& r, const frame_ref& f, std::uint64_t seq)
       ++skipped;
       continue;
     }
-    slot.m->deliver(f);
+    if (seq != 0)
+      slot.m->deliver_at(f, seq, r.epoch);
+    else
+      slot.m->deliver(f);
     ++n;
   }
   counters_.messages_out.add(n);

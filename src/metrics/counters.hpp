@@ -60,11 +60,12 @@ inline constexpr std::array<std::string_view, static_cast<std::size_t>(handshake
                             "over_capacity", "draining",    "timeout",      "tls"};
 
 struct shard_counters {
-  counter connections;  // gauge: open sessions
-  counter index_rooms;  // gauge: rooms in this shard's index
-  counter index_users;  // gauge: users in this shard's index
-  counter joins;        // sessions opened
-  counter room_joins;   // room memberships added (URL room + join frames)
+  counter connections;      // gauge: open sessions (WebSocket and SSE)
+  counter sse_connections;  // gauge: open SSE streams (in connections too)
+  counter index_rooms;      // gauge: rooms in this shard's index
+  counter index_users;      // gauge: users in this shard's index
+  counter joins;            // sessions opened
+  counter room_joins;       // room memberships added (URL room + join frames)
   std::array<counter, static_cast<std::size_t>(close_reason::count_)> closes;
   std::array<counter, static_cast<std::size_t>(handshake_failure::count_)> handshake_failures;
   counter messages_in;           // client text frames received

@@ -4,6 +4,7 @@
 
 #include "auth/jwt.hpp"
 #include "protocol/deflate.hpp"
+#include "protocol/sse.hpp"
 #include "protocol/ws_frame.hpp"
 #include "transport/shard_context.hpp"
 #include "transport/tls_stream.hpp"
@@ -136,11 +137,21 @@ struct upgrade_decision {
   std::int64_t token_exp = 0;  // the token's exp (Unix s); the session closes then without a refresh
 };
 
-// What an upgrade of req gets. probe = a plain GET of the route (no upgrade headers): the same
-// checks without the WebSocket headers and without taking a connection slot, so that a client
-// whose socket failed can learn why (browsers hide the status of a refused upgrade): 426 when the
-// upgrade would be accepted.
-upgrade_decision decide_upgrade(shard_context& ctx, const http::request<http::string_body>& req, bool probe = false) {
+// What a request on the route is:
+// - websocket: an upgrade;
+// - probe: a plain GET of the route (no upgrade headers): the same checks without the WebSocket
+//   headers and without taking a connection slot, so that a client whose socket failed can learn
+//   why (browsers hide the status of a refused upgrade): 426 when the upgrade would be accepted;
+// - sse: a GET with Accept: text/event-stream: a stream, admitted like an upgrade (a slot of
+//   max_connections, not while draining); recovery from Last-Event-ID or ?since=&epoch=;
+// - post: a client frame of an SSE client (or any HTTP client) in the body: the same auth, and no
+//   slot (status 101 here means "go on").
+// The token can't come in a first frame on SSE (EventSource sends nothing): URL or Bearer only.
+enum class request_kind : std::uint8_t { websocket, probe, sse, post };
+
+upgrade_decision decide_upgrade(shard_context& ctx, const http::request<http::string_body>& req,
+                                request_kind kind = request_kind::websocket) {
+  const bool probe = kind != request_kind::websocket;  // no WebSocket headers to check
   upgrade_decision d;
   auto& svc = ctx.svc();
   auto fail = [&](unsigned status, handshake_failure f, std::string msg) {
@@ -184,6 +195,9 @@ upgrade_decision decide_upgrade(shard_context& ctx, const http::request<http::st
       token = authz.substr(7);
     }
     if (authz.empty() && token == "-") {
+      if (kind == request_kind::sse || kind == request_kind::post)
+        return fail(401, handshake_failure::unauthorized,
+                    "over SSE the token goes in the URL or in Authorization: Bearer (no first frame)");
       d.auth_frame = true;
     } else {
       auth::jwt_claims claims;
@@ -194,7 +208,7 @@ upgrade_decision decide_upgrade(shard_context& ctx, const http::request<http::st
       d.token_exp = claims.exp;
     }
   }
-  if (svc.state.draining.load(std::memory_order_relaxed))
+  if (kind != request_kind::post && svc.state.draining.load(std::memory_order_relaxed))
     return fail(503, handshake_failure::draining, "node is shutting down");
   // ?since=<seq>&epoch=<epoch>: the seed's plain client can ask for recovery in the URL.
   if (auto since = protocol::query_param(req.target(), "since")) {
@@ -206,7 +220,24 @@ upgrade_decision decide_upgrade(shard_context& ctx, const http::request<http::st
     d.recovery.since = v;
     d.recovery.epoch = protocol::query_param(req.target(), "epoch").value_or("");
   }
-  if (probe) {
+  // EventSource sends back the last event id it saw when it reconnects: newer than the URL's since.
+  if (kind == request_kind::sse) {
+    std::string epoch;
+    std::uint64_t seq = 0;
+    if (protocol::parse_sse_event_id(req["Last-Event-ID"], epoch, seq)) {
+      d.recovery.wanted = true;
+      d.recovery.since = seq;
+      d.recovery.epoch = std::move(epoch);
+    }
+  }
+  if (kind == request_kind::post) {
+    d.id.user = std::move(p.user);
+    d.id.role = std::move(p.role);
+    d.id.platform = std::move(p.platform);
+    d.room = std::move(p.room);
+    return d;
+  }
+  if (kind == request_kind::probe) {
     if (svc.state.ws_sessions.load(std::memory_order_relaxed) >= svc.cfg.max_connections)
       return fail(503, handshake_failure::over_capacity, "node is full");
     return fail(426, handshake_failure::count_, "this URL takes a WebSocket upgrade");
@@ -225,11 +256,111 @@ upgrade_decision decide_upgrade(shard_context& ctx, const http::request<http::st
   return d;
 }
 
+// Runs router::publish and resumes on this coroutine's executor with the outcome.
+template <class Token>
+auto async_publish(hub::router& router, bus::envelope e, Token&& token) {
+  return asio::async_initiate<Token, void(hub::router::publish_outcome)>(
+      [&router](auto handler, bus::envelope env) {
+        auto ex = asio::get_associated_executor(handler);
+        auto shared = std::make_shared<decltype(handler)>(std::move(handler));
+        router.publish(std::move(env), [shared, ex](hub::router::publish_outcome o) {
+          asio::post(ex, [shared, o = std::move(o)]() mutable { (*shared)(std::move(o)); });
+        });
+      },
+      token, std::move(e));
+}
+
+api::response client_frame_answer(unsigned status, std::string json) {
+  api::response r;
+  r.status = status;
+  r.content_type = "application/json";
+  r.body = std::move(json);
+  return r;
+}
+
+// The status of a refused client frame, from its error code (docs/protocol.md, "SSE").
+unsigned status_for_error(std::string_view error_frame) {
+  const auto code = protocol::find_raw_member(error_frame, "code").value_or("");
+  if (code == "\"forbidden\"" || code == "\"not_in_room\"" || code == "\"muted\"") return 403;
+  if (code == "\"rate_limited\"") return 429;
+  if (code == "\"unavailable\"") return 503;
+  return 400;
+}
+
+// POST on the route: the body is one client frame, decided as a WebSocket session's
+// (hub::decide_client_command: role, room, rate), for the URL's user, role and room. The publish
+// rate bucket is the user's on this shard (shard_context::post_bucket).
+asio::awaitable<api::response> client_post(shard_context& ctx, upgrade_decision d, std::string body) {
+  auto& svc = ctx.svc();
+  namespace ec = protocol::error_code;
+  if (body.size() > svc.cfg.max_frame_bytes)
+    co_return api::handler::error(413, "too_large", "a client frame over max_frame_bytes");
+  auto* bucket = ctx.post_bucket(d.id.user);
+  if (!bucket)
+    co_return client_frame_answer(
+        429, protocol::encode_error(ec::rate_limited, "too many publishing users on this node; retry later"));
+  const std::string room = d.room;
+  const hub::client_session self{d.id.role, room,      [&room](std::string_view r) { return r == room; },
+                                 bucket,    ctx.now(), nullptr};
+  auto c = hub::decide_client_command(body, svc.rights, self);
+  ctx.counters().messages_in.add();
+  using kind = hub::client_command::kind;
+  switch (c.what) {
+    case kind::pong:
+      co_return client_frame_answer(200, std::string(protocol::pong_payload()));
+    case kind::error: {
+      count_refusal(ctx.counters(), c);
+      const auto status = status_for_error(c.text);
+      co_return client_frame_answer(status, std::move(c.text));
+    }
+    case kind::received:
+      if (auto* store = svc.receipts) store->confirm(c.id, d.id.user);
+      ctx.counters().receipts_confirmed.add();
+      co_return client_frame_answer(204, {});
+    case kind::publish: {
+      auto e = client_publish_envelope(svc.router, ctx.index(), d.id.user, std::move(c));
+      const std::string id = e.id;
+      ctx.counters().publishes_client.add();
+      const auto o = co_await async_publish(svc.router, std::move(e), asio::use_awaitable);
+      if (o.ec) {
+        ctx.counters().client_errors.add();
+        co_return client_frame_answer(
+            503, protocol::encode_error("unavailable", "publish failed: " + o.ec.message(), id, room));
+      }
+      if (o.muted) {
+        ctx.counters().client_errors.add();
+        co_return client_frame_answer(403, protocol::encode_error(ec::muted, "you are muted in this room", id, room));
+      }
+      co_return client_frame_answer(200, protocol::encode_ack(id, o.seq, o.duplicate));
+    }
+    case kind::join:
+    case kind::leave:
+    case kind::refresh:
+    case kind::kill:
+      break;
+  }
+  // join, leave, refresh, kill: a stream is in its URL's room, with the token it was opened with.
+  ctx.counters().client_errors.add();
+  co_return client_frame_answer(
+      400, protocol::encode_error(ec::bad_request, "a POST takes publish, plain text, received and ping", {}, c.room));
+}
+
 // Logs a target without its token: the route's {token} segment must never reach a log.
 std::string redacted_path(const protocol::route_template&, std::string_view target) {
   auto segs = protocol::split_path(target);
   if (!segs || segs->empty()) return "/";
   return "/" + (*segs)[0] + "/...";
+}
+
+// The answer to a refused upgrade or stream (counted, logged without the token): the status and
+// reason of the decision, with Retry-After on a 503. The connection closes after it.
+api::response refusal(shard_context& ctx, const upgrade_decision& d, std::string_view target) {
+  ctx.counters().handshake_failed(d.failure);
+  spdlog::debug("upgrade refused {} {}: {}", d.status, redacted_path(ctx.svc().route, target), d.message);
+  auto r =
+      api::handler::error(d.status, metrics::handshake_failure_names[static_cast<std::size_t>(d.failure)], d.message);
+  if (d.status == 503) r.headers.emplace_back("Retry-After", retry_after_value(ctx.svc().cfg));
+  return r;
 }
 
 // A connection counts in pending_handshakes while it is in HTTP: from accept to its upgrade or close.
@@ -295,12 +426,7 @@ asio::awaitable<void> serve_http(shard_context& ctx, Stream& stream, pending_slo
     if (beast::websocket::is_upgrade(req)) {
       auto d = decide_upgrade(ctx, req);
       if (d.status != 101) {
-        ctx.counters().handshake_failed(d.failure);
-        spdlog::debug("upgrade refused {} {}: {}", d.status, redacted_path(svc.route, req.target()), d.message);
-        auto r = api::handler::error(d.status, metrics::handshake_failure_names[static_cast<std::size_t>(d.failure)],
-                                     d.message);
-        if (d.status == 503) r.headers.emplace_back("Retry-After", retry_after_value(cfg));
-        auto res = make_response(r, req.version(), false);
+        auto res = make_response(refusal(ctx, d, req.target()), req.version(), false);
         co_await http::async_write(stream, res, use_tuple);
         co_return;
       }
@@ -333,14 +459,39 @@ asio::awaitable<void> serve_http(shard_context& ctx, Stream& stream, pending_slo
       co_return;
     }
 
-    ctx.counters().http_requests.add();
     const std::string_view target = req.target();
     const std::string_view path = target.substr(0, target.find('?'));
+    if (req.method() == http::verb::get && !api::handler::owns(path) &&
+        protocol::accepts_event_stream(req[http::field::accept])) {
+      auto d = decide_upgrade(ctx, req, request_kind::sse);
+      if (d.status == 101) {
+        // The response head is not written here: the stream sends it in one write with its welcome.
+        stream.expires_never();
+        slot.release();
+        auto tls = take_tls(stream);
+        ctx.adopt_sse(stream.release_socket(), std::move(d.id), std::move(d.room), std::move(d.recovery), d.token_exp,
+                      std::move(tls));
+        co_return;
+      }
+      if (d.failure != handshake_failure::not_found) {
+        // EventSource gives up on a status other than 200 (it reconnects only after a stream ended).
+        auto res = make_response(refusal(ctx, d, req.target()), req.version(), false);
+        co_await http::async_write(stream, res, use_tuple);
+        co_return;
+      }
+    }
+
+    ctx.counters().http_requests.add();
     api::response r;
     upgrade_decision probe;
     const bool get = req.method() == http::verb::get || req.method() == http::verb::head;
-    if (get && !api::handler::owns(path)) probe = decide_upgrade(ctx, req, true);
-    if (get && probe.status != 101 && probe.failure != handshake_failure::not_found) {
+    const bool post = req.method() == http::verb::post;
+    const bool route = (get || post) && !api::handler::owns(path);
+    if (route) probe = decide_upgrade(ctx, req, post ? request_kind::post : request_kind::probe);
+    if (route && post && probe.status == 101) {
+      r = co_await client_post(ctx, std::move(probe), std::move(req.body()));
+      r.headers.emplace_back("Cache-Control", "no-store");
+    } else if (route && probe.status != 101 && probe.failure != handshake_failure::not_found) {
       // A plain GET of the WebSocket route: what its upgrade would get (426 = it would be accepted).
       r = api::handler::error(probe.status,
                               probe.status == 426

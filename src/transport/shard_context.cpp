@@ -1,6 +1,7 @@
 #include "transport/shard_context.hpp"
 
 #include "transport/http_session.hpp"
+#include "transport/sse_session.hpp"
 #include "transport/ws_session.hpp"
 
 #include <boost/asio/post.hpp>
@@ -69,7 +70,7 @@ shard_context::shard_context(unsigned index, services& svc)
 
 shard_context::~shard_context() {
   // Sessions left at exit (the io_context stopped): free them without running handlers.
-  sessions_->clear_and_dispose([](ws_session* s) { delete s; });
+  sessions_->clear_and_dispose([](session* s) { delete s; });
 }
 
 void shard_context::listen(const asio::ip::tcp::endpoint& ep) {
@@ -139,21 +140,39 @@ void shard_context::adopt(asio::ip::tcp::socket socket, hub::identity id, std::s
   s->start(std::move(recovery), std::move(initial_bytes), handshake, auth_frame, token_exp);
 }
 
-void shard_context::destroy(ws_session* s) {
+void shard_context::adopt_sse(asio::ip::tcp::socket socket, hub::identity id, std::string url_room,
+                              recovery_request recovery, std::int64_t token_exp, ssl_ptr tls) {
+  auto* s = new sse_session(*this, std::move(socket), std::move(id), std::move(url_room), std::move(tls));
+  sessions_->push_back(*s);
+  s->start(std::move(recovery), token_exp);
+}
+
+hub::token_bucket* shard_context::post_bucket(std::string_view user) {
+  if (auto it = post_buckets_.find(user); it != post_buckets_.end()) {
+    it->second.last = now_;
+    return &it->second.bucket;
+  }
+  if (post_buckets_.size() >= svc_.cfg.source_table_size) return nullptr;
+  auto& e = post_buckets_[std::string(user)];
+  e.last = now_;
+  return &e.bucket;
+}
+
+void shard_context::destroy(session* s) {
   sessions_->erase(sessions_->iterator_to(*s));
   delete s;
   svc_.state.ws_sessions.fetch_sub(1, std::memory_order_relaxed);
   if (draining_) check_drained();
 }
 
-void shard_context::request_flush(ws_session* s) {
+void shard_context::request_flush(session* s) {
   flush_list_.push_back(s);
   if (flush_list_.size() > 1) return;
   // One handler flushes every session that got frames since: a burst becomes one write each.
   asio::post(io_, [this] {
     refresh_now();
     flushing_.swap(flush_list_);
-    for (ws_session* x : flushing_) x->flush();
+    for (session* x : flushing_) x->flush();
     flushing_.clear();
   });
 }
@@ -180,6 +199,15 @@ void shard_context::sweep() {
   refresh_now();
   sources_.expire(now_);
   counters_.source_table_entries.set(sources_.size());
+  // A POST bucket idle for as long as a full refill takes is full again: the same as none.
+  // (Confirms use ten times the rate and the burst: the same refill time.)
+  const auto& cfg = svc_.cfg;
+  if (cfg.publish_rate > 0) {
+    const auto refill = std::chrono::duration<double>(cfg.publish_burst / cfg.publish_rate);
+    std::erase_if(post_buckets_, [&](const auto& kv) { return now_ - kv.second.last > refill; });
+  } else {
+    post_buckets_.clear();
+  }
   for (auto& s : *sessions_) s.tick(now_);
 }
 

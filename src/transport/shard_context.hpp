@@ -11,6 +11,7 @@
 #include "metrics/counters.hpp"
 #include "protocol/deflate.hpp"
 #include "protocol/route_template.hpp"
+#include "transport/session.hpp"
 #include "transport/tls_context.hpp"
 
 #include <boost/asio/io_context.hpp>
@@ -23,11 +24,10 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace roomcast::transport {
-
-class ws_session;
 
 // Node-wide services a shard uses; all outlive the shards.
 struct services {
@@ -40,13 +40,6 @@ struct services {
   const hub::client_rights& rights;  // what client frames may do (from cfg)
   receipts::store* receipts;         // must-arrive messages (null: none)
   const tls_context* tls = nullptr;  // the port speaks TLS (config tls_cert/tls_key); null: plain
-};
-
-// What a client asked to recover, from its URL (?since=&epoch=) or a join frame.
-struct recovery_request {
-  bool wanted = false;
-  std::uint64_t since = 0;
-  std::string epoch;
 };
 
 class shard_context {
@@ -83,10 +76,19 @@ class shard_context {
   void adopt(boost::asio::ip::tcp::socket socket, hub::identity id, std::string url_room, recovery_request recovery,
              std::string initial_bytes, const std::string& handshake, bool auth_frame = false,
              std::int64_t token_exp = 0, bool deflate = false, ssl_ptr tls = nullptr);
-  void destroy(ws_session* s);  // only from a posted handler, when the session has no pending op
+  // Takes the socket of an SSE request (GET of the route, Accept: text/event-stream): the stream
+  // lives on this shard like a WebSocket session (same tables, limits, sweep and drain).
+  void adopt_sse(boost::asio::ip::tcp::socket socket, hub::identity id, std::string url_room, recovery_request recovery,
+                 std::int64_t token_exp, ssl_ptr tls = nullptr);
+  void destroy(session* s);  // only from a posted handler, when the session has no pending op
 
   // Sessions ask for a flush; one posted handler writes all of them (coalesces a burst).
-  void request_flush(ws_session* s);
+  void request_flush(session* s);
+
+  // The publish/confirm rate bucket of `user`'s SSE POSTs on this shard (a POST has no session
+  // to keep one: any node behind the balancer may take it). Null when the table is full
+  // (source_table_size users with a bucket still refilling): the POST is refused (429).
+  hub::token_bucket* post_bucket(std::string_view user);
 
   // Drain: close every session with 1012, spread evenly over `window` (new upgrades get 503).
   // on_empty runs on this thread once the shard holds no session.
@@ -123,11 +125,17 @@ class shard_context {
   std::array<char, std::size_t{16} << 10> tls_write_buf_;
   std::string inflated_;
 
-  using session_list = boost::intrusive::list<ws_session, boost::intrusive::constant_time_size<true>>;
+  using session_list = boost::intrusive::list<session, boost::intrusive::constant_time_size<true>>;
   std::unique_ptr<session_list> sessions_;
 
-  std::vector<ws_session*> flush_list_;
-  std::vector<ws_session*> flushing_;
+  std::vector<session*> flush_list_;
+  std::vector<session*> flushing_;
+
+  struct post_bucket_entry {
+    hub::token_bucket bucket;
+    clock::time_point last;
+  };
+  std::unordered_map<std::string, post_bucket_entry, hub::string_hash, std::equal_to<>> post_buckets_;
 
   bool draining_ = false;
   std::size_t drain_per_step_ = 0;

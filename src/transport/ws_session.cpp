@@ -1,8 +1,5 @@
 #include "transport/ws_session.hpp"
 
-#include <openssl/err.h>
-#include <openssl/ssl.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "auth/jwt.hpp"
@@ -15,8 +12,6 @@
 #include <algorithm>
 #include <cstring>
 #include <csignal>
-#include <cstdio>
-#include <array>
 
 namespace roomcast::transport {
 
@@ -34,23 +29,12 @@ const protocol::shared_frame& pong_json_frame() {
   static const auto f = protocol::make_frame(ws_opcode::text, protocol::pong_payload());
   return f;
 }
-// A peer that went away (closed tab, lost network) is not a server error.
-metrics::close_reason reason_for(const error_code& ec) {
-  if (ec == asio::error::eof || ec == asio::error::connection_reset || ec == asio::error::broken_pipe ||
-      ec == asio::error::connection_aborted)
-    return metrics::close_reason::dropped;
-  return metrics::close_reason::error;
-}
 constexpr int max_reads_per_wakeup = 16;  // then yield so one busy client can't starve the shard
-constexpr std::size_t max_gather = 64;
 }  // namespace
 
 ws_session::ws_session(shard_context& ctx, asio::ip::tcp::socket socket, hub::identity id, std::string url_room,
                        ssl_ptr tls)
-    : hub::member(std::move(id)),
-      ctx_(ctx),
-      socket_(std::move(socket)),
-      tls_(std::move(tls)),
+    : session(ctx, std::move(id), std::move(socket), std::move(tls)),
       url_room_(std::move(url_room)),
       reader_(ctx.svc().cfg.max_frame_bytes),
       last_seen_(ctx.now()) {}
@@ -72,8 +56,7 @@ void ws_session::start(recovery_request recovery, std::string initial_bytes, con
   if (!handshake.empty()) {
     // The 101 waits in the queue like a frame and leaves in one write with the welcome.
     handshake_ = hub::make_local(protocol::make_raw(handshake));
-    queue_grew(handshake_->bytes().size());
-    queue_.push_back(handshake_);
+    queue_.push(handshake_, out(), ctx_.counters().queued_bytes);
   }
   if (const auto sb = ctx_.svc().cfg.send_buffer_bytes; sb > 0)
     socket_.set_option(asio::socket_base::send_buffer_size(static_cast<int>(sb)), ec);
@@ -94,7 +77,7 @@ void ws_session::start(recovery_request recovery, std::string initial_bytes, con
     inbuf_ = std::move(initial_bytes);
     if (!process(0) || !wants_read()) return;
   }
-  if (tls_ && SSL_has_pending(tls_.get())) {
+  if (tls_pending()) {
     // Decrypted or buffered bytes the HTTP reader left in OpenSSL: the socket won't signal them.
     ++pending_ops_;
     asio::post(ctx_.io(), [this] {
@@ -151,113 +134,19 @@ void ws_session::refresh(const std::string& token) {
   send_text(protocol::encode_refreshed(claims.exp));
 }
 
-void ws_session::join_room(const std::string& room, recovery_request recovery, bool initial) {
-  auto& router = ctx_.svc().router;
-  const auto policy = router.policy_for(room);
-  auto* store = ctx_.svc().history;
-  const bool sync = policy.keeps() && store != nullptr;
-  const auto r = ctx_.tables().join(*this, room, ctx_.svc().cfg.max_rooms_per_session, sync);
-  if (r == hub::shard::join_result::too_many)
-    return send_error(protocol::error_code::too_many_rooms, "too many rooms for one session", {}, room);
-  if (!sync || r == hub::shard::join_result::already) {
-    history::read_result none;
-    return on_synced(room, recovery, initial, none);
+void ws_session::queue_welcome(std::string_view payload, const protocol::room_position&) {
+  queue_.insert(handshake_first() ? 1 : 0, hub::make_local(protocol::make_frame(ws_opcode::text, payload)), out(),
+                ctx_.counters().queued_bytes);
+  handshake_.reset();
+  welcomed_ = true;
+  if (!flush_scheduled_ && !write_waiting_) {
+    flush_scheduled_ = true;
+    ++pending_ops_;
+    ctx_.request_flush(this);
   }
-  // The read completes on another thread, maybe after this session is gone: find it again by id.
-  auto* ctx = &ctx_;
-  const auto sid = id().session_id;
-  const std::size_t limit = recovery.wanted ? policy.max_messages : 0;  // 0: the position only
-  store->read(room, recovery.since, limit, policy.ttl,
-              [ctx, sid, room, recovery, initial](history::read_result res) mutable {
-                asio::post(ctx->io(),
-                           [ctx, sid, room, recovery = std::move(recovery), initial, res = std::move(res)]() mutable {
-                             if (auto* m = ctx->tables().find(sid))
-                               static_cast<ws_session*>(m)->on_synced(room, recovery, initial, res);
-                           });
-              });
 }
 
-void ws_session::on_synced(const std::string& room, const recovery_request& recovery, bool initial,
-                           const history::read_result& r) {
-  protocol::room_position pos{room, r.ec ? 0 : r.head, r.ec ? std::string() : r.epoch};
-  if (initial) {
-    // welcome goes first: frames queued while the history was read wait behind it.
-    const std::vector<protocol::room_position> rooms{pos};
-    const auto sid = hub::format_session_id(id().session_id);
-    auto w = hub::make_local(protocol::make_frame(
-        ws_opcode::text,
-        protocol::encode_welcome({ctx_.svc().router.node_id(), sid, id().user, &rooms, ctx_.svc().cfg.dev_kill})));
-    queue_grew(w->bytes().size());
-    queue_.insert(queue_.begin() + static_cast<std::ptrdiff_t>(head_) + (handshake_first() ? 1 : 0), std::move(w));
-    handshake_.reset();
-    welcomed_ = true;
-    if (!queue_.empty() && !flush_scheduled_ && !write_waiting_) {
-      flush_scheduled_ = true;
-      ++pending_ops_;
-      ctx_.request_flush(this);
-    }
-  } else {
-    send_text(protocol::encode_joined(pos));
-  }
-  std::uint64_t position = pos.seq;
-  std::uint64_t recovered_to = 0;  // the recovery below sent (since, recovered_to] of pos.epoch
-  if (recovery.wanted && ctx_.svc().router.policy_for(room).keeps()) {
-    auto& c = ctx_.counters();
-    if (r.ec) {
-      c.recovery_gaps.add();
-      send_text(protocol::encode_gap(room, "unavailable", 0, ""));
-    } else if (r.epoch.empty() || recovery.epoch != r.epoch) {
-      c.recovery_gaps.add();
-      send_text(protocol::encode_gap(room, r.epoch.empty() ? "expired" : "epoch", r.head, r.epoch));
-    } else if (!r.complete) {
-      c.recovery_gaps.add();
-      send_text(protocol::encode_gap(room, "trimmed", r.head, r.epoch));
-    } else {
-      // What it missed, in order, then live frames newer than that (held meanwhile by the shard).
-      // Only what was for this member: a message for others is passed over, not a hole.
-      for (const auto& en : r.entries)
-        if (en.audience.matches(id().role, id().platform, id().user))
-          enqueue(hub::make_local(hub::router::encode(room, en)));
-      c.recoveries.add();
-      send_text(protocol::encode_recovered(room, recovery.since + 1, r.head));
-      recovered_to = r.head;
-    }
-  }
-  if (r.ec) position = 0;
-  ctx_.tables().finish_sync(*this, room, position, pos.epoch);
-  redeliver_unconfirmed(room, recovery.since, recovered_to, pos.epoch);
-}
-
-void ws_session::redeliver_unconfirmed(const std::string& room, std::uint64_t since, std::uint64_t recovered_to,
-                                       const std::string& epoch) {
-  auto* store = ctx_.svc().receipts;
-  if (!store) return;
-  auto* ctx = &ctx_;
-  const auto sid = id().session_id;
-  store->pending(
-      id().user, room,
-      [ctx, sid, room, since, recovered_to, epoch](std::error_code ec, std::vector<receipts::pending_message> msgs) {
-        if (ec || msgs.empty()) return;
-        asio::post(ctx->io(), [ctx, sid, room, since, recovered_to, epoch, msgs = std::move(msgs)] {
-          auto* m = ctx->tables().find(sid);
-          if (!m || !ctx->tables().in_room(*m, room)) return;
-          auto* s = static_cast<ws_session*>(m);
-          const auto& who = s->id();
-          for (const auto& p : msgs) {
-            // The recovery just sent it (with "receipt":true): once is enough.
-            if (p.epoch == epoch && p.seq > since && p.seq <= recovered_to) continue;
-            // The user was expected through another of its sessions: this one may be outside the
-            // message's filter (an unreadable filter sends nothing).
-            protocol::filter audience;
-            if (!protocol::parse_filter_json(p.audience, audience) ||
-                !audience.matches(who.role, who.platform, who.user))
-              continue;
-            s->send_text(p.frame);
-            ctx->counters().receipts_redelivered.add();
-          }
-        });
-      });
-}
+void ws_session::queue_recovered(hub::frame_ref f, std::uint64_t, std::string_view) { enqueue(std::move(f)); }
 
 // ---- reading ----
 
@@ -290,7 +179,7 @@ void ws_session::on_readable(const error_code& ec) {
     }
     if (rec) {
       // After our close frame, a vanished peer still ends the close cleanly.
-      terminate(state_ == state::closing ? close_reason_ : reason_for(rec));
+      terminate(state_ == state::closing ? close_reason_ : close_reason_for(rec));
       return;
     }
     if (!process(n) || !wants_read()) return;
@@ -433,20 +322,7 @@ void ws_session::on_text(std::string_view text) {
       enqueue(hub::make_local(pong_json_frame()));
       return;
     case kind::error:
-      ctx_.counters().client_errors.add();
-      switch (c.refused) {
-        case hub::client_command::limit::none:
-          break;
-        case hub::client_command::limit::join_rate:
-          ctx_.counters().join_rate_limited.add();
-          break;
-        case hub::client_command::limit::json_depth:
-          ctx_.counters().json_refused_client[0].add();
-          break;
-        case hub::client_command::limit::json_members:
-          ctx_.counters().json_refused_client[1].add();
-          break;
-      }
+      count_refusal(ctx_.counters(), c);
       send_text(c.text);
       return;
     case kind::refresh:
@@ -481,17 +357,8 @@ void ws_session::on_text(std::string_view text) {
 
 void ws_session::publish(hub::client_command c) {
   auto& router = ctx_.svc().router;
-  bus::envelope e;
-  e.kind = protocol::target_kind::room;
-  e.target = std::move(c.room);
-  const bool want_ack = !c.id.empty();
-  e.id = want_ack ? std::move(c.id) : router.make_id(ctx_.index());
-  e.claim_id = want_ack;
-  e.check_mute = true;
-  e.from = this->id().user;
-  e.data = std::move(c.data);
-  e.audience = std::move(c.audience);
-  e.origin = router.node_id();
+  auto e = client_publish_envelope(router, ctx_.index(), id().user, std::move(c));
+  const bool want_ack = e.claim_id;
   ctx_.counters().publishes_client.add();
   // The outcome may come on another thread and after this session is gone: find it again by id.
   auto* ctx = &ctx_;
@@ -527,7 +394,7 @@ void ws_session::send_text(std::string_view payload) {
 
 void ws_session::deliver(const hub::frame_ref& f) {
   if (state_ != state::open) return;
-  if (queued_bytes_ + f->bytes(deflate_).size() > ctx_.svc().cfg.max_queue_bytes) {
+  if (queue_.bytes() + f->bytes(deflate_).size() > ctx_.svc().cfg.max_queue_bytes) {
     // Slow consumer: drop what it hasn't read; it reconnects and recovers from history.
     begin_close(protocol::close_code::slow_consumer, "slow consumer", metrics::close_reason::slow_consumer, true);
     return;
@@ -535,20 +402,9 @@ void ws_session::deliver(const hub::frame_ref& f) {
   enqueue(f);
 }
 
-void ws_session::queue_grew(std::size_t n) noexcept {
-  queued_bytes_ += n;
-  ctx_.counters().queued_bytes.add(n);
-}
-
-void ws_session::queue_shrank(std::size_t n) noexcept {
-  queued_bytes_ -= n;
-  ctx_.counters().queued_bytes.sub(n);
-}
-
 void ws_session::enqueue(hub::frame_ref f) {
   if (state_ == state::closed) return;
-  queue_grew(f->bytes(deflate_).size());
-  queue_.push_back(std::move(f));
+  queue_.push(std::move(f), out(), ctx_.counters().queued_bytes);
   if (!flush_scheduled_ && !write_waiting_) {
     flush_scheduled_ = true;
     ++pending_ops_;
@@ -560,88 +416,16 @@ void ws_session::flush() {
   // Called from the shard's flush handler, which counted this as a pending op.
   flush_scheduled_ = false;
   if (state_ != state::closed && !write_waiting_ && (welcomed_ || state_ == state::closing)) {
-    while (head_ < queue_.size()) {
-      std::array<asio::const_buffer, max_gather> bufs;
-      std::size_t n = 0;
-      for (std::size_t i = head_; i < queue_.size() && n < max_gather; ++i, ++n) {
-        auto b = queue_[i]->bytes(deflate_);
-        if (i == head_) b.remove_prefix(head_offset_);
-        bufs[n] = asio::const_buffer(b.data(), b.size());
-      }
-      error_code ec;
-      const std::size_t written = write_some(std::span<const asio::const_buffer>(bufs.data(), n), ec);
-      if (ec == asio::error::would_block || ec == asio::error::try_again) {
-        wait_writable();
-        break;
-      }
-      if (ec) {
-        terminate(state_ == state::closing ? close_reason_ : reason_for(ec));
-        break;
-      }
-      ctx_.counters().bytes_out.add(written);
-      consume(written);
-    }
-    if (state_ != state::closed && head_ == queue_.size()) {
-      queue_.clear();
-      head_ = 0;
-      if (queue_.capacity() > 256) queue_.shrink_to_fit();  // give back a burst's memory
-      if (close_after_flush_ && state_ == state::closing) terminate(close_reason_);
-    }
+    error_code ec;
+    ctx_.counters().bytes_out.add(queue_.write(writer(), ec, out(), ctx_.counters().queued_bytes));
+    if (ec == asio::error::would_block || ec == asio::error::try_again)
+      wait_writable();
+    else if (ec)
+      terminate(state_ == state::closing ? close_reason_ : close_reason_for(ec));
+    else if (close_after_flush_ && state_ == state::closing)
+      terminate(close_reason_);
   }
   op_done();
-}
-
-void ws_session::consume(std::size_t n) {
-  queue_shrank(n);
-  while (n > 0) {
-    const std::size_t left = queue_[head_]->bytes(deflate_).size() - head_offset_;
-    if (n < left) {
-      head_offset_ += static_cast<std::uint32_t>(n);
-      return;
-    }
-    n -= left;
-    queue_[head_].reset();
-    ++head_;
-    head_offset_ = 0;
-  }
-}
-
-std::size_t ws_session::read_some(std::span<char> into, error_code& ec) {
-  if (!tls_) return socket_.read_some(asio::buffer(into.data(), into.size()), ec);
-  ERR_clear_error();
-  const int rc = SSL_read(tls_.get(), into.data(), static_cast<int>(into.size()));
-  if (rc > 0) return static_cast<std::size_t>(rc);
-  switch (tls_result(tls_.get(), rc)) {
-    case tls_status::want_read:
-    case tls_status::want_write:  // it has a record to send first (rare in TLS 1.2/1.3 without renegotiation)
-      ec = asio::error::would_block;
-      break;
-    case tls_status::closed:
-      ec = asio::error::eof;  // close_notify: the peer went away
-      break;
-    default:
-      ec = asio::error::connection_reset;
-  }
-  return 0;
-}
-
-std::size_t ws_session::write_some(std::span<const asio::const_buffer> bufs, error_code& ec) {
-  if (!tls_) return socket_.write_some(bufs, ec);
-  // One record from the queue's head: after WANT_WRITE the next try starts at the same byte with
-  // at least as many bytes (the queue only grows at its tail), as OpenSSL asks of a retry.
-  auto staging = ctx_.tls_write_buffer();
-  std::size_t len = 0;
-  for (const auto& b : bufs) {
-    const std::size_t take = std::min(b.size(), staging.size() - len);
-    std::memcpy(staging.data() + len, b.data(), take);
-    len += take;
-    if (len == staging.size()) break;
-  }
-  ERR_clear_error();
-  const int rc = SSL_write(tls_.get(), staging.data(), static_cast<int>(len));
-  if (rc > 0) return static_cast<std::size_t>(rc);
-  ec = tls_result(tls_.get(), rc) == tls_status::want_write ? asio::error::would_block : asio::error::broken_pipe;
-  return 0;
 }
 
 void ws_session::wait_writable() {
@@ -657,7 +441,7 @@ void ws_session::wait_writable() {
     ++pending_ops_;  // flush() ends with op_done() for its own count
     flush();
     // TLS may hold plaintext it read while it had to write first: no socket readiness will tell.
-    if (tls_ && state_ != state::closed && SSL_has_pending(tls_.get()) && wants_read()) on_readable({});
+    if (state_ != state::closed && tls_pending() && wants_read()) on_readable({});
     op_done();
   });
 }
@@ -674,21 +458,6 @@ void ws_session::drain() {
   begin_close(protocol::close_code::service_restart, "server restart", metrics::close_reason::drain, false);
 }
 
-namespace {
-// net.core.wmem_max: the most SO_SNDBUF can ask for without CAP_NET_ADMIN. Read once.
-int wmem_max() {
-  static const int v = [] {
-    int n = 212992;  // the kernel's default
-    if (FILE* f = std::fopen("/proc/sys/net/core/wmem_max", "r")) {
-      if (std::fscanf(f, "%d", &n) != 1) n = 212992;
-      std::fclose(f);
-    }
-    return n;
-  }();
-  return v;
-}
-}  // namespace
-
 void ws_session::begin_close(std::uint16_t code, std::string_view reason, metrics::close_reason why, bool drop_queue) {
   if (state_ != state::open) return;
   state_ = state::closing;
@@ -700,27 +469,12 @@ void ws_session::begin_close(std::uint16_t code, std::string_view reason, metric
   if (drop_queue) {
     // Keep a partly written frame: cutting it would corrupt the stream before the close frame.
     // Nor the 101 if it hasn't gone yet.
-    const std::size_t keep = head_ < queue_.size() && (head_offset_ > 0 || handshake_first()) ? 1 : 0;
-    for (std::size_t i = head_ + keep; i < queue_.size(); ++i) queue_shrank(queue_[i]->bytes(deflate_).size());
-    queue_.resize(head_ + keep);
+    const std::size_t keep = queue_.front() && (queue_.front_started() || handshake_first()) ? 1 : 0;
+    queue_.drop_unsent(keep, out(), ctx_.counters().queued_bytes);
   }
   deadline_ = ctx_.now() + ctx_.svc().cfg.pong_timeout;
   enqueue(hub::make_local(protocol::make_close_frame(code, reason)));
-  if (drop_queue) {
-    // A slow consumer's kernel send buffer is full, so the close frame would never get in and the
-    // client would see only EOF. Double the buffer once so the frame lands behind what the client
-    // has yet to read: when it reads, it learns why (4008). SO_SNDBUF is capped at
-    // net.core.wmem_max; a bigger (autotuned) buffer grows only with SO_SNDBUFFORCE
-    // (CAP_NET_ADMIN), else the client sees EOF. send_buffer_bytes keeps it under the cap.
-    const int fd = socket_.native_handle();
-    int cur = 0;
-    socklen_t len = sizeof cur;
-    if (::getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &cur, &len) == 0) {
-      const int want = cur;  // the kernel doubles what is set; queued bytes count with their overhead
-      if (::setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &want, sizeof want) != 0 && want <= wmem_max())
-        ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &want, sizeof want);
-    }
-  }
+  if (drop_queue) make_room_for_last_frame(socket_.native_handle());  // the client reads 4008, not only EOF
 }
 
 void ws_session::tick(clock::time_point now) {
@@ -762,12 +516,8 @@ void ws_session::terminate(metrics::close_reason why) {
   if (state_ == state::closed) return;
   state_ = state::closed;
   if (!reason_counted_) ctx_.counters().close(why);
-  error_code ec;
-  if (tls_ && SSL_is_init_finished(tls_.get())) SSL_shutdown(tls_.get());  // close_notify, best effort
-  socket_.shutdown(asio::socket_base::shutdown_both, ec);
-  socket_.close(ec);  // completes pending waits with operation_aborted
-  queue_.clear();
-  queue_shrank(queued_bytes_);
+  close_socket();  // completes pending waits with operation_aborted
+  queue_.clear(ctx_.counters().queued_bytes);
   // Every way out passes here, so every session leaves every index exactly once.
   ctx_.tables().remove(*this);
   ++pending_ops_;

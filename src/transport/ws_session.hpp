@@ -12,10 +12,10 @@
 #include "metrics/counters.hpp"
 #include "protocol/codec.hpp"
 #include "protocol/ws_frame.hpp"
-#include "transport/tls_context.hpp"
+#include "transport/send_queue.hpp"
+#include "transport/session.hpp"
 
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/intrusive/list_hook.hpp>
 
 #include <chrono>
 #include <memory>
@@ -25,14 +25,9 @@
 namespace roomcast::transport {
 
 class shard_context;
-struct recovery_request;
 
-class ws_session final
-    : public hub::member,
-      public boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::normal_link>> {
+class ws_session final : public session {
  public:
-  using clock = std::chrono::steady_clock;
-
   // tls: the connection's TLS state when the port speaks TLS (null: plain TCP).
   ws_session(shard_context& ctx, boost::asio::ip::tcp::socket socket, hub::identity id, std::string url_room,
              ssl_ptr tls = nullptr);
@@ -49,12 +44,12 @@ class ws_session final
 
   void deliver(const hub::frame_ref& f) override;
   void kick(std::uint16_t code, std::string_view reason) override;
-  void drain();                      // close with 1012
-  void tick(clock::time_point now);  // liveness sweep: ping, pong and close deadlines
-  void flush();                      // called by the shard's flush handler
-  void send_text(std::string_view payload);
+  void drain() override;                      // close with 1012
+  void tick(clock::time_point now) override;  // liveness sweep: ping, pong and close deadlines
+  void flush() override;                      // called by the shard's flush handler
+  void send_text(std::string_view payload) override;
 
-  bool open() const noexcept { return state_ == state::open; }
+  bool open() const noexcept override { return state_ == state::open; }
   // permessage-deflate was negotiated in the upgrade (before start()).
   void use_deflate() noexcept;
 
@@ -63,7 +58,8 @@ class ws_session final
 
   // Open, or closing by our side and waiting for the peer's close reply.
   // The 101 is still at the head of the queue (not written, or only in part).
-  bool handshake_first() const noexcept { return handshake_ && head_ < queue_.size() && queue_[head_] == handshake_; }
+  bool handshake_first() const noexcept { return handshake_ && queue_.front() == handshake_.get(); }
+  websocket_bytes out() const noexcept { return {deflate_}; }  // what this session sends of a frame
   bool wants_read() const noexcept {
     return state_ == state::open || (state_ == state::closing && !close_after_flush_);
   }
@@ -80,43 +76,22 @@ class ws_session final
   void begin(recovery_request recovery);  // add to the tables, join the URL room, welcome
   void refresh(const std::string& token);
   void publish(hub::client_command c);
-  // Sends the room's messages with receipts this user has not confirmed (after a join), except what
-  // the join's recovery just sent: (since, recovered_to] of `epoch`.
-  void redeliver_unconfirmed(const std::string& room, std::uint64_t since, std::uint64_t recovered_to,
-                             const std::string& epoch);
-  // Joins `room`; for a room with history, reads its position (and what the client missed) first.
-  void join_room(const std::string& room, recovery_request recovery, bool initial);
-  void on_synced(const std::string& room, const recovery_request& recovery, bool initial,
-                 const history::read_result& r);
+  void queue_welcome(std::string_view payload, const protocol::room_position& pos) override;
+  void queue_recovered(hub::frame_ref f, std::uint64_t seq, std::string_view epoch) override;
   // id/room: the client frame this answers (echoed so the client can match it), empty if none.
   void send_error(std::string_view code, std::string_view message, std::string_view id = {},
                   std::string_view room = {});
 
-  // The socket's bytes, through TLS when there is TLS: a non-blocking read or a gathering write
-  // (TLS: the buffers copied into one record of at most 16 KiB), would_block when it can't go on.
-  std::size_t read_some(std::span<char> into, boost::system::error_code& ec);
-  std::size_t write_some(std::span<const boost::asio::const_buffer> bufs, boost::system::error_code& ec);
-
   void enqueue(hub::frame_ref f);
-  void consume(std::size_t n);
   void wait_writable();
 
   void begin_close(std::uint16_t code, std::string_view reason, metrics::close_reason why, bool drop_queue);
   void terminate(metrics::close_reason why);
   void op_done();
-  // queued_bytes_ and the shard's gauge of it (roomcast_queued_bytes) move together.
-  void queue_grew(std::size_t n) noexcept;
-  void queue_shrank(std::size_t n) noexcept;
 
-  shard_context& ctx_;
-  boost::asio::ip::tcp::socket socket_;
-  ssl_ptr tls_;  // 8 bytes; OpenSSL releases its record buffers while the connection is idle
   std::string url_room_;
-  std::vector<hub::frame_ref> queue_;
-  std::size_t queued_bytes_ = 0;
-  std::uint32_t head_ = 0;         // first unwritten frame
-  std::uint32_t head_offset_ = 0;  // bytes of queue_[head_] already written
-  std::string inbuf_;              // bytes of an incomplete frame, kept for the next read
+  send_queue<websocket_bytes> queue_;
+  std::string inbuf_;  // bytes of an incomplete frame, kept for the next read
   protocol::ws_reader reader_;
   hub::token_bucket publish_bucket_;
   hub::token_bucket join_bucket_;  // 12 bytes: join_rate
@@ -131,8 +106,8 @@ class ws_session final
   bool close_after_flush_ = false;
   bool read_waiting_ = false;
   bool reason_counted_ = false;  // begin_close counted the reason already
-  bool welcomed_ = false;        // nothing is written before welcome (it waits for the history read)
   bool deflate_ = false;         // permessage-deflate: compressed frames are sent where there are some
+  bool welcomed_ = false;        // nothing is written before welcome (it waits for the history read)
   hub::frame_ref handshake_;     // the queued 101 until the welcome is queued behind it
   // Waiting for {"type":"auth"} (until deadline_): the recovery the URL asked for.
   std::unique_ptr<recovery_request> awaiting_auth_;

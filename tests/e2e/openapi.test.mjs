@@ -474,7 +474,7 @@ try {
   const u3 = await wsOpen(a, wsPath('r1', 'STU', 'u3', 'web'));
   sockets.push(u1pc, u1phone, u2, u3);
 
-  await check('the WebSocket route: 101, plain GET 426, refusals 400/401/403, other methods 405', async () => {
+  await check('the WebSocket route: 101, plain GET 426, refusals 400/401/403, POST client frames, other methods 405', async () => {
     await call(a, 'GET', wsPath('r2', 'STU', 'u9', 'pc'), { expect: 426, requestValid: true });
     await call(a, 'GET', wsPath('r2', 'STU', 'u9', 'pc') + '?since=3&epoch=abc', { expect: 426, requestValid: true });
     await call(a, 'GET', wsPath('r2', 'STU', 'u9', 'pc') + '?since=-1', { expect: 400, requestValid: false });
@@ -484,7 +484,13 @@ try {
     await call(a, 'GET', wsPath('r2', 'STU', 'u9', 'pc', jwt('someone-else')), { expect: 401 });
     await call(a, 'GET', wsPath('r2', 'STU', 'u9', 'pc', jwt('u9', -3600)), { expect: 401 });
     await call(a, 'GET', wsPath('r2', 'STU', 'u9', 'pc'), { expect: 403, headers: { Origin: 'http://evil.example' } });
-    await call(a, 'POST', wsPath('r2', 'STU', 'u9', 'pc'), { expect: 405, body: '{}' });
+    // POST: a client frame of an SSE client, by the WebSocket rules (a student may not publish).
+    await call(a, 'POST', wsPath('r2', 'STU', 'u9', 'pc'), { expect: 400, body: '{}' });
+    await call(a, 'POST', wsPath('r2', 'STU', 'u9', 'pc'), { expect: 200, json: { type: 'ping' }, requestValid: true });
+    await call(a, 'POST', wsPath('r2', 'STU', 'u9', 'pc'), { expect: 403, json: { type: 'publish', data: {}, id: 'x1' } });
+    await call(a, 'POST', wsPath('r2', 'STU', 'u9', 'pc'), { expect: 204, json: { type: 'received', id: 'x1' } });
+    await call(a, 'POST', wsPath('r2', 'STU', 'u9', 'pc', 'not-a-jwt'), { expect: 401, json: { type: 'ping' } });
+    await call(a, 'PUT', wsPath('r2', 'STU', 'u9', 'pc'), { expect: 405, body: '{}' });
     const up = { Connection: 'Upgrade', Upgrade: 'websocket', 'Sec-WebSocket-Key': crypto.randomBytes(16).toString('base64'), Origin: 'http://good.example' };
     await call(a, 'GET', wsPath('r2', 'STU', 'u9', 'pc'), { upgrade: true, expect: 400, headers: { ...up, 'Sec-WebSocket-Version': '8' } });
     await call(a, 'GET', wsPath('r2', 'STU', 'u9', 'pc'), { upgrade: true, expect: 400, headers: { ...up, 'Sec-WebSocket-Version': '13', 'Sec-WebSocket-Key': 'short' } });

@@ -115,6 +115,12 @@ bool tls_client::write(std::string_view bytes) {
   return true;
 }
 
+bool tls_client::read_text_until(std::string_view needle) {
+  while (in_.find(needle) == std::string::npos)
+    if (!fill()) return false;
+  return true;
+}
+
 bool tls_client::fill() {
   char buf[16384];
   const int n = SSL_read(ssl_, buf, sizeof buf);

@@ -49,6 +49,10 @@ class tls_client {
   bool send_frame(std::uint8_t first_byte, std::string_view payload);  // masked, as a client must
   // The server ended the stream (close_notify, FIN or reset) within the timeout.
   bool wait_closed();
+  // Reads until what was received holds `needle` (an SSE stream: no frames, no length); false on
+  // timeout or end of stream. received(): everything read and not taken by another call.
+  bool read_text_until(std::string_view needle);
+  const std::string& received() const { return in_; }
 
  private:
   bool fill();  // reads more into in_; false at the end of the stream or on timeout
