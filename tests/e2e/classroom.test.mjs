@@ -12,6 +12,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { startCluster, waitFor, sleep } from '../js/support/cluster.mjs';
+import { check, finish, results } from './support.mjs';
 
 const bin = process.env.ROOMCAST_BIN || process.argv[2];
 if (!bin) throw new Error('set ROOMCAST_BIN (or pass the binary)');
@@ -20,17 +21,6 @@ fs.mkdirSync(shots, { recursive: true });
 const API_KEY = 'e2e-' + Math.random().toString(36).slice(2, 10);
 const ROOM = '345';
 
-let passed = 0, failed = 0;
-async function check(name, fn, ms = 30000) {
-  try {
-    await Promise.race([fn(), sleep(ms).then(() => { throw new Error(`timeout after ${ms} ms`); })]);
-    passed++;
-    console.log(`ok   ${name}`);
-  } catch (e) {
-    failed++;
-    console.log(`FAIL ${name}: ${e.message}`);
-  }
-}
 
 // The room's message seqs a page shows, in the order shown (oldest first).
 async function seqsOn(page) {
@@ -182,13 +172,12 @@ try {
     }
   });
 } catch (e) {
-  failed++;
+  results.failed++;
   console.log(`FAIL setup: ${e.stack || e.message}`);
 } finally {
   if (browser) await browser.close();
-  if (failed && cluster) console.log(cluster.logs());
+  if (results.failed && cluster) console.log(cluster.logs());
   if (cluster) await cluster.stop();
 }
 console.log(`screenshots: ${shots}`);
-console.log(`${passed} passed, ${failed} failed`);
-process.exit(failed ? 1 : 0);
+finish();

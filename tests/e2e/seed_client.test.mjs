@@ -4,21 +4,10 @@
 // Exits 0 on success; prints "N passed, N failed".
 import { chromium } from 'playwright-core';
 import { spawn } from 'node:child_process';
-import net from 'node:net';
+import { freePort } from './support.mjs';
 
 const [bin, webRoot] = process.argv.slice(2);
 const deadline = (ms) => new Promise((_, reject) => setTimeout(() => reject(new Error(`timeout after ${ms} ms`)), ms));
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-    s.on('error', reject);
-  });
-}
 
 async function waitHealthy(port) {
   for (let i = 0; i < 250; ++i) {

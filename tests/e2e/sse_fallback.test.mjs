@@ -11,6 +11,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { startCluster, waitFor, sleep } from '../js/support/cluster.mjs';
+import { check, finish, results } from './support.mjs';
 
 const bin = process.env.ROOMCAST_BIN || process.argv[2];
 if (!bin) throw new Error('set ROOMCAST_BIN (or pass the binary)');
@@ -18,17 +19,6 @@ const shots = process.env.ROOMCAST_SCREENSHOT_DIR || fs.mkdtempSync(path.join(os
 fs.mkdirSync(shots, { recursive: true });
 const ROOM = 'sse-class';
 
-let passed = 0, failed = 0;
-async function check(name, fn, ms = 30000) {
-  try {
-    await Promise.race([fn(), sleep(ms).then(() => { throw new Error(`timeout after ${ms} ms`); })]);
-    passed++;
-    console.log(`ok   ${name}`);
-  } catch (e) {
-    failed++;
-    console.log(`FAIL ${name}: ${e.message}`);
-  }
-}
 const countText = (page, sel, text) => page.$$eval(sel, (els, t) => els.filter((e) => e.textContent.includes(t)).length, text);
 async function seqsOn(page) {
   const seqs = await page.$$eval(`#log [data-seq][data-room="${ROOM}"]`, (els) => els.map((e) => Number(e.dataset.seq)));
@@ -111,13 +101,12 @@ try {
     await student.screenshot({ path: path.join(shots, 'classroom-sse-student-recovered.png') });
   }, 45000);
 } catch (e) {
-  failed++;
+  results.failed++;
   console.log(`FAIL setup: ${e.stack || e.message}`);
 } finally {
   if (browser) await browser.close();
-  if (failed && cluster) console.log(cluster.logs());
+  if (results.failed && cluster) console.log(cluster.logs());
   if (cluster) await cluster.stop();
 }
 console.log(`screenshots: ${shots}`);
-console.log(`${passed} passed, ${failed} failed`);
-process.exit(failed ? 1 : 0);
+finish();

@@ -7,26 +7,13 @@ import { chromium } from 'playwright-core';
 import { spawn, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import https from 'node:https';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { check, finish, freePort, results, sleep } from './support.mjs';
 
 const [bin, webRoot] = process.argv.slice(2);
 const shots = process.env.ROOMCAST_SCREENSHOT_DIR || fs.mkdtempSync(path.join(os.tmpdir(), 'rc-shots-'));
 fs.mkdirSync(shots, { recursive: true });
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-    s.on('error', reject);
-  });
-}
-
 // HTTPS with the test's own certificate as the only trusted one.
 function request(port, ca, method, target, body) {
   return new Promise((resolve, reject) => {
@@ -43,17 +30,6 @@ function request(port, ca, method, target, body) {
   });
 }
 
-let passed = 0, failed = 0;
-async function check(name, fn, ms = 30000) {
-  try {
-    await Promise.race([fn(), sleep(ms).then(() => { throw new Error(`timeout after ${ms} ms`); })]);
-    passed++;
-    console.log(`ok   ${name}`);
-  } catch (e) {
-    failed++;
-    console.log(`FAIL ${name}: ${e.message}`);
-  }
-}
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rc-wss-'));
 execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2',
@@ -118,7 +94,7 @@ try {
     if (value('roomcast_compressions_total') < 1) throw new Error('the long notice was not compressed');
   });
 } catch (e) {
-  failed++;
+  results.failed++;
   console.log(`FAIL setup: ${e.message}`);
 } finally {
   if (browser) await browser.close();
@@ -126,6 +102,5 @@ try {
   await Promise.race([new Promise((r) => node.on('exit', r)), sleep(15000)]);
   fs.rmSync(dir, { recursive: true, force: true });
 }
-if (failed) console.log('--- roomcast log ---\n' + nodeLog.split('\n').slice(-40).join('\n'));
-console.log(`${passed} passed, ${failed} failed`);
-process.exit(failed ? 1 : 0);
+if (results.failed) console.log('--- roomcast log ---\n' + nodeLog.split('\n').slice(-40).join('\n'));
+finish();
